@@ -1,0 +1,12 @@
+//! adps: Ambient DPS over ONNX Runtime, as a dataflow pipeline.
+//!
+//! The module tree follows the data flow:
+//! - [`io`]: object stores, Parquet and image codecs (the edges).
+//! - [`stages`]: one file per pipeline stage, in flow order (list → fetch → decode →
+//!   batch → restore → metrics → write → commit).
+//! - [`pipeline`]: the run configuration, sharding and the one place that wires stages.
+//! - [`restore`]: pure math — schedule, operators, sampler, DPS guidance, metrics. No I/O.
+//! - [`model`]: ONNX Runtime sessions implementing [`restore::denoiser::Denoiser`].
+
+pub mod restore;
+pub mod model;

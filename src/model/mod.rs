@@ -1,0 +1,2 @@
+//! ONNX Runtime: model folders (spec §2), their cards, and sessions implementing
+//! [`crate::restore::denoiser::Denoiser`].
