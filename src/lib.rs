@@ -4,9 +4,13 @@
 //! - [`io`]: object stores, Parquet and image codecs (the edges).
 //! - [`stages`]: one file per pipeline stage, in flow order (list → fetch → decode →
 //!   batch → restore → metrics → write → commit).
-//! - [`pipeline`]: the run configuration, sharding and the one place that wires stages.
+//! - [`pipeline`]: the run configuration, the validated plan, and the one place that
+//!   wires stages ([`pipeline::topology`]).
 //! - [`restore`]: pure math — schedule, operators, sampler, DPS guidance, metrics. No I/O.
 //! - [`model`]: ONNX Runtime sessions implementing [`restore::denoiser::Denoiser`].
+//! - [`cli`] and [`app`]: the command line.
 
-pub mod restore;
+pub mod io;
 pub mod model;
+pub mod pipeline;
+pub mod restore;

@@ -1,0 +1,143 @@
+"""Model card (spec §2): the graph signatures every adps model folder must have,
+and writing a folder's card.json plus the `adps.card` metadata inside each graph.
+
+The card embedded in a graph is card.json less the `sha256` of each graph (a file
+cannot hold its own hash); everything else, including the signatures, is identical.
+Dynamic dimensions are the strings "B" (batch) and "M" (measurement count).
+"""
+import copy
+import hashlib
+import json
+import os
+import platform
+
+import onnx
+
+CARD_KEY = "adps.card"
+ONNX_IR_VERSION = 10  # onnx 1.23 writes IR 14 by default; ONNX Runtime 1.31 accepts <= 13
+OPSET = 18
+GRAPHS = ("denoiser.onnx", "dps_vjp.onnx", "dps_dense.onnx")
+
+
+def signatures(shape):
+    """Input/output names and shapes of the three graphs for an image shape [C, H, W]."""
+    c, h, w = shape
+    img = ["B", c, h, w]
+    base = {"x_t": img, "sigma": ["B"], "mask": img}
+    return {
+        "denoiser.onnx": {"inputs": dict(base), "outputs": {"x0_hat": img}},
+        "dps_vjp.onnx": {"inputs": {**base, "cotangent": img},
+                         "outputs": {"x0_hat": img, "vjp": img}},
+        "dps_dense.onnx": {"inputs": {**base, "y": ["B", "M"], "A": ["M", c * h * w]},
+                           "outputs": {"x0_hat": img, "residual_sq": ["B"], "grad": img}},
+    }
+
+
+def graph_signature(model):
+    """(inputs, outputs) of an onnx.ModelProto as {name: [dim, ...]} with symbolic dims as strings."""
+    def dims(v):
+        return [d.dim_param if d.dim_param else d.dim_value
+                for d in v.type.tensor_type.shape.dim]
+    return ({v.name: dims(v) for v in model.graph.input},
+            {v.name: dims(v) for v in model.graph.output})
+
+
+def rename_dims(model, graph_name, shape):
+    """Give the dynamic dims of inputs/outputs the card's symbols ("B", "M") and check the rest."""
+    want = signatures(shape)[graph_name]
+    for values, spec in ((model.graph.input, want["inputs"]), (model.graph.output, want["outputs"])):
+        if sorted(v.name for v in values) != sorted(spec):
+            raise ValueError(f"{graph_name}: names {[v.name for v in values]} != {list(spec)}")
+        for v in values:
+            dims = v.type.tensor_type.shape.dim
+            if len(dims) != len(spec[v.name]):
+                raise ValueError(f"{graph_name}: {v.name} has rank {len(dims)}, want {spec[v.name]}")
+            for d, s in zip(dims, spec[v.name]):
+                if isinstance(s, str):
+                    d.Clear()
+                    d.dim_param = s
+                elif d.dim_value != s:
+                    d.Clear()
+                    d.dim_value = s
+    return model
+
+
+def versions():
+    import onnxruntime
+    out = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+           "python": platform.python_version()}
+    try:
+        import torch
+        out["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_folder(folder, card, models):
+    """Write models {graph file name: ModelProto} and card.json into folder.
+
+    card must not contain "graphs"; it is filled in here from the graphs themselves.
+    """
+    os.makedirs(folder, exist_ok=True)
+    shape = card["shape"]
+    card = copy.deepcopy(card)
+    card["graphs"] = {}
+    for name in GRAPHS:
+        ins, outs = graph_signature(models[name])
+        if {"inputs": ins, "outputs": outs} != signatures(shape)[name]:
+            raise ValueError(f"{name}: signature {ins} -> {outs} does not match spec §2")
+        card["graphs"][name] = {"inputs": ins, "outputs": outs}
+    embedded = json.dumps(card, sort_keys=True)
+    for name in GRAPHS:
+        m = models[name]
+        del m.metadata_props[:]
+        onnx.helper.set_model_props(m, {CARD_KEY: embedded})
+        m.ir_version = ONNX_IR_VERSION
+        onnx.checker.check_model(m, full_check=True)
+        path = os.path.join(folder, name)
+        onnx.save_model(m, path, save_as_external_data=False)
+        card["graphs"][name]["sha256"] = sha256(path)
+    with open(os.path.join(folder, "card.json"), "w") as f:
+        json.dump(card, f, indent=2)
+        f.write("\n")
+    return card
+
+
+def check_folder(folder):
+    """Load a model folder and check graphs against card.json (names, shapes, hashes, metadata).
+
+    Returns the card; raises ValueError naming the file on the first disagreement.
+    """
+    with open(os.path.join(folder, "card.json")) as f:
+        card = json.load(f)
+    embedded_expected = copy.deepcopy(card)
+    for g in embedded_expected["graphs"].values():
+        g.pop("sha256", None)
+    for name in GRAPHS:
+        path = os.path.join(folder, name)
+        entry = card["graphs"][name]
+        if sha256(path) != entry["sha256"]:
+            raise ValueError(f"{path}: sha256 differs from card.json")
+        m = onnx.load(path)
+        ins, outs = graph_signature(m)
+        if ins != entry["inputs"] or outs != entry["outputs"]:
+            raise ValueError(f"{path}: signature {ins} -> {outs} differs from card.json")
+        if {"inputs": ins, "outputs": outs} != signatures(card["shape"])[name]:
+            raise ValueError(f"{path}: signature differs from spec §2")
+        meta = {p.key: p.value for p in m.metadata_props}
+        if json.loads(meta.get(CARD_KEY, "null")) != embedded_expected:
+            raise ValueError(f"{path}: metadata {CARD_KEY} differs from card.json")
+        if m.ir_version > 13 or any(o.domain not in ("", "ai.onnx") for o in m.opset_import):
+            raise ValueError(f"{path}: ir_version {m.ir_version} / opsets {m.opset_import}")
+        if min(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) < 17:
+            raise ValueError(f"{path}: opset < 17")
+    return card

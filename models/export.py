@@ -1,0 +1,324 @@
+"""Export a denoiser as an adps model folder (spec §2): denoiser.onnx, dps_vjp.onnx,
+dps_dense.onnx and card.json, the card embedded in every graph under `adps.card`.
+
+Gradient graphs: torch.func.vjp of the denoiser is traced with make_fx (symbolic shapes)
+into plain ATen ops, convolution backward rewritten as a transposed convolution, then
+exported with torch.onnx (dynamo, opset 18). Every graph is checked in onnxruntime
+against torch autograd (float64) at batch sizes 1, 3 and 8; a graph whose outputs or
+gradients deviate by more than --tol (relative to the largest reference value) is not
+written, and the worst deviation is printed either way.
+
+Sources:
+  --checkpoint models/checkpoints/fmnist-p0.4.pt   one of ours (EMA weights, train.py)
+  --edm-pickle net.pkl --p 0.4 [--code-path ~/ambient-diffusion]
+        an EDM-style network called as net(x, sigma): NVlabs/edm or
+        giannisdaras/ambient-diffusion pickle (dict with "ema", or a pickled Module)
+  --state-dict sd.pt --module pkg.mod:Class [--module-kwargs JSON] --p 0.4
+        the same network class built from its constructor and a state dict
+For EDM-style networks with p > 0 the input is the ambient layout cat([m⊙x, m]) on
+channels (2C in, first C channels out), otherwise net(m⊙x, sigma); --input-layout
+overrides. EDM-style networks bring their own preconditioning; sigma_data is read from
+net.sigma_data (or --sigma-data).
+
+Examples:
+  python models/export.py --checkpoint models/checkpoints/fmnist-p0.4.pt --out models/fmnist-p0.4
+  python models/export.py --edm-pickle net.pkl --p 0.4 --shape 1 32 32 --out models/my-model
+"""
+import argparse
+import copy
+import importlib
+import json
+import os
+import pickle
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn.functional as Fn
+from torch.fx.experimental.proxy_tensor import make_fx
+
+import card as cardlib
+import net as netlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHECK_BATCHES = (1, 3, 8)
+CHECK_M = 7
+SIGMA_MIN, SIGMA_MAX = 0.002, 80.0
+
+
+# ---------------------------------------------------------------------------------------
+# Tracing gradient graphs
+
+
+def _conv_backward(grad_output, input, weight, bias_sizes, stride, padding, dilation,
+                   transposed, output_padding, groups, output_mask):
+    """aten.convolution_backward for the input gradient only, as a (transposed) convolution."""
+    if output_mask[1] or output_mask[2]:
+        raise NotImplementedError("weight/bias gradients are not exported; freeze the parameters")
+    nd = input.dim() - 2
+    if transposed:
+        conv = {1: Fn.conv1d, 2: Fn.conv2d, 3: Fn.conv3d}[nd]
+        grad_input = conv(grad_output, weight, None, stride, padding, dilation, groups)
+    else:
+        conv_t = {1: Fn.conv_transpose1d, 2: Fn.conv_transpose2d, 3: Fn.conv_transpose3d}[nd]
+        k = weight.shape[2:]
+        # output_padding recovers the input size lost to a stride > 1
+        out_pad = [input.shape[2 + i] - ((grad_output.shape[2 + i] - 1) * stride[i] - 2 * padding[i]
+                                         + dilation[i] * (k[i] - 1) + 1) for i in range(nd)]
+        grad_input = conv_t(grad_output, weight, None, stride, padding, out_pad, groups, dilation)
+    return grad_input, None, None
+
+
+def _decompositions():
+    from torch._decomp import core_aten_decompositions
+    table = dict(core_aten_decompositions())
+    table[torch.ops.aten.convolution_backward.default] = _conv_backward
+    return table
+
+
+def graph_functions(D):
+    """The three graphs as plain functions of tensors."""
+    def denoiser(x_t, sigma, mask):
+        return D(x_t, sigma, mask)
+
+    def dps_vjp(x_t, sigma, mask, cotangent):
+        x0_hat, pullback = torch.func.vjp(lambda x: D(x, sigma, mask), x_t)
+        return x0_hat, pullback(cotangent)[0]
+
+    def dps_dense(x_t, sigma, mask, y, A):
+        x0_hat, pullback = torch.func.vjp(lambda x: D(x, sigma, mask), x_t)
+        r = y - x0_hat.reshape(x0_hat.shape[0], -1) @ A.t()
+        residual_sq = (r * r).sum(dim=1)
+        grad = pullback((-2.0 * (r @ A)).reshape(x0_hat.shape))[0]
+        return x0_hat, residual_sq, grad
+
+    return {"denoiser.onnx": (denoiser, ("x0_hat",)),
+            "dps_vjp.onnx": (dps_vjp, ("x0_hat", "vjp")),
+            "dps_dense.onnx": (dps_dense, ("x0_hat", "residual_sq", "grad"))}
+
+
+def example_inputs(shape, batch, m=CHECK_M, p=0.0, seed=0, dtype=torch.float32):
+    """Inputs for every graph: noisy images over the σ range, the model's own masks."""
+    g = torch.Generator().manual_seed(seed)
+    c, h, w = shape
+    x0 = torch.rand((batch, c, h, w), generator=g) * 2 - 1
+    sigma = torch.exp(torch.linspace(np.log(0.01), np.log(40.0), batch)) if batch > 1 else torch.tensor([0.7])
+    x_t = x0 + sigma[:, None, None, None] * torch.randn((batch, c, h, w), generator=g)
+    keep = (1 - p) * (1 - (0.0 if p == 0 else 0.1))
+    mask = (torch.rand((batch, c, h, w), generator=g) < keep).float()
+    A = torch.randn((m, c * h * w), generator=g) / np.sqrt(m)
+    y = (x0.reshape(batch, -1) @ A.t()) + 0.05 * torch.randn((batch, m), generator=g)
+    cot = torch.randn((batch, c, h, w), generator=g)
+    all_ = {"x_t": x_t, "sigma": sigma, "mask": mask, "cotangent": cot, "y": y, "A": A}
+    return {k: v.to(dtype) for k, v in all_.items()}
+
+
+INPUTS = {"denoiser.onnx": ("x_t", "sigma", "mask"),
+          "dps_vjp.onnx": ("x_t", "sigma", "mask", "cotangent"),
+          "dps_dense.onnx": ("x_t", "sigma", "mask", "y", "A")}
+
+
+def to_onnx(fn, input_names, output_names, example):
+    """make_fx (symbolic) over fn, then torch.onnx dynamo export with dynamic B (and M)."""
+    args = tuple(example[n] for n in input_names)
+    gm = make_fx(fn, tracing_mode="symbolic", decomposition_table=_decompositions(),
+                 _allow_non_fake_inputs=True)(*args).eval()
+    B, M = torch.export.Dim("B", min=1, max=4096), torch.export.Dim("M", min=1, max=1 << 20)
+    dyn = {"x_t": {0: B}, "sigma": {0: B}, "mask": {0: B}, "cotangent": {0: B}, "y": {0: B, 1: M}, "A": {0: M}}
+    program = torch.onnx.export(gm, args, dynamo=True, opset_version=cardlib.OPSET,
+                                input_names=list(input_names), output_names=list(output_names),
+                                dynamic_shapes=tuple(dyn[n] for n in input_names),
+                                external_data=False, optimize=True, verbose=False)
+    return program.model_proto
+
+
+# ---------------------------------------------------------------------------------------
+# Checking against autograd
+
+
+def reference(D64, graph, feeds):
+    """Outputs of a graph computed with torch autograd in float64."""
+    t = {k: torch.from_numpy(v).double() for k, v in feeds.items()}
+    x = t["x_t"].clone().requires_grad_(True)
+    x0 = D64(x, t["sigma"], t["mask"])
+    if graph == "denoiser.onnx":
+        return {"x0_hat": x0.detach()}
+    if graph == "dps_vjp.onnx":
+        (vjp,) = torch.autograd.grad(x0, x, t["cotangent"])
+        return {"x0_hat": x0.detach(), "vjp": vjp}
+    r = t["y"] - x0.reshape(len(x0), -1) @ t["A"].t()
+    residual_sq = (r * r).sum(1)
+    (grad,) = torch.autograd.grad(residual_sq.sum(), x)
+    return {"x0_hat": x0.detach(), "residual_sq": residual_sq.detach(), "grad": grad}
+
+
+def check_graph(model, graph, D64, shape, p):
+    """Worst relative deviation of ORT from float64 autograd per output over batch sizes 1, 3, 8."""
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    worst = {}
+    for b in CHECK_BATCHES:
+        ex = example_inputs(shape, b, p=p, seed=100 + b)
+        feeds = {n: ex[n].numpy() for n in INPUTS[graph]}
+        got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+        want = reference(D64, graph, feeds)
+        for name, ref in want.items():
+            ref = ref.numpy()
+            err = float(np.abs(got[name] - ref).max() / max(np.abs(ref).max(), 1e-12))
+            if name not in worst or not err <= worst[name][0]:
+                worst[name] = (err, b)
+    return worst
+
+
+# ---------------------------------------------------------------------------------------
+# Sources
+
+
+class EDMStyleAdapter(torch.nn.Module):
+    """D(x, σ, m) from an EDM-style net(x, sigma) (preconditioning inside the network)."""
+
+    def __init__(self, net, channels, layout):
+        super().__init__()
+        self.net, self.channels, self.layout = net, channels, layout
+
+    def forward(self, x, sigma, mask):
+        xm = mask * x
+        inp = torch.cat([xm, mask], dim=1) if self.layout == "concat-mask" else xm
+        return self.net(inp, sigma)[:, :self.channels]
+
+
+def load_edm_style(args):
+    for path in args.code_path or []:
+        sys.path.insert(0, os.path.abspath(path))
+    if args.edm_pickle:
+        with open(args.edm_pickle, "rb") as f:
+            obj = pickle.load(f) if not args.edm_pickle.endswith(".pt") else torch.load(f, weights_only=False)
+        net = obj["ema"] if isinstance(obj, dict) and "ema" in obj else obj
+    else:
+        mod_name, cls_name = args.module.split(":")
+        cls = getattr(importlib.import_module(mod_name), cls_name)
+        net = cls(**json.loads(args.module_kwargs or "{}"))
+        sd = torch.load(args.state_dict, map_location="cpu", weights_only=True)
+        net.load_state_dict(sd.get("state_dict", sd) if isinstance(sd, dict) else sd)
+    if not isinstance(net, torch.nn.Module):
+        raise SystemExit(f"{args.edm_pickle or args.state_dict}: not a torch.nn.Module ({type(net).__name__})")
+    sigma_data = args.sigma_data if args.sigma_data is not None else getattr(net, "sigma_data", None)
+    if sigma_data is None:
+        raise SystemExit("the network has no sigma_data attribute: pass --sigma-data")
+    layout = args.input_layout or ("concat-mask" if args.p > 0 else "plain")
+    D = EDMStyleAdapter(net.float().eval(), args.shape[0], layout)
+    src = os.path.basename(args.edm_pickle or args.state_dict)
+    card = {"name": os.path.basename(os.path.normpath(args.out)), "dataset": args.dataset,
+            "shape": list(args.shape), "sigma_data": float(sigma_data),
+            "preconditioning": f"EDM-style network from {src}; input layout {layout}",
+            "training": {"corruption": {"kind": "random-inpainting", "p": args.p, "delta": args.delta},
+                         "steps": None, "batch_size": None, "seed": None, "final_loss": None,
+                         "hardware": None, "seconds": None, "source": src}}
+    return D, card
+
+
+def load_checkpoint(path):
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    import train
+    D = train.build(state, "ema").eval()
+    hw = sorted({s["hardware"] for s in state["sessions"]})
+    card = {"name": state["name"],
+            "dataset": "Fashion-MNIST train (60k), 28x28 zero-padded to 32x32, grey, [-1,1]; models/data.py",
+            "shape": [1, 32, 32], "sigma_data": state["sigma_data"],
+            "preconditioning": ("EDM (Karras et al. 2022) around a fixed per-pixel mean image mu estimated "
+                                "from the corrupted training data: D = mu + c_skip*m*(x-mu) + "
+                                "c_out*F(c_in*m*(x-mu), m, c_noise); sigma_data = RMS of (x-mu) over kept pixels"),
+            "network": {"kind": "U-Net (models/net.py)", "channels": state["channels"], "emb": state["emb"],
+                        "weights": "EMA"},
+            "training": {"corruption": {"kind": "random-inpainting", "p": state["p"], "delta": state["delta"]},
+                         "objective": "ambient diffusion: loss on pixels A keeps, net sees A~ = A*B (extra erasure delta)",
+                         "steps": state["step"], "images": state["images"], "batch_size": state["batch_size"],
+                         "seed": state["seed"], "final_loss": state["final_loss"],
+                         "loss_definition": "EDM-weighted MSE on kept pixels, mean over the last 50 steps",
+                         "hardware": "; ".join(hw), "seconds": round(state["seconds"], 1),
+                         "sessions": len(state["sessions"]), "optimizer": f"Adam lr {1e-3}",
+                         "sigma_sampling": "log-normal P_mean -1.2 P_std 1.2", "loss_curve": "loss.csv"}}
+    return D, card
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def export(D, card, out, tol=1e-4, p=0.0):
+    D = D.eval().requires_grad_(False)
+    D64 = copy.deepcopy(D).double()
+    shape = tuple(card["shape"])
+    keep = (1 - p) * (1 - card["training"]["corruption"]["delta"])
+    card = {"name": card["name"], "dataset": card["dataset"], "shape": list(shape), "value_range": [-1.0, 1.0],
+            "sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "sigma_data": card["sigma_data"],
+            "mask_per": "pixel", "sampling_mask": {"keep_prob": keep, "shared_across_channels": True},
+            **{k: v for k, v in card.items() if k not in ("name", "dataset", "shape", "sigma_data")},
+            "exporter": {"script": "models/export.py", "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                         "check": f"onnxruntime vs torch autograd (float64), batch {list(CHECK_BATCHES)}, rel err <= {tol}",
+                         **cardlib.versions()},
+            "parameters": netlib.count_parameters(D)}
+    models, failures = {}, []
+    netlib.EXPORT_MODE = True
+    try:
+        example = example_inputs(shape, 2, m=5, p=p)
+        for graph, (fn, outputs) in graph_functions(D).items():
+            model = to_onnx(fn, INPUTS[graph], outputs, example)
+            model = cardlib.rename_dims(model, graph, shape)
+            model.ir_version = cardlib.ONNX_IR_VERSION
+            worst = check_graph(model, graph, D64, shape, p)
+            report = ", ".join(f"{k} {e:.1e} (batch {b})" for k, (e, b) in worst.items())
+            print(f"{card['name']} {graph} ({len(model.SerializeToString()) / 1e6:.2f} MB): worst relative "
+                  f"deviation from autograd: {report}", flush=True)
+            failures += [f"{graph}: {k} deviates by {e:.2e} at batch {b} (> {tol})"
+                         for k, (e, b) in worst.items() if not e <= tol]
+            models[graph] = model
+    finally:
+        netlib.EXPORT_MODE = False
+    if failures:
+        raise SystemExit(f"refusing to write {out}: " + "; ".join(failures))
+    written = cardlib.write_folder(out, card, models)
+    cardlib.check_folder(out)
+    return written
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="models/checkpoints/<name>.pt written by train.py")
+    src.add_argument("--edm-pickle", help="EDM-style network: pickle (dict with 'ema' or a Module) or torch.save'd Module")
+    src.add_argument("--state-dict", help="state dict for --module")
+    ap.add_argument("--module", help="with --state-dict: 'package.module:Class' of the network")
+    ap.add_argument("--module-kwargs", help="with --state-dict: constructor kwargs as JSON")
+    ap.add_argument("--code-path", action="append", help="folder to put on sys.path (e.g. a clone of NVlabs/edm)")
+    ap.add_argument("--p", type=float, help="EDM-style: the erasure probability the network was trained with")
+    ap.add_argument("--delta", type=float, help="EDM-style: extra erasure (default 0 for p = 0, else 0.1)")
+    ap.add_argument("--shape", type=int, nargs=3, default=[1, 32, 32], metavar=("C", "H", "W"))
+    ap.add_argument("--sigma-data", type=float, help="EDM-style: override net.sigma_data")
+    ap.add_argument("--input-layout", choices=["concat-mask", "plain"], help="EDM-style: how the mask is fed")
+    ap.add_argument("--dataset", default="unknown", help="EDM-style: dataset description for the card")
+    ap.add_argument("--out", help="output folder (default models/<name> for checkpoints)")
+    ap.add_argument("--tol", type=float, default=1e-4, help="max relative deviation ORT vs autograd")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.checkpoint:
+        D, card = load_checkpoint(args.checkpoint)
+        p = card["training"]["corruption"]["p"]
+        out = args.out or os.path.join(HERE, card["name"])
+        card["name"] = os.path.basename(os.path.normpath(out))
+    else:
+        if args.p is None or not args.out:
+            ap.error("EDM-style networks need --p and --out")
+        if args.state_dict and not args.module:
+            ap.error("--state-dict needs --module")
+        args.delta = args.delta if args.delta is not None else (0.0 if args.p == 0 else 0.1)
+        D, card = load_edm_style(args)
+        p, out = args.p, args.out
+    written = export(D, card, out, tol=args.tol, p=p)
+    print(f"wrote {out} ({written['parameters']} parameters)")
+
+
+if __name__ == "__main__":
+    main()

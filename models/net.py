@@ -1,0 +1,158 @@
+"""The adps denoiser: a small EDM-style U-Net F inside mean-centred EDM preconditioning.
+
+    D(x, σ, m) = μ + c_skip(σ)·m⊙(x−μ) + c_out(σ)·F(c_in(σ)·m⊙(x−μ), m, c_noise(σ))
+
+with c_skip = σd²/(σ²+σd²), c_out = σ·σd/√(σ²+σd²), c_in = 1/√(σ²+σd²), c_noise = ln(σ)/4
+(Karras et al. 2022, Table 1), applied to data centred on a fixed per-pixel mean image μ
+estimated from the corrupted training data (pixels the training mask keeps) and σd the
+RMS of the centred kept pixels. F's last layer starts at zero, so an untrained model is
+the linear shrinkage μ + c_skip·m⊙(x−μ), already no worse than predicting μ.
+
+Every op is chosen so that torch.func.vjp of the whole model traces into plain ONNX ops:
+group norm, SiLU, up/down-sampling are written out with reshapes and elementwise math.
+"""
+import math
+
+import torch
+from torch import nn
+
+
+# Export mode: write group norm and SiLU out in plain ops so that their autograd traces into
+# ONNX; training uses the fused kernels (same parameters, same math, several times faster).
+EXPORT_MODE = False
+
+
+def silu(x):
+    return x * torch.sigmoid(x) if EXPORT_MODE else torch.nn.functional.silu(x)
+
+
+class GroupNorm(nn.Module):
+    def __init__(self, channels, groups=8, eps=1e-5):
+        super().__init__()
+        self.groups, self.eps = min(groups, channels // 4), eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x):
+        if not EXPORT_MODE:
+            return torch.nn.functional.group_norm(x, self.groups, self.weight, self.bias, self.eps)
+        b, c, h, w = x.shape
+        g = x.reshape(b, self.groups, -1)
+        mean = g.mean(dim=2, keepdim=True)
+        var = ((g - mean) ** 2).mean(dim=2, keepdim=True)
+        g = (g - mean) / torch.sqrt(var + self.eps)
+        return g.reshape(b, c, h, w) * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
+
+
+def downsample(x):
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // 2, 2, w // 2, 2).mean(dim=(3, 5))
+
+
+def upsample(x):
+    b, c, h, w = x.shape
+    return x[:, :, :, None, :, None].expand(b, c, h, 2, w, 2).reshape(b, c, 2 * h, 2 * w)
+
+
+class ResBlock(nn.Module):
+    """GN-SiLU-conv, noise-conditioned scale/shift, GN-SiLU-conv, residual (EDM's UNetBlock, no attention)."""
+
+    def __init__(self, cin, cout, emb):
+        super().__init__()
+        self.norm0, self.conv0 = GroupNorm(cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.affine = nn.Linear(emb, 2 * cout)
+        self.norm1, self.conv1 = GroupNorm(cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else None
+        nn.init.zeros_(self.conv1.weight)
+        nn.init.zeros_(self.conv1.bias)
+
+    def forward(self, x, emb):
+        h = self.conv0(silu(self.norm0(x)))
+        scale, shift = self.affine(emb)[:, :, None, None].chunk(2, dim=1)
+        h = silu(self.norm1(h) * (1 + scale) + shift)
+        h = self.conv1(h)
+        return h + (self.skip(x) if self.skip is not None else x)
+
+
+class UNet(nn.Module):
+    """F(x_in, mask, c_noise) on [B, C, H, W] images; three resolutions, one block each."""
+
+    def __init__(self, img_channels=1, channels=(32, 64, 64), emb=128, freqs=32):
+        super().__init__()
+        self.freqs = freqs
+        self.emb0, self.emb1 = nn.Linear(2 * freqs, emb), nn.Linear(emb, emb)
+        c0, c1, c2 = channels
+        self.conv_in = nn.Conv2d(2 * img_channels, c0, 3, padding=1)
+        self.enc0, self.enc1, self.enc2 = ResBlock(c0, c0, emb), ResBlock(c0, c1, emb), ResBlock(c1, c2, emb)
+        self.mid = ResBlock(c2, c2, emb)
+        self.dec2, self.dec1, self.dec0 = ResBlock(2 * c2, c2, emb), ResBlock(c2 + c1, c1, emb), ResBlock(c1 + c0, c0, emb)
+        self.norm_out, self.conv_out = GroupNorm(c0), nn.Conv2d(c0, img_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def embed(self, c_noise):
+        k = torch.arange(self.freqs, dtype=c_noise.dtype, device=c_noise.device)
+        ang = c_noise[:, None] * torch.exp(-math.log(1e4) * k / self.freqs)[None] * 100.0
+        e = torch.cat([torch.cos(ang), torch.sin(ang)], dim=1)
+        return silu(self.emb1(silu(self.emb0(e))))
+
+    def forward(self, x_in, mask, c_noise):
+        emb = self.embed(c_noise)
+        h0 = self.enc0(self.conv_in(torch.cat([x_in, mask], dim=1)), emb)
+        h1 = self.enc1(downsample(h0), emb)
+        h2 = self.enc2(downsample(h1), emb)
+        h = self.mid(h2, emb)
+        h = self.dec2(torch.cat([h, h2], dim=1), emb)
+        h = self.dec1(torch.cat([upsample(h), h1], dim=1), emb)
+        h = self.dec0(torch.cat([upsample(h), h0], dim=1), emb)
+        return self.conv_out(silu(self.norm_out(h)))
+
+
+class Denoiser(nn.Module):
+    """D(x, σ, m) with mean-centred EDM preconditioning around the network F."""
+
+    def __init__(self, mean_image, sigma_data, **unet_kwargs):
+        super().__init__()
+        self.register_buffer("mu", torch.as_tensor(mean_image, dtype=torch.float32).clone())
+        self.sigma_data = float(sigma_data)
+        self.F = UNet(img_channels=self.mu.shape[0], **unet_kwargs)
+
+    def forward(self, x, sigma, mask):
+        sd = self.sigma_data
+        s = sigma.reshape(-1, 1, 1, 1).to(self.mu.dtype)
+        c_skip = sd**2 / (s**2 + sd**2)
+        c_out = s * sd / torch.sqrt(s**2 + sd**2)
+        c_in = 1 / torch.sqrt(s**2 + sd**2)
+        c_noise = torch.log(sigma.to(self.mu.dtype)) / 4
+        centred = mask * (x - self.mu)
+        return self.mu + c_skip * centred + c_out * self.F(c_in * centred, mask, c_noise)
+
+
+def count_parameters(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+class EDMStyleNet(nn.Module):
+    """Our denoiser behind the calling convention of NVlabs/edm and ambient-diffusion networks.
+
+    net(x, sigma, class_labels=None): with ambient=True, x is cat([m⊙x_t, m]) on channels
+    (2C) and the output has 2C channels of which the first C are x0_hat, as in
+    giannisdaras/ambient-diffusion; otherwise x is x_t (C channels). Used to test
+    export.py's path for users' own EDM-style networks.
+    """
+
+    def __init__(self, img_channels=1, img_resolution=32, sigma_data=0.5, ambient=True,
+                 channels=(16, 48, 96), emb=128):
+        super().__init__()
+        self.img_channels, self.img_resolution, self.ambient = img_channels, img_resolution, ambient
+        self.sigma_data = float(sigma_data)
+        self.model = Denoiser(torch.zeros(img_channels, img_resolution, img_resolution), sigma_data,
+                              channels=tuple(channels), emb=emb)
+
+    def forward(self, x, sigma, class_labels=None, **kwargs):
+        sigma = sigma.reshape(-1)
+        if not self.ambient:
+            return self.model(x, sigma, torch.ones_like(x))
+        c = self.img_channels
+        mask = x[:, c:]
+        return torch.cat([self.model(x[:, :c], sigma, mask), mask], dim=1)

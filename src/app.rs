@@ -1,0 +1,99 @@
+//! The commands behind the CLI: parse flags, set up logging, build the plan, run it,
+//! print the summary, and choose the exit code.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+
+use crate::cli::{Cli, Command, LogFormat, Progress};
+use crate::pipeline::config::RunSpec;
+use crate::pipeline::{plan, topology};
+
+/// Exit code for an error that stopped the run (bad spec, unreadable model, …).
+pub const EXIT_ERROR: u8 = 1;
+/// Exit code for a run that finished but left records or shards failed: a scheduler
+/// should treat it as partial (the errors tables say what failed; a rerun retries it).
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// Runs the command line.
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let progress = match cli.progress {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => cli.log_format == LogFormat::Text && std::io::stderr().is_terminal(),
+    };
+    match cli.command {
+        Command::Inspect { dir } => {
+            print!("{}", crate::model::inspect(&dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => {
+            let mut spec = args.to_spec();
+            args.workers_share.apply(&mut spec)?;
+            run_spec(spec, progress)
+        }
+        Command::Run(args) => {
+            let mut spec = RunSpec::load(&args.spec, &args.set)?;
+            args.workers.apply(&mut spec)?;
+            run_spec(spec, progress)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ADPS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.with_target(false).compact().try_init(),
+    };
+}
+
+/// Builds and runs one pipeline, prints its summary, and returns the exit code.
+pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
+    let output_url = spec.output.url.clone();
+    let plan = plan::build(spec)?;
+    let report = topology::run(plan, progress)?;
+    let m = &report.metrics;
+    let mut summary = format!(
+        "records ok {}, failed {}; shards committed {}, failed {}, skipped {}; {:.1}s, {:.1} NFE/s",
+        report.records_ok,
+        report.records_failed,
+        report.shards_committed,
+        report.shards_failed,
+        report.shards_skipped,
+        report.seconds,
+        report.nfe_per_second
+    );
+    if m.scored > 0 {
+        let n = m.scored as f64;
+        summary.push_str(&format!(
+            "; mean PSNR {:.2} dB, SSIM {:.4}, MSE {:.5} over {} images",
+            m.psnr / n,
+            m.ssim / n,
+            m.mse / n,
+            m.scored
+        ));
+        if m.lpips_scored > 0 {
+            summary.push_str(&format!(", LPIPS {:.4}", m.lpips / m.lpips_scored as f64));
+        }
+    }
+    for (shard, reason) in &report.failed_shards {
+        tracing::error!("{shard}: {reason}");
+    }
+    tracing::info!(output = %output_url, "{summary}");
+    println!("{summary}");
+    println!("outputs: {output_url}");
+    Ok(if report.is_partial() {
+        ExitCode::from(EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,221 @@
+//! Command-line interface: flags are validated here, with no I/O; `adps restore`'s flags
+//! build the same [`RunSpec`] a pipeline file holds, so both run one code path.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::pipeline::config::{
+    InputSpec, MetricsSpec, ModelSpec, OutputSpec, RunSpec, SamplerSpec, TaskSpec, WorkerSpec,
+};
+
+/// Restore whole datasets of measured images with Ambient Diffusion models (Ambient DPS).
+///
+/// Models are folders of ONNX graphs (see `adps inspect`); inputs and outputs are Parquet
+/// shards under a local path, file://, s3:// or memory:// prefix.
+#[derive(Debug, Parser)]
+#[command(name = "adps", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format: human-readable text, or one JSON object per line for batch systems.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Progress bar on stderr: `auto` shows it on a terminal with text logs.
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// When to draw a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Restore (or, for clean input, simulate measurements, restore and score) every image
+    /// under --input, writing part-<shard>.parquet files and manifests under --output.
+    ///
+    /// Example: adps restore --model models/fmnist-p0.4 --input models/data/demo
+    ///          --output out/demo --operator cs:256 --steps 50 --zeta 3
+    Restore(Box<RestoreArgs>),
+    /// Run a pipeline spec (pipelines/*.toml); `--set key=value` overrides any entry,
+    /// e.g. `--set sampler.steps=20 --set task.operator=sr:4`.
+    Run(RunArgs),
+    /// Print a model folder's card and each graph's inputs and outputs.
+    Inspect {
+        /// The model folder (denoiser.onnx, dps_vjp.onnx, dps_dense.onnx, card.json).
+        dir: PathBuf,
+    },
+}
+
+/// Which share of the input this process restores, for array jobs on several machines.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// This worker's index (0-based). Defaults to JOB_COMPLETION_INDEX (Kubernetes),
+    /// AWS_BATCH_JOB_ARRAY_INDEX or SLURM_ARRAY_TASK_ID when --worker-count is given.
+    #[arg(long)]
+    pub worker_index: Option<usize>,
+    /// Number of workers sharing the input; each takes shards i, i+n, i+2n, …
+    #[arg(long)]
+    pub worker_count: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline spec (TOML).
+    pub spec: PathBuf,
+    /// Override a spec entry: --set sampler.zeta=3 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Model folder (spec §2).
+    #[arg(long)]
+    pub model: String,
+    /// Input prefix: a local path, file://…, s3://bucket/prefix or memory://name/prefix.
+    #[arg(long)]
+    pub input: String,
+    /// Output prefix (same schemes as --input).
+    #[arg(long)]
+    pub output: String,
+    /// Forward operator: cs:M, sr:f, inpaint-random:p, inpaint-box:HxW, blur-gauss:σ.
+    #[arg(long)]
+    pub operator: String,
+    /// Sampling steps N (NFE = 2N−1 with heun, N with euler).
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Guidance step ζ. It scales with the operator's norm: ~3 for cs:256, ~40 for sr:4 on
+    /// 32×32 images; `adps evaluate` searches it.
+    #[arg(long, default_value_t = 1.0)]
+    pub zeta: f64,
+    /// Run seed; with each image's id it keys every random draw for that image.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// ODE solver.
+    #[arg(long, value_enum, default_value_t = Solver::Heun)]
+    pub sampler: Solver,
+    /// Measurement noise σ_y.
+    #[arg(long, default_value_t = 0.0)]
+    pub sigma_y: f64,
+    /// Images per model call.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// cpu, cuda or auto (CUDA where it registers, otherwise CPU with a notice).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Restore at most N images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// ONNX Runtime intra-op threads per session (0: its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Restore workers, each with its own ONNX Runtime sessions.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// `model`: Ambient DPS, the model sees its own sampling mask; `ones`: plain DPS.
+    #[arg(long, default_value = "model")]
+    pub mask: String,
+    /// Gradient path: auto, dense (fused graph, dense operators) or vjp.
+    #[arg(long, default_value = "auto")]
+    pub gradient: String,
+    /// Also write reconstructions as float32 (`reconstruction_f32`).
+    #[arg(long)]
+    pub write_f32: bool,
+    /// LPIPS ONNX graph for the `lpips` column.
+    #[arg(long)]
+    pub lpips: Option<String>,
+    #[command(flatten)]
+    pub workers_share: WorkerArgs,
+}
+
+/// ODE solver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Solver {
+    Heun,
+    Euler,
+}
+
+impl RestoreArgs {
+    /// The pipeline spec these flags describe.
+    pub fn to_spec(&self) -> RunSpec {
+        RunSpec {
+            input: InputSpec {
+                url: self.input.clone(),
+                limit: self.limit,
+            },
+            output: OutputSpec {
+                url: self.output.clone(),
+                write_f32: self.write_f32,
+            },
+            model: ModelSpec {
+                dir: self.model.clone(),
+                device: self.device.clone(),
+                threads: self.threads,
+            },
+            task: TaskSpec {
+                operator: self.operator.clone(),
+                sigma_y: self.sigma_y,
+            },
+            sampler: SamplerSpec {
+                steps: self.steps,
+                solver: match self.sampler {
+                    Solver::Heun => "heun".into(),
+                    Solver::Euler => "euler".into(),
+                },
+                zeta: self.zeta,
+                seed: self.seed,
+                mask: self.mask.clone(),
+                gradient: self.gradient.clone(),
+                ..SamplerSpec::default()
+            },
+            workers: WorkerSpec {
+                batch_size: self.batch_size,
+                restore_workers: self.workers,
+                ..WorkerSpec::default()
+            },
+            metrics: MetricsSpec {
+                lpips: self.lpips.clone(),
+            },
+        }
+    }
+}
+
+impl WorkerArgs {
+    /// Applies the worker share (flags first, then the batch system's array index).
+    pub fn apply(&self, spec: &mut RunSpec) -> anyhow::Result<()> {
+        if let Some(n) = self.worker_count {
+            spec.workers.worker_count = Some(n);
+        }
+        if let Some(i) = self.worker_index {
+            spec.workers.worker_index = Some(i);
+        }
+        if spec.workers.worker_count.is_some() && spec.workers.worker_index.is_none() {
+            for var in ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID"] {
+                if let Ok(v) = std::env::var(var) {
+                    let i: usize = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("{var}=`{v}` is not a worker index"))?;
+                    spec.workers.worker_index = Some(i);
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,312 @@
+//! Output tables (spec §3) encoded as Parquet bytes: reconstructions with their metrics
+//! and settings, and the per-record errors table.
+//!
+//! Every file carries Hugging Face `datasets` feature metadata, so `reconstruction`
+//! loads as an image there and as a plain {bytes, path} struct in pyarrow, pandas and
+//! DuckDB.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
+    ListBuilder, RecordBatch, StringBuilder, StructArray,
+};
+use arrow::datatypes::{DataType, Field, Fields, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+/// The settings that produced a row (identical for every row of a run).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RowSettings {
+    pub model: String,
+    pub train_p: f64,
+    pub operator: String,
+    pub operator_kind: String,
+    pub level: f64,
+    pub sigma_y: f64,
+    pub steps: i32,
+    pub nfe: i32,
+    pub zeta: f64,
+    pub seed: i64,
+    pub sampler: String,
+}
+
+/// One restored image.
+#[derive(Debug, Clone)]
+pub struct OutputRow {
+    pub id: String,
+    /// PNG of the reconstruction.
+    pub png: Vec<u8>,
+    /// The reconstruction as floats in [-1, 1] (written only when asked for).
+    pub f32: Option<Vec<f32>>,
+    /// Metrics against ground truth on the [0, 1] scale; None without ground truth.
+    pub mse: Option<f64>,
+    pub psnr: Option<f64>,
+    pub ssim: Option<f64>,
+    pub lpips: Option<f64>,
+    /// ‖y − A x̂‖ of the final reconstruction.
+    pub residual: f64,
+    /// Wall seconds spent on this image's batch, divided by the batch size.
+    pub seconds: f64,
+}
+
+/// A record that could not be restored.
+#[derive(Debug, Clone)]
+pub struct ErrorRow {
+    pub id: String,
+    pub shard: String,
+    pub stage: String,
+    pub reason: String,
+}
+
+fn image_struct_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("bytes", DataType::Binary, true),
+        Field::new("path", DataType::Utf8, true),
+    ])
+}
+
+/// Hugging Face `datasets` features for a schema (its `huggingface` metadata key).
+fn hf_metadata(schema: &Schema, image_columns: &[&str]) -> String {
+    let mut features = serde_json::Map::new();
+    for f in schema.fields() {
+        let feature = if image_columns.contains(&f.name().as_str()) {
+            serde_json::json!({"_type": "Image"})
+        } else {
+            let dtype = |t: &DataType| match t {
+                DataType::Utf8 => "string",
+                DataType::Float64 => "float64",
+                DataType::Float32 => "float32",
+                DataType::Int32 => "int32",
+                DataType::Int64 => "int64",
+                _ => "string",
+            };
+            match f.data_type() {
+                DataType::List(inner) => serde_json::json!({
+                    "feature": {"dtype": dtype(inner.data_type()), "_type": "Value"},
+                    "_type": "Sequence"
+                }),
+                t => serde_json::json!({"dtype": dtype(t), "_type": "Value"}),
+            }
+        };
+        features.insert(f.name().clone(), feature);
+    }
+    serde_json::json!({"info": {"features": features}}).to_string()
+}
+
+fn write_parquet(batch: RecordBatch, image_columns: &[&str]) -> Result<Vec<u8>> {
+    let schema = batch.schema();
+    let meta = hf_metadata(&schema, image_columns);
+    let schema = Arc::new(schema.as_ref().clone().with_metadata(
+        std::collections::HashMap::from([("huggingface".to_string(), meta)]),
+    ));
+    let batch = batch.with_schema(schema.clone())?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(buf)
+}
+
+/// Encodes a shard's reconstructions as one Parquet file.
+pub fn encode_outputs(rows: &[OutputRow], settings: &RowSettings) -> Result<Vec<u8>> {
+    let n = rows.len();
+    let mut id = StringBuilder::new();
+    let mut bytes = BinaryBuilder::new();
+    let mut path = StringBuilder::new();
+    let with_f32 = rows.iter().any(|r| r.f32.is_some());
+    let mut f32s = ListBuilder::new(Float32Builder::new());
+    let [mut mse, mut psnr, mut ssim, mut lpips, mut residual, mut seconds] =
+        std::array::from_fn(|_| Float64Builder::with_capacity(n));
+    for r in rows {
+        id.append_value(&r.id);
+        bytes.append_value(&r.png);
+        path.append_value(format!("{}.png", r.id));
+        if with_f32 {
+            match &r.f32 {
+                Some(v) => f32s.append_value(v.iter().map(|&x| Some(x))),
+                None => f32s.append_null(),
+            }
+        }
+        mse.append_option(r.mse);
+        psnr.append_option(r.psnr);
+        ssim.append_option(r.ssim);
+        lpips.append_option(r.lpips);
+        residual.append_value(r.residual);
+        seconds.append_value(r.seconds);
+    }
+    let image = StructArray::new(
+        image_struct_fields(),
+        vec![
+            Arc::new(bytes.finish()) as ArrayRef,
+            Arc::new(path.finish()) as ArrayRef,
+        ],
+        None,
+    );
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("reconstruction", DataType::Struct(image_struct_fields()), true),
+    ];
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(id.finish()), Arc::new(image)];
+    if with_f32 {
+        let list = f32s.finish();
+        fields.push(Field::new("reconstruction_f32", arrow::array::Array::data_type(&list).clone(), true));
+        columns.push(Arc::new(list));
+    }
+    for (name, mut col) in [
+        ("mse", mse),
+        ("psnr", psnr),
+        ("ssim", ssim),
+        ("lpips", lpips),
+        ("residual", residual),
+    ] {
+        fields.push(Field::new(name, DataType::Float64, true));
+        columns.push(Arc::new(col.finish()));
+    }
+    let s = settings;
+    let strings = [
+        ("model", &s.model),
+        ("operator", &s.operator),
+        ("operator_kind", &s.operator_kind),
+        ("sampler", &s.sampler),
+    ];
+    for (name, value) in strings {
+        let mut b = StringBuilder::new();
+        (0..n).for_each(|_| b.append_value(value));
+        fields.push(Field::new(name, DataType::Utf8, false));
+        columns.push(Arc::new(b.finish()));
+    }
+    for (name, value) in [
+        ("train_p", s.train_p),
+        ("level", s.level),
+        ("sigma_y", s.sigma_y),
+        ("zeta", s.zeta),
+    ] {
+        let mut b = Float64Builder::with_capacity(n);
+        (0..n).for_each(|_| b.append_value(value));
+        fields.push(Field::new(name, DataType::Float64, false));
+        columns.push(Arc::new(b.finish()));
+    }
+    for (name, value) in [("steps", s.steps), ("nfe", s.nfe)] {
+        let mut b = Int32Builder::with_capacity(n);
+        (0..n).for_each(|_| b.append_value(value));
+        fields.push(Field::new(name, DataType::Int32, false));
+        columns.push(Arc::new(b.finish()));
+    }
+    let mut seed = Int64Builder::with_capacity(n);
+    (0..n).for_each(|_| seed.append_value(s.seed));
+    fields.push(Field::new("seed", DataType::Int64, false));
+    columns.push(Arc::new(seed.finish()));
+    fields.push(Field::new("seconds", DataType::Float64, true));
+    columns.push(Arc::new(seconds.finish()));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .context("building the output table")?;
+    write_parquet(batch, &["reconstruction"])
+}
+
+/// Encodes the per-record errors of a shard.
+pub fn encode_errors(rows: &[ErrorRow]) -> Result<Vec<u8>> {
+    let mut cols: [StringBuilder; 4] = std::array::from_fn(|_| StringBuilder::new());
+    for r in rows {
+        for (b, v) in cols.iter_mut().zip([&r.id, &r.shard, &r.stage, &r.reason]) {
+            b.append_value(v);
+        }
+    }
+    let fields: Vec<Field> = ["id", "shard", "stage", "reason"]
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, false))
+        .collect();
+    let columns: Vec<ArrayRef> = cols
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+    write_parquet(batch, &[])
+}
+
+/// Encodes clean images as an input shard (`id`, `image`) — used by tests and tools that
+/// prepare data in the spec's input format.
+pub fn encode_image_shard(rows: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
+    let mut id = StringBuilder::new();
+    let mut bytes = BinaryBuilder::new();
+    let mut path = StringBuilder::new();
+    for (i, png) in rows {
+        id.append_value(i);
+        bytes.append_value(png);
+        path.append_null();
+    }
+    let image = StructArray::new(
+        image_struct_fields(),
+        vec![
+            Arc::new(bytes.finish()) as ArrayRef,
+            Arc::new(path.finish()) as ArrayRef,
+        ],
+        None,
+    );
+    let schema = Schema::new(vec![
+        Field::new("image", DataType::Struct(image_struct_fields()), true),
+        Field::new("id", DataType::Utf8, false),
+    ]);
+    let batch = RecordBatch::try_new(
+        Arc::new(schema),
+        vec![Arc::new(image), Arc::new(id.finish())],
+    )?;
+    write_parquet(batch, &["image"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::parquet_in::{read_shard, Payload};
+
+    #[test]
+    fn image_shards_round_trip_through_the_reader() {
+        let png = crate::io::image::encode_png([1, 2, 2], &[0.0, 1.0, -1.0, 0.5]).unwrap();
+        let bytes = encode_image_shard(&[("a".into(), png.clone()), ("b".into(), png)]).unwrap();
+        let recs = read_shard(bytes.into(), "s.parquet").unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].id, "b");
+        assert!(matches!(recs[0].payload, Ok(Payload::Image(_))));
+    }
+
+    #[test]
+    fn outputs_carry_hf_image_feature() {
+        let settings = RowSettings {
+            model: "m".into(),
+            train_p: 0.2,
+            operator: "cs:8".into(),
+            operator_kind: "cs".into(),
+            level: 8.0,
+            sigma_y: 0.0,
+            steps: 10,
+            nfe: 19,
+            zeta: 1.0,
+            seed: 0,
+            sampler: "heun".into(),
+        };
+        let row = OutputRow {
+            id: "x".into(),
+            png: vec![1, 2, 3],
+            f32: None,
+            mse: Some(0.1),
+            psnr: None,
+            ssim: None,
+            lpips: None,
+            residual: 0.5,
+            seconds: 1.0,
+        };
+        let bytes = encode_outputs(&[row], &settings).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(bytes),
+        )
+        .unwrap();
+        let meta = reader.schema().metadata().get("huggingface").unwrap().clone();
+        assert!(meta.contains(r#""reconstruction":{"_type":"Image"}"#), "{meta}");
+        assert!(reader.schema().field_with_name("lpips").unwrap().is_nullable());
+    }
+}

@@ -1,0 +1,185 @@
+//! Object stores behind one URL syntax: `file://` (or a plain path), `s3://bucket/prefix`
+//! and `memory://name/prefix` (tests).
+//!
+//! S3 takes the usual AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+//! AWS_REGION, AWS_ENDPOINT_URL); plain-http endpoints are allowed because local
+//! S3 servers (MinIO, SeaweedFS) rarely have TLS. Credentials never appear in any
+//! `Display` of a [`Location`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{BackoffConfig, ObjectStore, RetryConfig};
+
+/// A prefix inside an object store, parsed from a URL.
+#[derive(Clone)]
+pub struct Location {
+    /// The store itself.
+    pub store: Arc<dyn ObjectStore>,
+    /// The key prefix everything of this location lives under.
+    pub prefix: Path,
+    /// The URL the user gave, without credentials, for messages.
+    pub url: String,
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// Retries for transient store errors (5xx, timeouts, connection resets): object_store
+/// retries them itself with exponential backoff and jitter; these are its settings.
+/// Ten tries over at most three minutes ride out a restarting S3 gateway without
+/// hiding a store that is really down.
+fn retry_config() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
+        max_retries: 10,
+        retry_timeout: Duration::from_secs(180),
+    }
+}
+
+/// In-memory stores by name, so that two `memory://x/…` URLs in one process meet.
+fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
+    static STORES: OnceLock<Mutex<HashMap<String, Arc<InMemory>>>> = OnceLock::new();
+    STORES.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Strips user info (`s3://key:secret@bucket`) from a URL before it is shown anywhere.
+fn redact(url: &url::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.to_string()
+}
+
+/// Opens the store a URL (or a local path) points at.
+pub fn open(url_or_path: &str) -> Result<Location> {
+    let url = if url_or_path.contains("://") {
+        url::Url::parse(url_or_path).with_context(|| format!("`{url_or_path}` is not a valid URL"))?
+    } else {
+        let abs = std::path::absolute(url_or_path)
+            .with_context(|| format!("cannot resolve path `{url_or_path}`"))?;
+        url::Url::from_directory_path(&abs)
+            .map_err(|_| anyhow::anyhow!("cannot turn `{}` into a file URL", abs.display()))?
+    };
+    let shown = redact(&url);
+    let key_prefix = url.path().trim_matches('/').to_string();
+    match url.scheme() {
+        "file" => {
+            let dir = url
+                .to_file_path()
+                .map_err(|_| anyhow::anyhow!("`{shown}` is not a local path"))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            let store = LocalFileSystem::new_with_prefix(&dir)
+                .with_context(|| format!("cannot open {}", dir.display()))?;
+            Ok(Location {
+                store: Arc::new(store),
+                prefix: Path::default(),
+                url: shown,
+            })
+        }
+        "s3" => {
+            let bucket = url
+                .host_str()
+                .filter(|b| !b.is_empty())
+                .with_context(|| format!("`{shown}` names no bucket (s3://BUCKET/prefix)"))?;
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_config());
+            // Local S3 servers (MinIO, SeaweedFS) want path-style requests over plain http.
+            let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                .ok();
+            if let Some(endpoint) = endpoint {
+                builder = builder
+                    .with_endpoint(&endpoint)
+                    .with_allow_http(endpoint.starts_with("http://"))
+                    .with_virtual_hosted_style_request(false);
+            }
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err()
+            {
+                builder = builder.with_region("us-east-1");
+            }
+            let store = builder
+                .build()
+                .with_context(|| format!("cannot configure S3 store for `{shown}`"))?;
+            Ok(Location {
+                store: Arc::new(store),
+                prefix: Path::from(key_prefix),
+                url: shown,
+            })
+        }
+        "memory" => {
+            let name = url.host_str().unwrap_or_default().to_string();
+            let store = memory_stores()
+                .lock()
+                .map_err(|_| anyhow::anyhow!("memory store registry poisoned"))?
+                .entry(name)
+                .or_insert_with(|| Arc::new(InMemory::new()))
+                .clone();
+            Ok(Location {
+                store,
+                prefix: Path::from(key_prefix),
+                url: shown,
+            })
+        }
+        other => bail!("`{shown}`: unsupported scheme `{other}` (use file://, s3:// or memory://)"),
+    }
+}
+
+impl Location {
+    /// The key of a file directly under this location.
+    pub fn child(&self, name: &str) -> Path {
+        self.prefix.clone().join(name)
+    }
+
+    /// The URL of a file directly under this location, for messages.
+    pub fn child_url(&self, name: &str) -> String {
+        format!("{}/{}", self.url.trim_end_matches('/'), name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_shown() {
+        let url = url::Url::parse("s3://AKIA:secret@bucket/prefix").unwrap();
+        let shown = redact(&url);
+        assert!(!shown.contains("secret") && !shown.contains("AKIA"), "{shown}");
+    }
+
+    #[test]
+    fn memory_urls_share_a_store() {
+        let a = open("memory://store-test/a").unwrap();
+        let b = open("memory://store-test/b").unwrap();
+        assert!(Arc::ptr_eq(&a.store, &b.store));
+        assert_eq!(a.child("x.parquet").as_ref(), "a/x.parquet");
+    }
+
+    #[test]
+    fn unknown_scheme_is_named() {
+        let err = open("gs://bucket/x").unwrap_err().to_string();
+        assert!(err.contains("gs"), "{err}");
+    }
+}

@@ -1,0 +1,234 @@
+//! A model folder (spec §2) checked against its card before anything runs it: every file
+//! present, hashes equal to the card's, graph signatures equal to the card's and the
+//! spec's, and the card embedded in each graph equal to `card.json`.
+//!
+//! Errors name the file (and the input or field) that disagrees.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::card::{self, Card, Dim, CARD_FILE, CARD_METADATA_KEY, GRAPHS};
+use super::onnx_proto::{self, OnnxInfo, ProtoDim, ValueInfo, ELEM_FLOAT};
+
+/// Lowest opset of the default domain a graph may use (spec §2).
+const MIN_OPSET: i64 = 17;
+
+/// A validated model folder.
+#[derive(Debug, Clone)]
+pub struct ModelFolder {
+    dir: PathBuf,
+    card: Card,
+    graphs: Vec<GraphFile>,
+}
+
+/// One validated graph file.
+#[derive(Debug, Clone)]
+pub struct GraphFile {
+    /// File name, e.g. `denoiser.onnx`.
+    pub name: &'static str,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+    pub ir_version: i64,
+    /// Opset of the default domain.
+    pub opset: i64,
+    pub producer: String,
+    /// Inputs and outputs as the file declares them, in file order.
+    pub inputs: Vec<(String, Vec<Dim>)>,
+    pub outputs: Vec<(String, Vec<Dim>)>,
+}
+
+impl ModelFolder {
+    /// Open and validate `dir`; see the module doc for what is checked.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            bail!("model folder {} does not exist or is not a directory", dir.display());
+        }
+        for file in std::iter::once(CARD_FILE).chain(GRAPHS) {
+            if !dir.join(file).is_file() {
+                bail!("model folder {}: missing {file}", dir.display());
+            }
+        }
+        let card_path = dir.join(CARD_FILE);
+        let text = std::fs::read_to_string(&card_path).with_context(|| format!("reading {}", card_path.display()))?;
+        let card = Card::from_json(&text).with_context(|| format!("{}: invalid card", card_path.display()))?;
+        let card_value: serde_json::Value = serde_json::from_str(&text).expect("parsed above");
+
+        let graphs = GRAPHS
+            .iter()
+            .map(|name| {
+                let path = dir.join(name);
+                check_graph(name, &path, &card, &card_value).with_context(|| format!("{}", path.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { dir, card, graphs })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn card(&self) -> &Card {
+        &self.card
+    }
+
+    /// The three graphs, in spec order (denoiser, dps_vjp, dps_dense).
+    pub fn graphs(&self) -> &[GraphFile] {
+        &self.graphs
+    }
+
+    /// Path of one graph file (`denoiser.onnx`, …).
+    pub fn graph_path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+fn check_graph(name: &'static str, path: &Path, card: &Card, card_value: &serde_json::Value) -> Result<GraphFile> {
+    let bytes = std::fs::read(path).context("reading")?;
+    let entry = &card.graphs[name];
+    let sha = hex::encode(Sha256::digest(&bytes));
+    if !sha.eq_ignore_ascii_case(&entry.sha256) {
+        bail!(
+            "sha256 {sha} differs from card.json's {} (file changed or card out of date)",
+            entry.sha256
+        );
+    }
+    let info = onnx_proto::parse_model(&bytes).context("not a readable ONNX model")?;
+
+    // Self-contained, default domain only, opset >= 17 (spec §2).
+    if !info.external_initializers.is_empty() {
+        bail!(
+            "initializers {:?} use external data; graphs must be self-contained",
+            info.external_initializers
+        );
+    }
+    let mut opset = None;
+    for (domain, version) in &info.opsets {
+        match domain.as_str() {
+            "" | "ai.onnx" => opset = Some(*version),
+            other => bail!("uses operator domain {other:?}; only the default domain is allowed"),
+        }
+    }
+    let opset = opset.context("declares no opset of the default domain")?;
+    if opset < MIN_OPSET {
+        bail!("opset {opset} is below the minimum {MIN_OPSET}");
+    }
+
+    // Signatures: the file against spec §2 (the card was checked against it when parsed).
+    let want = card::spec_signature(name, card.shape).expect("known graph");
+    check_values("input", &info.inputs, &want.inputs)?;
+    check_values("output", &info.outputs, &want.outputs)?;
+
+    check_embedded_card(&info, card_value)?;
+
+    let dims = |v: &ValueInfo| -> (String, Vec<Dim>) {
+        let d = v.shape.iter().flatten().map(proto_dim).collect();
+        (v.name.clone(), d)
+    };
+    Ok(GraphFile {
+        name,
+        path: path.to_path_buf(),
+        bytes: bytes.len() as u64,
+        sha256: sha,
+        ir_version: info.ir_version,
+        opset,
+        producer: info.producer.clone(),
+        inputs: info.inputs.iter().map(dims).collect(),
+        outputs: info.outputs.iter().map(dims).collect(),
+    })
+}
+
+fn proto_dim(d: &ProtoDim) -> Dim {
+    match d {
+        ProtoDim::Fixed(n) => Dim::Fixed(*n as usize),
+        ProtoDim::Symbol(s) if s.is_empty() => Dim::Dynamic("?".into()),
+        ProtoDim::Symbol(s) => Dim::Dynamic(s.clone()),
+    }
+}
+
+/// A graph's inputs or outputs against the spec: names, f32, rank, fixed dims, and
+/// dynamic dims dynamic (any symbol name).
+fn check_values(kind: &str, have: &[ValueInfo], want: &[(&str, Vec<Dim>)]) -> Result<()> {
+    for (name, dims) in want.iter() {
+        let Some(v) = have.iter().find(|v| v.name == *name) else {
+            bail!(
+                "no {kind} `{name}`: the graph's {kind}s are [{}], spec §2 wants [{}]",
+                have.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
+                card::names(want)
+            );
+        };
+        if v.elem_type != ELEM_FLOAT {
+            bail!("{kind} `{name}` has element type {}, want float32 (1)", v.elem_type);
+        }
+        let Some(shape) = &v.shape else {
+            bail!("{kind} `{name}` has no shape, want {}", card::format_dims(dims));
+        };
+        let got: Vec<Dim> = shape.iter().map(proto_dim).collect();
+        let ok = shape.len() == dims.len()
+            && shape.iter().zip(dims.iter()).all(|(s, d)| match (s, d) {
+                (ProtoDim::Fixed(a), Dim::Fixed(b)) => *a >= 0 && *a as usize == *b,
+                (ProtoDim::Symbol(_), Dim::Dynamic(_)) => true,
+                _ => false,
+            });
+        if !ok {
+            bail!(
+                "{kind} `{name}` has shape {}, spec §2 and the card want {}",
+                card::format_dims(&got),
+                card::format_dims(dims)
+            );
+        }
+    }
+    if let Some(extra) = have.iter().find(|v| !want.iter().any(|(n, _)| *n == v.name)) {
+        bail!("unexpected {kind} `{}` (spec §2 wants [{}])", extra.name, card::names(want));
+    }
+    Ok(())
+}
+
+/// The graph's `adps.card` must equal card.json less the graph hashes.
+fn check_embedded_card(info: &OnnxInfo, card_value: &serde_json::Value) -> Result<()> {
+    let Some(text) = info.metadata.get(CARD_METADATA_KEY) else {
+        bail!("has no `{CARD_METADATA_KEY}` metadata (not exported by models/card.py?)");
+    };
+    let embedded: serde_json::Value =
+        serde_json::from_str(text).with_context(|| format!("metadata `{CARD_METADATA_KEY}` is not JSON"))?;
+    let mut expected = card_value.clone();
+    if let Some(graphs) = expected.get_mut("graphs").and_then(|g| g.as_object_mut()) {
+        for g in graphs.values_mut() {
+            if let Some(o) = g.as_object_mut() {
+                o.remove("sha256");
+            }
+        }
+    }
+    if embedded == expected {
+        return Ok(());
+    }
+    let (e, x) = (embedded.as_object(), expected.as_object());
+    let mut fields: Vec<String> = Vec::new();
+    if let (Some(e), Some(x)) = (e, x) {
+        for key in e.keys().chain(x.keys()) {
+            if e.get(key) != x.get(key) && !fields.contains(key) {
+                fields.push(key.clone());
+            }
+        }
+    }
+    let mut msg = format!("metadata `{CARD_METADATA_KEY}` disagrees with card.json");
+    if !fields.is_empty() {
+        let _ = write!(msg, " on field(s) {}", fields.join(", "));
+        for key in ["name", "shape"] {
+            if fields.iter().any(|f| f == key) {
+                let _ = write!(
+                    msg,
+                    "; {key}: graph has {}, card.json has {}",
+                    e.and_then(|e| e.get(key)).unwrap_or(&serde_json::Value::Null),
+                    x.and_then(|x| x.get(key)).unwrap_or(&serde_json::Value::Null)
+                );
+            }
+        }
+    }
+    bail!(msg)
+}
+

@@ -1,0 +1,215 @@
+//! ONNX Runtime, once per process: find and load the shared library (never the `ort`
+//! crate's download), create the environment, and build sessions on the chosen device.
+//!
+//! The library is looked for in `ADPS_ORT_DYLIB`, then `ORT_DYLIB_PATH`, then
+//! [`LIBRARY_RELATIVE_PATH`] under the current directory, the executable's ancestors and
+//! the crate root this binary was built from (so `cargo run`/`cargo test` work in the repo).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{anyhow, bail, Context, Result};
+use ort::environment::Environment;
+use ort::ep::{self, ExecutionProvider};
+use ort::session::builder::SessionBuilder;
+use ort::session::Session;
+
+/// Where `scripts/onnxruntime.sh` puts the library, relative to the repository root.
+pub const LIBRARY_RELATIVE_PATH: &str = "third_party/onnxruntime/lib/libonnxruntime.so.1.31.1";
+
+/// Environment variables naming the library, in order of precedence.
+pub const LIBRARY_ENV_VARS: [&str; 2] = ["ADPS_ORT_DYLIB", "ORT_DYLIB_PATH"];
+
+/// Where sessions run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+pub enum Device {
+    /// CPU only.
+    Cpu,
+    /// CUDA; an error if the CUDA provider cannot be registered.
+    Cuda,
+    /// CUDA where it works, otherwise CPU (said once in the log).
+    #[default]
+    Auto,
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::Auto => "auto",
+        })
+    }
+}
+
+impl FromStr for Device {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda),
+            "auto" => Ok(Device::Auto),
+            _ => bail!("unknown device {s:?} (expected cpu, cuda or auto)"),
+        }
+    }
+}
+
+/// How sessions are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionConfig {
+    /// Requested device; the one actually used is reported by the session.
+    pub device: Device,
+    /// Intra-op threads per session; 0 leaves ONNX Runtime's default (one per core).
+    pub intra_threads: usize,
+}
+
+impl SessionConfig {
+    pub fn new(device: Device, intra_threads: usize) -> Self {
+        Self { device, intra_threads }
+    }
+}
+
+static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+/// Load ONNX Runtime and create the process's environment (idempotent, thread-safe).
+/// Returns the library path on first success.
+pub fn init() -> Result<&'static Environment> {
+    if let Some(env) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(env) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
+    let path = library_path()?;
+    let builder = ort::init_from(&path).map_err(|e| anyhow!("loading ONNX Runtime from {}: {e}", path.display()))?;
+    let env = builder
+        .with_name("adps")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| anyhow!("creating the ONNX Runtime environment: {e}"))?;
+    tracing::debug!(library = %path.display(), "ONNX Runtime loaded");
+    Ok(ENVIRONMENT.get_or_init(|| env))
+}
+
+/// The ONNX Runtime library this process loads (see the module doc for the search order).
+pub fn library_path() -> Result<PathBuf> {
+    for var in LIBRARY_ENV_VARS {
+        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            let path = PathBuf::from(value);
+            if path.is_file() {
+                return Ok(path);
+            }
+            bail!(
+                "ONNX Runtime library not found: {var}={} is not a file; run scripts/onnxruntime.sh or fix {var}",
+                path.display()
+            );
+        }
+    }
+    let candidates = library_candidates();
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    bail!(
+        "ONNX Runtime library not found (looked in {}, and in ${} / ${}); run scripts/onnxruntime.sh",
+        looked.join(", "),
+        LIBRARY_ENV_VARS[0],
+        LIBRARY_ENV_VARS[1]
+    )
+}
+
+fn library_candidates() -> Vec<PathBuf> {
+    let mut roots: Vec<PathBuf> = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
+    }
+    roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let mut out: Vec<PathBuf> = Vec::new();
+    for root in roots {
+        let p = root.join(LIBRARY_RELATIVE_PATH);
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Outcome of the first `auto` request for CUDA, shared by every later session.
+static AUTO_CUDA: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+
+/// Why `--device auto` runs on CPU in this process (None: not decided yet, or CUDA works).
+pub fn auto_fallback_reason() -> Option<String> {
+    AUTO_CUDA.get().and_then(|r| r.as_ref().err().cloned())
+}
+
+/// Build a session for `path` on `config.device`; returns it with the device really used
+/// (never `Auto`).
+pub fn build_session(path: &Path, config: &SessionConfig) -> Result<(Session, Device)> {
+    let env = init()?;
+    match config.device {
+        Device::Cpu => Ok((commit(builder(env, config)?, path)?, Device::Cpu)),
+        Device::Cuda => {
+            let session = cuda_builder(env, config)
+                .and_then(|b| commit(b, path))
+                .map_err(|e| anyhow!("--device cuda: {e:#}"))?;
+            Ok((session, Device::Cuda))
+        }
+        Device::Auto => {
+            if let Some(Err(_)) = AUTO_CUDA.get() {
+                return Ok((commit(builder(env, config)?, path)?, Device::Cpu));
+            }
+            match cuda_builder(env, config).and_then(|b| commit(b, path)) {
+                Ok(session) => {
+                    if AUTO_CUDA.set(Ok(())).is_ok() {
+                        tracing::info!("ONNX Runtime: running on CUDA");
+                    }
+                    Ok((session, Device::Cuda))
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    if AUTO_CUDA.set(Err(reason.clone())).is_ok() {
+                        tracing::warn!("ONNX Runtime: CUDA unavailable, running on CPU ({reason})");
+                    }
+                    Ok((commit(builder(env, config)?, path)?, Device::Cpu))
+                }
+            }
+        }
+    }
+}
+
+fn builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder> {
+    let mut b = Session::builder(env).map_err(|e| anyhow!("creating session options: {e}"))?;
+    if config.intra_threads > 0 {
+        b = b
+            .with_intra_threads(config.intra_threads)
+            .map_err(|e| anyhow!("setting {} intra-op threads: {e}", config.intra_threads))?;
+    }
+    Ok(b)
+}
+
+fn cuda_builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder> {
+    let available = ep::CUDA::is_available().unwrap_or(false);
+    if !available {
+        bail!(
+            "the CUDA execution provider is not in this ONNX Runtime build ({}); install the GPU build with scripts/onnxruntime.sh --gpu",
+            library_path().map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    let b = builder(env, config)?;
+    b.with_execution_providers([ep::CUDA::default().build().error_on_failure()])
+        .map_err(|e| anyhow!("registering the CUDA execution provider: {e}"))
+}
+
+fn commit(mut b: SessionBuilder, path: &Path) -> Result<Session> {
+    b.commit_from_file(path)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("{}: ONNX Runtime could not load the graph", path.display()))
+}

@@ -1,0 +1,260 @@
+//! The run specification: what `pipelines/*.toml` holds and what `adps restore`'s flags
+//! build. Unknown keys are rejected, so a typo never silently falls back to a default.
+//!
+//! `--set key=value` overrides use dotted keys (`sampler.steps=50`) and TOML values
+//! (strings may be left unquoted).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Where input shards come from.
+    pub input: InputSpec,
+    /// Where parts, manifests and errors go.
+    pub output: OutputSpec,
+    /// The model folder and how to run it.
+    pub model: ModelSpec,
+    /// The inverse problem to solve.
+    pub task: TaskSpec,
+    /// Sampler settings (the paper's defaults where omitted).
+    #[serde(default)]
+    pub sampler: SamplerSpec,
+    /// Parallelism, batching and queue sizes.
+    #[serde(default)]
+    pub workers: WorkerSpec,
+    /// Optional metrics beyond MSE/PSNR/SSIM.
+    #[serde(default)]
+    pub metrics: MetricsSpec,
+}
+
+/// Input shards: Parquet files under a prefix, taken in lexicographic order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// `file://…`, a local path, `s3://bucket/prefix` or `memory://name/prefix`.
+    pub url: String,
+    /// Restore at most this many records (taken from the first shards in order).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Output location.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// `file://…`, a local path, `s3://bucket/prefix` or `memory://name/prefix`.
+    pub url: String,
+    /// Also write each reconstruction as float32 (`reconstruction_f32`), lossless.
+    #[serde(default)]
+    pub write_f32: bool,
+}
+
+/// The model folder (spec §2) and its runtime.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Path of the model folder (denoiser.onnx, dps_vjp.onnx, dps_dense.onnx, card.json).
+    pub dir: String,
+    /// `cpu`, `cuda` or `auto` (CUDA where it registers, otherwise CPU).
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Intra-op threads per ONNX Runtime session; 0 lets ONNX Runtime choose.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+fn default_device() -> String {
+    "auto".into()
+}
+
+/// The inverse problem.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    /// Forward operator: `cs:M`, `sr:f`, `inpaint-random:p`, `inpaint-box:HxW`, `blur-gauss:σ`.
+    pub operator: String,
+    /// Measurement noise σ_y (y = A x0 + σ_y·n); also used when simulating y from clean images.
+    #[serde(default)]
+    pub sigma_y: f64,
+}
+
+/// Sampler settings; defaults are the paper's (EDM, Heun, no churn).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplerSpec {
+    /// Number of noise levels N (NFE = 2N−1 for Heun, N for Euler).
+    pub steps: usize,
+    /// `heun` or `euler`.
+    pub solver: String,
+    /// Guidance step ζ (constant over the trajectory).
+    pub zeta: f64,
+    /// Run seed: with an image's id it keys every random draw for that image.
+    pub seed: u64,
+    /// `model` (Ambient DPS: the model's own sampling mask) or `ones` (plain DPS, mask = 1).
+    pub mask: String,
+    /// `auto`, `dense` (fused dps_dense.onnx) or `vjp` (dps_vjp.onnx + Rust adjoint).
+    pub gradient: String,
+    /// Clip x0 to [-1, 1] in the direction term.
+    pub clip: bool,
+    /// Stochasticity (EDM S_churn, S_min, S_max, S_noise); churn 0 is deterministic.
+    pub churn: f64,
+    pub s_min: f64,
+    pub s_max: f64,
+    pub s_noise: f64,
+    /// Noise range; clamped to the model card's.
+    pub sigma_min: f64,
+    pub sigma_max: f64,
+}
+
+impl Default for SamplerSpec {
+    fn default() -> Self {
+        Self {
+            steps: 100,
+            solver: "heun".into(),
+            zeta: 1.0,
+            seed: 0,
+            mask: "model".into(),
+            gradient: "auto".into(),
+            clip: false,
+            churn: 0.0,
+            s_min: 0.0,
+            s_max: f64::INFINITY,
+            s_noise: 1.0,
+            sigma_min: 0.002,
+            sigma_max: 80.0,
+        }
+    }
+}
+
+/// Parallelism and memory bounds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSpec {
+    /// Images per model call.
+    pub batch_size: usize,
+    /// Restore workers, one ONNX Runtime session set each.
+    pub restore_workers: usize,
+    /// Shards fetched concurrently.
+    pub fetch_concurrency: usize,
+    /// Capacity, in messages, of every queue between stages (a message is a shard before
+    /// `batch` and a batch after it). Small: the restore stage is the bottleneck, and a
+    /// few batches ahead are enough to keep it busy while holding memory flat.
+    pub queue_capacity: usize,
+    /// This machine's index among `worker_count` machines sharing the input (shards i::n).
+    pub worker_index: Option<usize>,
+    /// Number of machines sharing the input.
+    pub worker_count: Option<usize>,
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        Self {
+            batch_size: 8,
+            restore_workers: 1,
+            fetch_concurrency: 4,
+            queue_capacity: 4,
+            worker_index: None,
+            worker_count: None,
+        }
+    }
+}
+
+/// Optional metrics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSpec {
+    /// Path of an LPIPS ONNX graph (see `models/lpips/`); without it the `lpips` column is null.
+    pub lpips: Option<String>,
+}
+
+impl RunSpec {
+    /// Reads a spec file and applies `--set key=value` overrides.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read pipeline spec {}", path.display()))?;
+        Self::parse(&text, overrides).with_context(|| format!("pipeline spec {}", path.display()))
+    }
+
+    /// Parses a spec from TOML text and applies overrides.
+    pub fn parse(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table = toml::from_str(text)?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        let spec: RunSpec = toml::Value::Table(table).try_into()?;
+        Ok(spec)
+    }
+}
+
+/// Applies one `a.b.c=value` override to a TOML table.
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .with_context(|| format!("--set `{assignment}`: expected key=value"))?;
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set `{assignment}`: empty key segment");
+    }
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("--set `{assignment}`: `{p}` is not a section"))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [input]
+        url = "in/"
+        [output]
+        url = "out/"
+        [model]
+        dir = "models/m"
+        [task]
+        operator = "cs:256"
+    "#;
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let s = RunSpec::parse(MINIMAL, &[]).unwrap();
+        assert_eq!(s.sampler.solver, "heun");
+        assert_eq!(s.sampler.steps, 100);
+        assert_eq!(s.sampler.churn, 0.0);
+        assert_eq!(s.workers.batch_size, 8);
+    }
+
+    #[test]
+    fn overrides_take_toml_values_and_bare_strings() {
+        let s = RunSpec::parse(
+            MINIMAL,
+            &["sampler.steps=7".into(), "task.operator=sr:4".into(), "sampler.zeta=2.5".into()],
+        )
+        .unwrap();
+        assert_eq!(s.sampler.steps, 7);
+        assert_eq!(s.task.operator, "sr:4");
+        assert_eq!(s.sampler.zeta, 2.5);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = RunSpec::parse(MINIMAL, &["sampler.stpes=7".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("stpes"), "{err:#}");
+    }
+}

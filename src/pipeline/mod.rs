@@ -1,0 +1,4 @@
+//! The run: configuration, the validated plan, and the one place that wires the stages
+//! together.
+
+pub mod config;

@@ -1,0 +1,187 @@
+//! Decode: Parquet bytes → records with CHW float tensors (images decoded in parallel
+//! with rayon). A record that cannot be decoded, has the wrong shape or holds NaN/∞
+//! becomes an error row; a shard that is not readable Parquet fails as a whole.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use rayon::prelude::*;
+
+use super::fetch::Fetched;
+use super::{Counters, Flow, Record, Shard};
+use crate::io::image;
+use crate::io::parquet_in::{self, Payload, RawRecord};
+use crate::io::parquet_out::ErrorRow;
+
+/// What the records must look like.
+#[derive(Debug, Clone)]
+pub struct DecodeSpec {
+    /// The model's image shape [C, H, W].
+    pub shape: [usize; 3],
+    /// Length of a measurement vector y.
+    pub y_len: usize,
+    /// Shape of y when given as an image (`y_image`), e.g. [C, H/f, W/f] for `sr:f`.
+    pub y_image_shape: Option<[usize; 3]>,
+}
+
+/// A shard's decoded records and the rows that failed.
+pub type Decoded = (Arc<Shard>, Vec<Record>, Vec<ErrorRow>);
+
+/// Runs until `input` closes. `quota` counts down the records still allowed by `--limit`.
+pub fn run(
+    spec: &DecodeSpec,
+    input: Receiver<Fetched>,
+    out: Sender<Flow<Decoded>>,
+    quota: &AtomicUsize,
+    counters: &Counters,
+) {
+    for fetched in input {
+        let shard = fetched.shard;
+        let msg = match fetched
+            .bytes
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|b| {
+                parquet_in::read_shard(b, &shard.name).map_err(|e| format!("{e:#}"))
+            }) {
+            Err(reason) => Flow::Failed {
+                shard: shard.clone(),
+                reason,
+            },
+            Ok(mut raw) => {
+                let take = take_quota(quota, raw.len());
+                raw.truncate(take);
+                let decoded: Vec<Result<Record, (String, String)>> =
+                    raw.into_par_iter().map(|r| decode_record(r, spec)).collect();
+                let (mut records, mut errors) = (Vec::new(), Vec::new());
+                for d in decoded {
+                    match d {
+                        Ok(r) => records.push(r),
+                        Err((id, reason)) => errors.push(ErrorRow {
+                            id,
+                            shard: shard.name.clone(),
+                            stage: "decode".into(),
+                            reason,
+                        }),
+                    }
+                }
+                Counters::add(&counters.records_expected, (records.len() + errors.len()) as u64);
+                Flow::Data((shard, records, errors))
+            }
+        };
+        if out.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+/// Takes up to `wanted` from the shared quota; returns how many were granted.
+fn take_quota(quota: &AtomicUsize, wanted: usize) -> usize {
+    let mut granted = 0;
+    let _ = quota.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+        granted = left.min(wanted);
+        Some(left - granted)
+    });
+    granted
+}
+
+/// Decodes one row; a failure is (record id, reason).
+fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, String)> {
+    let id = raw.id.clone();
+    let fail = |reason: String| (id.clone(), format!("row {}: {reason}", raw.row));
+    let payload = raw.payload.clone().map_err(&fail)?;
+    let [c, h, w] = spec.shape;
+    let mut record = Record {
+        id: raw.id.clone(),
+        row: raw.row,
+        truth: None,
+        y: None,
+        mask: None,
+    };
+    match payload {
+        Payload::Image(bytes) => {
+            let px = image::decode(&bytes, c).map_err(|e| fail(format!("{e:#}")))?;
+            if px.shape != spec.shape {
+                return Err(fail(format!(
+                    "image is {}×{}×{}, the model expects {c}×{h}×{w}",
+                    px.shape[0], px.shape[1], px.shape[2]
+                )));
+            }
+            record.truth = Some(px.data);
+        }
+        Payload::Pixels { data, shape } => {
+            let want = [c as i32, h as i32, w as i32];
+            if shape != want || data.len() != c * h * w {
+                return Err(fail(format!(
+                    "pixels have shape {shape:?} ({} values), the model expects {want:?}",
+                    data.len()
+                )));
+            }
+            record.truth = Some(data.iter().map(|v| v * 2.0 - 1.0).collect());
+        }
+        Payload::Y(y) => {
+            if y.len() != spec.y_len {
+                return Err(fail(format!(
+                    "y has {} values, the operator measures {}",
+                    y.len(),
+                    spec.y_len
+                )));
+            }
+            record.y = Some(y);
+        }
+        Payload::YImage(bytes) => {
+            let want = spec.y_image_shape.unwrap_or(spec.shape);
+            let px = image::decode(&bytes, want[0]).map_err(|e| fail(format!("{e:#}")))?;
+            if px.shape != want {
+                return Err(fail(format!(
+                    "y_image is {:?}, the operator measures {want:?}",
+                    px.shape
+                )));
+            }
+            record.y = Some(px.data);
+        }
+    }
+    if let Some(m) = &raw.mask {
+        let px = image::decode(m, c).map_err(|e| fail(format!("mask: {e:#}")))?;
+        if px.shape != spec.shape {
+            return Err(fail(format!("mask is {:?}, expected {:?}", px.shape, spec.shape)));
+        }
+        record.mask = Some(px.data.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect());
+    }
+    let values = record.truth.iter().chain(record.y.iter()).flatten();
+    if let Some(bad) = values.into_iter().find(|v| !v.is_finite()) {
+        return Err(fail(format!("holds a non-finite value ({bad})")));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_is_shared_and_never_negative() {
+        let q = AtomicUsize::new(5);
+        assert_eq!(take_quota(&q, 3), 3);
+        assert_eq!(take_quota(&q, 3), 2);
+        assert_eq!(take_quota(&q, 3), 0);
+    }
+
+    #[test]
+    fn nan_measurements_are_refused_with_the_id() {
+        let spec = DecodeSpec {
+            shape: [1, 2, 2],
+            y_len: 2,
+            y_image_shape: None,
+        };
+        let raw = RawRecord {
+            id: "rec-7".into(),
+            row: 3,
+            payload: Ok(Payload::Y(vec![0.0, f32::NAN])),
+            mask: None,
+        };
+        let (id, reason) = decode_record(raw, &spec).unwrap_err();
+        assert_eq!(id, "rec-7");
+        assert!(reason.starts_with("row 3:") && reason.contains("non-finite"), "{reason}");
+    }
+}

@@ -1,0 +1,80 @@
+//! List: the input prefix's Parquet shards in lexicographic order, this worker's share
+//! (`[i::n]`, stateless), minus the shards already committed with the same settings.
+
+use anyhow::{Context, Result};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+
+use super::Shard;
+use crate::io::store::Location;
+
+/// Every `*.parquet` directly or indirectly under the input prefix, sorted by key.
+pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<Shard>> {
+    let prefix = input.prefix.clone();
+    let store = input.store.clone();
+    let mut metas = rt
+        .block_on(async move {
+            let p = if prefix.as_ref().is_empty() { None } else { Some(&prefix) };
+            store.list(p).try_collect::<Vec<_>>().await
+        })
+        .with_context(|| format!("cannot list input {input}"))?;
+    metas.retain(|m| m.location.as_ref().ends_with(".parquet"));
+    metas.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
+    Ok(metas
+        .into_iter()
+        .enumerate()
+        .map(|(index, m)| {
+            let name = m.location.filename().unwrap_or_default().to_string();
+            let rel = m
+                .location
+                .as_ref()
+                .strip_prefix(input.prefix.as_ref())
+                .unwrap_or(m.location.as_ref())
+                .trim_start_matches('/')
+                .to_string();
+            Shard {
+                index,
+                url: input.child_url(&rel),
+                name,
+                key: m.location,
+            }
+        })
+        .collect())
+}
+
+/// The shards worker `index` of `count` owns: every `count`-th, starting at `index`.
+pub fn select_for_worker(shards: Vec<Shard>, index: usize, count: usize) -> Vec<Shard> {
+    shards
+        .into_iter()
+        .filter(|s| s.index % count == index)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(i: usize) -> Shard {
+        Shard {
+            index: i,
+            name: format!("s{i}.parquet"),
+            url: String::new(),
+            key: object_store::path::Path::from(format!("s{i}.parquet")),
+        }
+    }
+
+    #[test]
+    fn workers_split_shards_disjointly_and_completely() {
+        let all: Vec<Shard> = (0..10).map(shard).collect();
+        let mut seen = Vec::new();
+        for i in 0..3 {
+            seen.extend(select_for_worker(all.clone(), i, 3).into_iter().map(|s| s.index));
+        }
+        seen.sort();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            select_for_worker(all, 1, 3).iter().map(|s| s.index).collect::<Vec<_>>(),
+            vec![1, 4, 7]
+        );
+    }
+}

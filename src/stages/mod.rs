@@ -1,0 +1,160 @@
+//! The pipeline's stages, one file each, in flow order:
+//! list → fetch → decode → batch → restore → metrics → write → commit.
+//!
+//! A stage is a function that takes a receiver and a sender (or only one of them) and
+//! runs until its input closes; it never names its neighbours. `crate::pipeline::topology`
+//! is the one place that creates the channels and starts the stages.
+
+pub mod batch;
+pub mod commit;
+pub mod decode;
+pub mod fetch;
+pub mod list;
+pub mod metrics;
+pub mod restore;
+pub mod write;
+
+use std::sync::Arc;
+
+use crate::io::parquet_out::{ErrorRow, OutputRow};
+
+/// One input shard.
+#[derive(Debug, Clone)]
+pub struct Shard {
+    /// Position in the full, sorted shard list (before worker selection).
+    pub index: usize,
+    /// File name, e.g. `shard-00042.parquet`.
+    pub name: String,
+    /// The shard's URL, for messages.
+    pub url: String,
+    /// Key in the input store.
+    pub key: object_store::path::Path,
+}
+
+impl Shard {
+    /// The file name without `.parquet`: names this shard's outputs.
+    pub fn stem(&self) -> &str {
+        self.name.strip_suffix(".parquet").unwrap_or(&self.name)
+    }
+}
+
+/// A decoded input record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The record id (seeds its randomness).
+    pub id: String,
+    /// Row in its shard (restores the shard's order in the output).
+    pub row: usize,
+    /// Ground truth CHW in [-1, 1], for clean-image input (y is then simulated).
+    pub truth: Option<Vec<f32>>,
+    /// The measurement y, for measured input.
+    pub y: Option<Vec<f32>>,
+    /// A per-record inpainting mask (1 = kept), C·H·W, where the input has one.
+    pub mask: Option<Vec<f32>>,
+}
+
+/// What flows between stages after `decode`: shard bookkeeping or a payload.
+#[derive(Debug)]
+pub enum Flow<T> {
+    /// A shard was read: `records` will arrive, `errors` already failed while decoding.
+    Opened {
+        shard: Arc<Shard>,
+        records: usize,
+        errors: Vec<ErrorRow>,
+    },
+    /// A shard failed as a whole (unreadable, corrupt): nothing of it is written.
+    Failed { shard: Arc<Shard>, reason: String },
+    /// Payload.
+    Data(T),
+}
+
+impl<T> Flow<T> {
+    /// Transforms the payload; bookkeeping passes through unchanged.
+    pub fn map_data<U>(self, f: impl FnOnce(T) -> U) -> Flow<U> {
+        match self {
+            Flow::Data(t) => Flow::Data(f(t)),
+            Flow::Opened {
+                shard,
+                records,
+                errors,
+            } => Flow::Opened {
+                shard,
+                records,
+                errors,
+            },
+            Flow::Failed { shard, reason } => Flow::Failed { shard, reason },
+        }
+    }
+}
+
+/// A batch of records for one model call; may span shards.
+pub type Batch = Vec<(Arc<Shard>, Record)>;
+
+/// A restored image, or why it could not be restored.
+#[derive(Debug)]
+pub struct Restored {
+    pub shard: Arc<Shard>,
+    pub record: Record,
+    /// Reconstruction CHW in [-1, 1], its measurement residual ‖y − A x̂‖, and the
+    /// wall seconds its batch took divided by the batch size.
+    pub result: Result<(Vec<f32>, f64, f64), String>,
+}
+
+/// A finished row, or the error it ended with.
+#[derive(Debug)]
+pub struct Scored {
+    pub shard: Arc<Shard>,
+    pub row: usize,
+    pub result: Result<OutputRow, ErrorRow>,
+}
+
+/// A shard whose data files are written and which may now be committed.
+#[derive(Debug)]
+pub struct Written {
+    pub shard: Arc<Shard>,
+    pub rows: usize,
+    pub errors: usize,
+    /// Keys written, with their sizes, for the manifest.
+    pub files: Vec<(String, u64)>,
+}
+
+/// Counters every stage adds to; read by the progress display and the final summary,
+/// and asserted in tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub records_ok: std::sync::atomic::AtomicU64,
+    pub records_failed: std::sync::atomic::AtomicU64,
+    pub records_skipped: std::sync::atomic::AtomicU64,
+    pub shards_committed: std::sync::atomic::AtomicU64,
+    pub shards_failed: std::sync::atomic::AtomicU64,
+    pub shards_skipped: std::sync::atomic::AtomicU64,
+    /// Denoiser evaluations (NFE × images), for NFE/s.
+    pub nfe_images: std::sync::atomic::AtomicU64,
+    /// Records known so far (grows as shards are decoded), for the progress bar.
+    pub records_expected: std::sync::atomic::AtomicU64,
+    /// Sums of the metrics of scored records, for the run summary.
+    pub metric_sums: std::sync::Mutex<MetricSums>,
+}
+
+/// Running sums of per-image metrics (only records with ground truth count).
+#[derive(Debug, Default, Clone)]
+pub struct MetricSums {
+    pub scored: u64,
+    pub mse: f64,
+    pub psnr: f64,
+    pub ssim: f64,
+    pub lpips_scored: u64,
+    pub lpips: f64,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
