@@ -224,6 +224,14 @@ def load_checkpoint(path):
     import train
     D = train.build(state, "ema").eval()
     hw = sorted({s["hardware"] for s in state["sessions"]})
+    where = {}
+    for s in state["sessions"]:  # one entry per training slice, summarised per machine
+        w = where.setdefault(s["hardware"], {"hardware": s["hardware"], "slices": 0, "seconds": 0.0,
+                                             "steps": 0, "first_start": s["started"]})
+        w["slices"] += 1
+        w["steps"] += s["steps"]
+        w["seconds"] = round(w["seconds"] + s["seconds"], 1)
+        w["last_start"] = s["started"]
     card = {"name": state["name"],
             "dataset": "Fashion-MNIST train (60k), 28x28 zero-padded to 32x32, grey, [-1,1]; models/data.py",
             "shape": [1, 32, 32], "sigma_data": state["sigma_data"],
@@ -238,7 +246,7 @@ def load_checkpoint(path):
                          "seed": state["seed"], "final_loss": state["final_loss"],
                          "loss_definition": "EDM-weighted MSE on kept pixels, mean over the last 50 steps",
                          "hardware": "; ".join(hw), "seconds": round(state["seconds"], 1),
-                         "sessions": len(state["sessions"]), "optimizer": f"Adam lr {1e-3}",
+                         "where": list(where.values()), "optimizer": "Adam lr 1e-3, 300-step warm-up",
                          "sigma_sampling": "log-normal P_mean -1.2 P_std 1.2", "loss_curve": "loss.csv"}}
     return D, card
 

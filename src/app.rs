@@ -59,8 +59,8 @@ fn init_logging(format: LogFormat) {
 /// Builds and runs one pipeline, prints its summary, and returns the exit code.
 pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
     let output_url = spec.output.url.clone();
-    let plan = plan::build(spec)?;
-    let report = topology::run(plan, progress)?;
+    let (plan, engines) = plan::build(spec)?;
+    let report = topology::run(plan, engines, progress)?;
     let m = &report.metrics;
     let mut summary = format!(
         "records ok {}, failed {}; shards committed {}, failed {}, skipped {}; {:.1}s, {:.1} NFE/s",
@@ -75,12 +75,14 @@ pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
     if m.scored > 0 {
         let n = m.scored as f64;
         summary.push_str(&format!(
-            "; mean PSNR {:.2} dB, SSIM {:.4}, MSE {:.5} over {} images",
+            "; mean PSNR {:.2} dB, MSE {:.5} over {} images",
             m.psnr / n,
-            m.ssim / n,
             m.mse / n,
             m.scored
         ));
+        if m.ssim_scored > 0 {
+            summary.push_str(&format!(", SSIM {:.4}", m.ssim / m.ssim_scored as f64));
+        }
         if m.lpips_scored > 0 {
             summary.push_str(&format!(", LPIPS {:.4}", m.lpips / m.lpips_scored as f64));
         }

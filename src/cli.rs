@@ -205,7 +205,11 @@ impl WorkerArgs {
             spec.workers.worker_index = Some(i);
         }
         if spec.workers.worker_count.is_some() && spec.workers.worker_index.is_none() {
-            for var in ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID"] {
+            for var in [
+                "JOB_COMPLETION_INDEX",
+                "AWS_BATCH_JOB_ARRAY_INDEX",
+                "SLURM_ARRAY_TASK_ID",
+            ] {
                 if let Ok(v) = std::env::var(var) {
                     let i: usize = v
                         .trim()

@@ -10,7 +10,10 @@
 //! - [`model`]: ONNX Runtime sessions implementing [`restore::denoiser::Denoiser`].
 //! - [`cli`] and [`app`]: the command line.
 
+pub mod app;
+pub mod cli;
 pub mod io;
 pub mod model;
 pub mod pipeline;
 pub mod restore;
+pub mod stages;

@@ -1,1 +1,13 @@
-fn main() {}
+//! `adps`: maps `app::run`'s result to an exit code and prints the error chain.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match adps::app::run() {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(adps::app::EXIT_ERROR)
+        }
+    }
+}

@@ -52,8 +52,12 @@ pub fn encode_png(shape: [usize; 3], data: &[f32]) -> Result<Vec<u8>> {
     let to_u8 = |v: f32| (((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round()) as u8;
     let img = match c {
         1 => DynamicImage::ImageLuma8(
-            image::GrayImage::from_raw(w as u32, h as u32, data.iter().map(|&v| to_u8(v)).collect())
-                .context("image buffer size")?,
+            image::GrayImage::from_raw(
+                w as u32,
+                h as u32,
+                data.iter().map(|&v| to_u8(v)).collect(),
+            )
+            .context("image buffer size")?,
         ),
         3 => {
             let mut hwc = vec![0u8; 3 * h * w];

@@ -55,8 +55,8 @@ enum Layout {
 
 /// Reads a whole shard. `shard_name` names default ids and errors.
 pub fn read_shard(bytes: Bytes, shard_name: &str) -> Result<Vec<RawRecord>> {
-    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .context("not a readable Parquet file")?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).context("not a readable Parquet file")?;
     let schema = builder.schema().clone();
     let has = |name: &str| schema.column_with_name(name).is_some();
     let layout = if has("image") {
@@ -180,12 +180,19 @@ fn image_bytes_at(col: &dyn Array, r: usize) -> std::result::Result<Vec<u8>, Str
     }
 }
 
-fn list_values(col: &dyn Array, r: usize) -> std::result::Result<std::sync::Arc<dyn Array>, String> {
+fn list_values(
+    col: &dyn Array,
+    r: usize,
+) -> std::result::Result<std::sync::Arc<dyn Array>, String> {
     if col.is_null(r) {
         return Err("value is null".into());
     }
     match col.data_type() {
-        DataType::List(_) => Ok(col.as_any().downcast_ref::<ListArray>().ok_or("list")?.value(r)),
+        DataType::List(_) => Ok(col
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .ok_or("list")?
+            .value(r)),
         DataType::LargeList(_) => Ok(col.as_list::<i64>().value(r)),
         DataType::FixedSizeList(_, _) => Ok(col.as_fixed_size_list().value(r)),
         other => Err(format!("expected a list, found {other}")),

@@ -99,9 +99,15 @@ fn hf_metadata(schema: &Schema, image_columns: &[&str]) -> String {
 fn write_parquet(batch: RecordBatch, image_columns: &[&str]) -> Result<Vec<u8>> {
     let schema = batch.schema();
     let meta = hf_metadata(&schema, image_columns);
-    let schema = Arc::new(schema.as_ref().clone().with_metadata(
-        std::collections::HashMap::from([("huggingface".to_string(), meta)]),
-    ));
+    let schema = Arc::new(
+        schema
+            .as_ref()
+            .clone()
+            .with_metadata(std::collections::HashMap::from([(
+                "huggingface".to_string(),
+                meta,
+            )])),
+    );
     let batch = batch.with_schema(schema.clone())?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
@@ -150,12 +156,20 @@ pub fn encode_outputs(rows: &[OutputRow], settings: &RowSettings) -> Result<Vec<
     );
     let mut fields = vec![
         Field::new("id", DataType::Utf8, false),
-        Field::new("reconstruction", DataType::Struct(image_struct_fields()), true),
+        Field::new(
+            "reconstruction",
+            DataType::Struct(image_struct_fields()),
+            true,
+        ),
     ];
     let mut columns: Vec<ArrayRef> = vec![Arc::new(id.finish()), Arc::new(image)];
     if with_f32 {
         let list = f32s.finish();
-        fields.push(Field::new("reconstruction_f32", arrow::array::Array::data_type(&list).clone(), true));
+        fields.push(Field::new(
+            "reconstruction_f32",
+            arrow::array::Array::data_type(&list).clone(),
+            true,
+        ));
         columns.push(Arc::new(list));
     }
     for (name, mut col) in [
@@ -305,8 +319,20 @@ mod tests {
             bytes::Bytes::from(bytes),
         )
         .unwrap();
-        let meta = reader.schema().metadata().get("huggingface").unwrap().clone();
-        assert!(meta.contains(r#""reconstruction":{"_type":"Image"}"#), "{meta}");
-        assert!(reader.schema().field_with_name("lpips").unwrap().is_nullable());
+        let meta = reader
+            .schema()
+            .metadata()
+            .get("huggingface")
+            .unwrap()
+            .clone();
+        assert!(
+            meta.contains(r#""reconstruction":{"_type":"Image"}"#),
+            "{meta}"
+        );
+        assert!(reader
+            .schema()
+            .field_with_name("lpips")
+            .unwrap()
+            .is_nullable());
     }
 }

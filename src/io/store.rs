@@ -73,7 +73,8 @@ fn redact(url: &url::Url) -> String {
 /// Opens the store a URL (or a local path) points at.
 pub fn open(url_or_path: &str) -> Result<Location> {
     let url = if url_or_path.contains("://") {
-        url::Url::parse(url_or_path).with_context(|| format!("`{url_or_path}` is not a valid URL"))?
+        url::Url::parse(url_or_path)
+            .with_context(|| format!("`{url_or_path}` is not a valid URL"))?
     } else {
         let abs = std::path::absolute(url_or_path)
             .with_context(|| format!("cannot resolve path `{url_or_path}`"))?;
@@ -166,7 +167,10 @@ mod tests {
     fn credentials_never_shown() {
         let url = url::Url::parse("s3://AKIA:secret@bucket/prefix").unwrap();
         let shown = redact(&url);
-        assert!(!shown.contains("secret") && !shown.contains("AKIA"), "{shown}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("AKIA"),
+            "{shown}"
+        );
     }
 
     #[test]

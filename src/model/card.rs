@@ -145,7 +145,14 @@ pub fn spec_signature(graph: &str, shape: [usize; 3]) -> Option<Signature> {
             let mut ins = base();
             ins.push(("y", vec![b(), m()]));
             ins.push(("A", vec![m(), Dim::Fixed(c * h * w)]));
-            (ins, vec![("x0_hat", img()), ("residual_sq", vec![b()]), ("grad", img())])
+            (
+                ins,
+                vec![
+                    ("x0_hat", img()),
+                    ("residual_sq", vec![b()]),
+                    ("grad", img()),
+                ],
+            )
         }
         _ => return None,
     };
@@ -196,10 +203,11 @@ impl Card {
             bail!("field `shape` {:?} has a zero dimension", self.shape);
         }
         let [lo, hi] = self.value_range;
-        if !(lo < hi) {
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
             bail!("field `value_range` [{lo}, {hi}] is empty");
         }
-        if !(self.sigma_min > 0.0 && self.sigma_min < self.sigma_max && self.sigma_max.is_finite()) {
+        if !(self.sigma_min > 0.0 && self.sigma_min < self.sigma_max && self.sigma_max.is_finite())
+        {
             bail!(
                 "fields `sigma_min` {} / `sigma_max` {} must satisfy 0 < sigma_min < sigma_max < inf",
                 self.sigma_min,
@@ -214,19 +222,36 @@ impl Card {
             bail!("field `training.corruption.p` {} must be in [0, 1)", c.p);
         }
         if !(0.0..1.0).contains(&c.delta) {
-            bail!("field `training.corruption.delta` {} must be in [0, 1)", c.delta);
+            bail!(
+                "field `training.corruption.delta` {} must be in [0, 1)",
+                c.delta
+            );
         }
         for name in GRAPHS {
             let Some(entry) = self.graphs.get(name) else {
                 bail!("field `graphs` has no entry for {name}");
             };
-            let sha_ok = entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            let sha_ok =
+                entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
             if !sha_ok {
-                bail!("field `graphs.{name}.sha256` {:?} is not a hex sha256", entry.sha256);
+                bail!(
+                    "field `graphs.{name}.sha256` {:?} is not a hex sha256",
+                    entry.sha256
+                );
             }
             let want = spec_signature(name, self.shape).expect("known graph");
-            check_names_and_dims(&format!("field `graphs.{name}`"), "input", &entry.inputs, &want.inputs)?;
-            check_names_and_dims(&format!("field `graphs.{name}`"), "output", &entry.outputs, &want.outputs)?;
+            check_names_and_dims(
+                &format!("field `graphs.{name}`"),
+                "input",
+                &entry.inputs,
+                &want.inputs,
+            )?;
+            check_names_and_dims(
+                &format!("field `graphs.{name}`"),
+                "output",
+                &entry.outputs,
+                &want.outputs,
+            )?;
         }
         if let Some(other) = self.graphs.keys().find(|k| !GRAPHS.contains(&k.as_str())) {
             bail!("field `graphs` has an unknown graph {other}");
@@ -254,7 +279,10 @@ fn check_names_and_dims(
         }
     }
     if let Some(extra) = have.keys().find(|k| !want.iter().any(|(n, _)| n == k)) {
-        bail!("{what}: unexpected {kind} `{extra}` (spec §2 wants {})", names(want));
+        bail!(
+            "{what}: unexpected {kind} `{extra}` (spec §2 wants {})",
+            names(want)
+        );
     }
     Ok(())
 }
@@ -272,7 +300,9 @@ mod tests {
         let sig = |g: &str| {
             let s = spec_signature(g, [1, 8, 8]).unwrap();
             let map = |l: Vec<(&str, Vec<Dim>)>| -> serde_json::Value {
-                l.into_iter().map(|(n, d)| (n.to_string(), serde_json::to_value(d).unwrap())).collect()
+                l.into_iter()
+                    .map(|(n, d)| (n.to_string(), serde_json::to_value(d).unwrap()))
+                    .collect()
             };
             serde_json::json!({"inputs": map(s.inputs), "outputs": map(s.outputs), "sha256": "ab".repeat(32)})
         };
@@ -317,10 +347,15 @@ mod tests {
         let mut j = card_json();
         j["graphs"]["dps_dense.onnx"]["inputs"]["A"] = serde_json::json!(["M", 63]);
         let e = Card::from_json(&j.to_string()).unwrap_err().to_string();
-        assert!(e.contains("dps_dense.onnx") && e.contains("`A`") && e.contains("[M, 64]"), "{e}");
+        assert!(
+            e.contains("dps_dense.onnx") && e.contains("`A`") && e.contains("[M, 64]"),
+            "{e}"
+        );
 
         let mut j = card_json();
-        let ins = j["graphs"]["dps_vjp.onnx"]["inputs"].as_object_mut().unwrap();
+        let ins = j["graphs"]["dps_vjp.onnx"]["inputs"]
+            .as_object_mut()
+            .unwrap();
         let v = ins.remove("cotangent").unwrap();
         ins.insert("cot".into(), v);
         let e = Card::from_json(&j.to_string()).unwrap_err().to_string();

@@ -30,7 +30,8 @@ pub struct GraphFile {
     /// File name, e.g. `denoiser.onnx`.
     pub name: &'static str,
     pub path: PathBuf,
-    pub bytes: u64,
+    /// File size in bytes.
+    pub size_bytes: u64,
     pub sha256: String,
     pub ir_version: i64,
     /// Opset of the default domain.
@@ -46,7 +47,10 @@ impl ModelFolder {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         if !dir.is_dir() {
-            bail!("model folder {} does not exist or is not a directory", dir.display());
+            bail!(
+                "model folder {} does not exist or is not a directory",
+                dir.display()
+            );
         }
         for file in std::iter::once(CARD_FILE).chain(GRAPHS) {
             if !dir.join(file).is_file() {
@@ -54,15 +58,18 @@ impl ModelFolder {
             }
         }
         let card_path = dir.join(CARD_FILE);
-        let text = std::fs::read_to_string(&card_path).with_context(|| format!("reading {}", card_path.display()))?;
-        let card = Card::from_json(&text).with_context(|| format!("{}: invalid card", card_path.display()))?;
+        let text = std::fs::read_to_string(&card_path)
+            .with_context(|| format!("reading {}", card_path.display()))?;
+        let card = Card::from_json(&text)
+            .with_context(|| format!("{}: invalid card", card_path.display()))?;
         let card_value: serde_json::Value = serde_json::from_str(&text).expect("parsed above");
 
         let graphs = GRAPHS
             .iter()
             .map(|name| {
                 let path = dir.join(name);
-                check_graph(name, &path, &card, &card_value).with_context(|| format!("{}", path.display()))
+                check_graph(name, &path, &card, &card_value)
+                    .with_context(|| format!("{}", path.display()))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { dir, card, graphs })
@@ -87,7 +94,12 @@ impl ModelFolder {
     }
 }
 
-fn check_graph(name: &'static str, path: &Path, card: &Card, card_value: &serde_json::Value) -> Result<GraphFile> {
+fn check_graph(
+    name: &'static str,
+    path: &Path,
+    card: &Card,
+    card_value: &serde_json::Value,
+) -> Result<GraphFile> {
     let bytes = std::fs::read(path).context("reading")?;
     let entry = &card.graphs[name];
     let sha = hex::encode(Sha256::digest(&bytes));
@@ -132,7 +144,7 @@ fn check_graph(name: &'static str, path: &Path, card: &Card, card_value: &serde_
     Ok(GraphFile {
         name,
         path: path.to_path_buf(),
-        bytes: bytes.len() as u64,
+        size_bytes: bytes.len() as u64,
         sha256: sha,
         ir_version: info.ir_version,
         opset,
@@ -157,15 +169,24 @@ fn check_values(kind: &str, have: &[ValueInfo], want: &[(&str, Vec<Dim>)]) -> Re
         let Some(v) = have.iter().find(|v| v.name == *name) else {
             bail!(
                 "no {kind} `{name}`: the graph's {kind}s are [{}], spec §2 wants [{}]",
-                have.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "),
+                have.iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 card::names(want)
             );
         };
         if v.elem_type != ELEM_FLOAT {
-            bail!("{kind} `{name}` has element type {}, want float32 (1)", v.elem_type);
+            bail!(
+                "{kind} `{name}` has element type {}, want float32 (1)",
+                v.elem_type
+            );
         }
         let Some(shape) = &v.shape else {
-            bail!("{kind} `{name}` has no shape, want {}", card::format_dims(dims));
+            bail!(
+                "{kind} `{name}` has no shape, want {}",
+                card::format_dims(dims)
+            );
         };
         let got: Vec<Dim> = shape.iter().map(proto_dim).collect();
         let ok = shape.len() == dims.len()
@@ -182,8 +203,15 @@ fn check_values(kind: &str, have: &[ValueInfo], want: &[(&str, Vec<Dim>)]) -> Re
             );
         }
     }
-    if let Some(extra) = have.iter().find(|v| !want.iter().any(|(n, _)| *n == v.name)) {
-        bail!("unexpected {kind} `{}` (spec §2 wants [{}])", extra.name, card::names(want));
+    if let Some(extra) = have
+        .iter()
+        .find(|v| !want.iter().any(|(n, _)| *n == v.name))
+    {
+        bail!(
+            "unexpected {kind} `{}` (spec §2 wants [{}])",
+            extra.name,
+            card::names(want)
+        );
     }
     Ok(())
 }
@@ -193,8 +221,8 @@ fn check_embedded_card(info: &OnnxInfo, card_value: &serde_json::Value) -> Resul
     let Some(text) = info.metadata.get(CARD_METADATA_KEY) else {
         bail!("has no `{CARD_METADATA_KEY}` metadata (not exported by models/card.py?)");
     };
-    let embedded: serde_json::Value =
-        serde_json::from_str(text).with_context(|| format!("metadata `{CARD_METADATA_KEY}` is not JSON"))?;
+    let embedded: serde_json::Value = serde_json::from_str(text)
+        .with_context(|| format!("metadata `{CARD_METADATA_KEY}` is not JSON"))?;
     let mut expected = card_value.clone();
     if let Some(graphs) = expected.get_mut("graphs").and_then(|g| g.as_object_mut()) {
         for g in graphs.values_mut() {
@@ -223,12 +251,13 @@ fn check_embedded_card(info: &OnnxInfo, card_value: &serde_json::Value) -> Resul
                 let _ = write!(
                     msg,
                     "; {key}: graph has {}, card.json has {}",
-                    e.and_then(|e| e.get(key)).unwrap_or(&serde_json::Value::Null),
-                    x.and_then(|x| x.get(key)).unwrap_or(&serde_json::Value::Null)
+                    e.and_then(|e| e.get(key))
+                        .unwrap_or(&serde_json::Value::Null),
+                    x.and_then(|x| x.get(key))
+                        .unwrap_or(&serde_json::Value::Null)
                 );
             }
         }
     }
     bail!(msg)
 }
-

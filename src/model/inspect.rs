@@ -23,8 +23,18 @@ pub fn describe(folder: &ModelFolder) -> String {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "—".into());
     let _ = writeln!(s, "model      {}  ({})", card.name, folder.dir().display());
     let _ = writeln!(s, "dataset    {}", card.dataset);
-    let _ = writeln!(s, "shape      {} (C×H×W), values in [{}, {}]", card.shape_string(), card.value_range[0], card.value_range[1]);
-    let _ = writeln!(s, "sigma      [{}, {}], sigma_data {}", card.sigma_min, card.sigma_max, card.sigma_data);
+    let _ = writeln!(
+        s,
+        "shape      {} (C×H×W), values in [{}, {}]",
+        card.shape_string(),
+        card.value_range[0],
+        card.value_range[1]
+    );
+    let _ = writeln!(
+        s,
+        "sigma      [{}, {}], sigma_data {}",
+        card.sigma_min, card.sigma_max, card.sigma_data
+    );
     let _ = writeln!(
         s,
         "corruption random-inpainting p = {}, delta = {} → keep probability {:.4}",
@@ -43,7 +53,11 @@ pub fn describe(folder: &ModelFolder) -> String {
         opt(t.hardware.clone())
     );
     if !card.exporter.is_empty() {
-        let parts: Vec<String> = card.exporter.iter().map(|(k, v)| format!("{k} {}", plain(v))).collect();
+        let parts: Vec<String> = card
+            .exporter
+            .iter()
+            .map(|(k, v)| format!("{k} {}", plain(v)))
+            .collect();
         let _ = writeln!(s, "exporter   {}", parts.join(", "));
     }
     let scalar_extras: Vec<String> = card
@@ -60,11 +74,15 @@ pub fn describe(folder: &ModelFolder) -> String {
             s,
             "\n{}  {} bytes, sha256 {}, opset {}, IR {}{}",
             g.name,
-            g.bytes,
+            g.size_bytes,
             g.sha256,
             g.opset,
             g.ir_version,
-            if g.producer.is_empty() { String::new() } else { format!(", by {}", g.producer) }
+            if g.producer.is_empty() {
+                String::new()
+            } else {
+                format!(", by {}", g.producer)
+            }
         );
         for (name, dims) in &g.inputs {
             let _ = writeln!(s, "  in   {name:<12} {} f32", format_dims(dims));

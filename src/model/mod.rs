@@ -10,6 +10,7 @@
 pub mod card;
 pub mod folder;
 mod inspect;
+pub mod lpips;
 mod onnx_proto;
 pub mod runtime;
 pub mod session;

@@ -108,7 +108,11 @@ fn parse_graph(bytes: &[u8], info: &mut OnnxInfo) -> Result<()> {
 }
 
 fn parse_value_info(bytes: &[u8]) -> Result<ValueInfo> {
-    let mut v = ValueInfo { name: String::new(), elem_type: 0, shape: None };
+    let mut v = ValueInfo {
+        name: String::new(),
+        elem_type: 0,
+        shape: None,
+    };
     for field in Fields(bytes) {
         match field? {
             (1, Value::Bytes(b)) => v.name = string(b)?,
@@ -151,7 +155,9 @@ fn parse_shape(bytes: &[u8]) -> Result<Vec<ProtoDim>> {
 }
 
 fn string(b: &[u8]) -> Result<String> {
-    Ok(std::str::from_utf8(b).context("invalid UTF-8 string")?.to_owned())
+    Ok(std::str::from_utf8(b)
+        .context("invalid UTF-8 string")?
+        .to_owned())
 }
 
 /// A protobuf field value (fixed-width values are skipped but reported).
@@ -219,7 +225,10 @@ impl<'a> Fields<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.0.len() {
-            bail!("truncated or corrupt protobuf (field of {n} bytes, {} left)", self.0.len());
+            bail!(
+                "truncated or corrupt protobuf (field of {n} bytes, {} left)",
+                self.0.len()
+            );
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -242,7 +251,9 @@ mod tests {
     #[test]
     fn reads_fields_of_a_hand_made_model() {
         // ir_version = 10, opset_import { domain "" version 18 }, metadata { "k": "v" }.
-        let bytes = [0x08, 10, 0x42, 0x02, 0x10, 18, 0x72, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v'];
+        let bytes = [
+            0x08, 10, 0x42, 0x02, 0x10, 18, 0x72, 0x06, 0x0a, 0x01, b'k', 0x12, 0x01, b'v',
+        ];
         let info = parse_model(&bytes).unwrap();
         assert_eq!(info.ir_version, 10);
         assert_eq!(info.opsets.get(""), Some(&18));

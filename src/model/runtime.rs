@@ -4,6 +4,8 @@
 //! The library is looked for in `ADPS_ORT_DYLIB`, then `ORT_DYLIB_PATH`, then
 //! [`LIBRARY_RELATIVE_PATH`] under the current directory, the executable's ancestors and
 //! the crate root this binary was built from (so `cargo run`/`cargo test` work in the repo).
+//! ONNX Runtime's own messages go to `tracing` (target `ort`) at warning and above unless
+//! `ADPS_ORT_LOG` says otherwise.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use std::sync::{Mutex, OnceLock};
 use anyhow::{anyhow, bail, Context, Result};
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
+use ort::logging::LogLevel;
 use ort::session::builder::SessionBuilder;
 use ort::session::Session;
 
@@ -21,6 +24,9 @@ pub const LIBRARY_RELATIVE_PATH: &str = "third_party/onnxruntime/lib/libonnxrunt
 
 /// Environment variables naming the library, in order of precedence.
 pub const LIBRARY_ENV_VARS: [&str; 2] = ["ADPS_ORT_DYLIB", "ORT_DYLIB_PATH"];
+
+/// Environment variable setting ONNX Runtime's own log level (default warning).
+pub const ORT_LOG_ENV_VAR: &str = "ADPS_ORT_LOG";
 
 /// Where sessions run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
@@ -68,7 +74,10 @@ pub struct SessionConfig {
 
 impl SessionConfig {
     pub fn new(device: Device, intra_threads: usize) -> Self {
-        Self { device, intra_threads }
+        Self {
+            device,
+            intra_threads,
+        }
     }
 }
 
@@ -86,20 +95,52 @@ pub fn init() -> Result<&'static Environment> {
         return Ok(env);
     }
     let path = library_path()?;
-    let builder = ort::init_from(&path).map_err(|e| anyhow!("loading ONNX Runtime from {}: {e}", path.display()))?;
+    let builder = ort::init_from(&path)
+        .map_err(|e| anyhow!("loading ONNX Runtime from {}: {e}", path.display()))?;
     let env = builder
         .with_name("adps")
         .with_telemetry(false)
         .build()
         .map_err(|e| anyhow!("creating the ONNX Runtime environment: {e}"))?;
+    env.set_log_level(ort_log_level()?);
     tracing::debug!(library = %path.display(), "ONNX Runtime loaded");
     Ok(ENVIRONMENT.get_or_init(|| env))
 }
 
+/// ONNX Runtime's own log level: [`ORT_LOG_ENV_VAR`] or warning (its info level narrates
+/// every graph transformer of every session).
+fn ort_log_level() -> Result<LogLevel> {
+    let Some(value) = std::env::var(ORT_LOG_ENV_VAR)
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(LogLevel::Warning);
+    };
+    Ok(match value.to_ascii_lowercase().as_str() {
+        "verbose" => LogLevel::Verbose,
+        "info" => LogLevel::Info,
+        "warning" | "warn" => LogLevel::Warning,
+        "error" => LogLevel::Error,
+        "fatal" => LogLevel::Fatal,
+        _ => bail!("{ORT_LOG_ENV_VAR}={value:?}: expected verbose, info, warning, error or fatal"),
+    })
+}
+
 /// The ONNX Runtime library this process loads (see the module doc for the search order).
 pub fn library_path() -> Result<PathBuf> {
-    for var in LIBRARY_ENV_VARS {
-        if let Some(value) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+    let vars: Vec<(&str, Option<std::ffi::OsString>)> = LIBRARY_ENV_VARS
+        .iter()
+        .map(|v| (*v, std::env::var_os(v)))
+        .collect();
+    resolve_library(&vars, &library_candidates())
+}
+
+fn resolve_library(
+    vars: &[(&str, Option<std::ffi::OsString>)],
+    candidates: &[PathBuf],
+) -> Result<PathBuf> {
+    for (var, value) in vars {
+        if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
             let path = PathBuf::from(value);
             if path.is_file() {
                 return Ok(path);
@@ -110,7 +151,6 @@ pub fn library_path() -> Result<PathBuf> {
             );
         }
     }
-    let candidates = library_candidates();
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
         return Ok(found.clone());
     }
@@ -212,4 +252,74 @@ fn commit(mut b: SessionBuilder, path: &Path) -> Result<Session> {
     b.commit_from_file(path)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("{}: ONNX Runtime could not load the graph", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_round_trips() {
+        for d in [Device::Cpu, Device::Cuda, Device::Auto] {
+            assert_eq!(d.to_string().parse::<Device>().unwrap(), d);
+        }
+        assert_eq!("GPU".parse::<Device>().unwrap(), Device::Cuda);
+        assert!("tpu"
+            .parse::<Device>()
+            .unwrap_err()
+            .to_string()
+            .contains("cpu, cuda or auto"));
+    }
+
+    #[test]
+    fn missing_library_says_what_to_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join(LIBRARY_RELATIVE_PATH);
+        let e = resolve_library(
+            &[("ADPS_ORT_DYLIB", None), ("ORT_DYLIB_PATH", None)],
+            std::slice::from_ref(&missing),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ONNX Runtime library not found (looked in"),
+            "{e}"
+        );
+        assert!(
+            e.contains(&missing.display().to_string()) && e.ends_with("run scripts/onnxruntime.sh"),
+            "{e}"
+        );
+
+        let e = resolve_library(
+            &[("ADPS_ORT_DYLIB", Some(missing.clone().into_os_string()))],
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("ADPS_ORT_DYLIB=") && e.contains("run scripts/onnxruntime.sh"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn env_var_wins_over_candidates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let lib = tmp.path().join("lib.so");
+        std::fs::write(&lib, b"").unwrap();
+        let other = tmp.path().join("other.so");
+        std::fs::write(&other, b"").unwrap();
+        let vars = [
+            ("ADPS_ORT_DYLIB", None),
+            ("ORT_DYLIB_PATH", Some(lib.clone().into_os_string())),
+        ];
+        assert_eq!(
+            resolve_library(&vars, std::slice::from_ref(&other)).unwrap(),
+            lib
+        );
+        assert_eq!(
+            resolve_library(&[("ADPS_ORT_DYLIB", None)], std::slice::from_ref(&other)).unwrap(),
+            other
+        );
+    }
 }

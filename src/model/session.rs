@@ -11,7 +11,7 @@ use ort::value::TensorRef;
 use super::card::Card;
 use super::folder::ModelFolder;
 use super::runtime::{self, Device, SessionConfig};
-use crate::restore::denoiser::{DenseOutput, Denoiser};
+use crate::restore::denoiser::{Denoiser, DenseOutput};
 
 /// Calls and seconds inside `Session::run` for one graph.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -95,7 +95,14 @@ impl OnnxDenoiser {
         let config = SessionConfig { device, ..*config };
         let (vjp, _) = load("dps_vjp.onnx", &config)?;
         let (dense, _) = load("dps_dense.onnx", &config)?;
-        Ok(Self { card: folder.card().clone(), device, denoiser, vjp, dense, counters: RunCounters::default() })
+        Ok(Self {
+            card: folder.card().clone(),
+            device,
+            denoiser,
+            vjp,
+            dense,
+            counters: RunCounters::default(),
+        })
     }
 
     pub fn card(&self) -> &Card {
@@ -118,17 +125,35 @@ impl OnnxDenoiser {
 
     /// "model fmnist-p0.4 expects 1×32×32 images, got 3×64×64"; also checks `others`
     /// have x_t's shape and `sigma` its batch.
-    fn check_batch(&self, x_t: &ArrayView4<f32>, sigma: &ArrayView1<f32>, others: &[(&str, &ArrayView4<f32>)]) -> Result<()> {
+    fn check_batch(
+        &self,
+        x_t: &ArrayView4<f32>,
+        sigma: &ArrayView1<f32>,
+        others: &[(&str, &ArrayView4<f32>)],
+    ) -> Result<()> {
         let (b, c, h, w) = x_t.dim();
         if [c, h, w] != self.card.shape {
-            bail!("model {} expects {} images, got {c}×{h}×{w}", self.card.name, self.card.shape_string());
+            bail!(
+                "model {} expects {} images, got {c}×{h}×{w}",
+                self.card.name,
+                self.card.shape_string()
+            );
         }
         if sigma.len() != b {
-            bail!("model {}: sigma has {} entries for a batch of {b}", self.card.name, sigma.len());
+            bail!(
+                "model {}: sigma has {} entries for a batch of {b}",
+                self.card.name,
+                sigma.len()
+            );
         }
         for (name, a) in others {
             if a.dim() != x_t.dim() {
-                bail!("model {}: {name} is {}, x_t is {}", self.card.name, dims(a.shape()), dims(x_t.shape()));
+                bail!(
+                    "model {}: {name} is {}, x_t is {}",
+                    self.card.name,
+                    dims(a.shape()),
+                    dims(x_t.shape())
+                );
             }
         }
         Ok(())
@@ -136,7 +161,11 @@ impl OnnxDenoiser {
 }
 
 fn dims(shape: &[usize]) -> String {
-    shape.iter().map(usize::to_string).collect::<Vec<_>>().join("×")
+    shape
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 /// The session must have exactly the spec's input and output names (ModelFolder checked
@@ -160,8 +189,12 @@ fn check_session_names(session: &Session, folder: &ModelFolder, name: &str) -> R
 }
 
 /// A borrowed tensor of an array (copied only if it is not contiguous in standard order).
-fn tensor<'a, D: Dimension + 'static>(a: &'a ndarray::CowArray<'a, f32, D>) -> Result<SessionInputValue<'a>> {
-    Ok(TensorRef::from_array_view(a.view()).map_err(|e| anyhow!("{e}"))?.into())
+fn tensor<'a, D: Dimension + 'static>(
+    a: &'a ndarray::CowArray<'a, f32, D>,
+) -> Result<SessionInputValue<'a>> {
+    Ok(TensorRef::from_array_view(a.view())
+        .map_err(|e| anyhow!("{e}"))?
+        .into())
 }
 
 /// Run `session` on named inputs, timing only the ORT call.
@@ -182,11 +215,23 @@ fn run<'s>(
     out.map_err(|e| anyhow!("{graph}: ONNX Runtime run failed: {e}"))
 }
 
-fn output<D: Dimension>(outs: &SessionOutputs<'_>, graph: &str, name: &str, shape: &[usize]) -> Result<ndarray::Array<f32, D>> {
-    let value = outs.get(name).with_context(|| format!("{graph}: no output `{name}`"))?;
-    let view = value.try_extract_array::<f32>().map_err(|e| anyhow!("{graph}: output `{name}`: {e}"))?;
+fn output<D: Dimension>(
+    outs: &SessionOutputs<'_>,
+    graph: &str,
+    name: &str,
+    shape: &[usize],
+) -> Result<ndarray::Array<f32, D>> {
+    let value = outs
+        .get(name)
+        .with_context(|| format!("{graph}: no output `{name}`"))?;
+    let view = value
+        .try_extract_array::<f32>()
+        .map_err(|e| anyhow!("{graph}: output `{name}`: {e}"))?;
     if view.shape() != shape {
-        bail!("{graph}: output `{name}` is {:?}, expected {shape:?}", view.shape());
+        bail!(
+            "{graph}: output `{name}` is {:?}, expected {shape:?}",
+            view.shape()
+        );
     }
     Ok(view.into_dimensionality::<D>().context("rank")?.to_owned())
 }
@@ -204,7 +249,12 @@ impl Denoiser for OnnxDenoiser {
         self.card.shape
     }
 
-    fn denoise(&mut self, x_t: ArrayView4<f32>, sigma: ArrayView1<f32>, mask: ArrayView4<f32>) -> Result<Array4<f32>> {
+    fn denoise(
+        &mut self,
+        x_t: ArrayView4<f32>,
+        sigma: ArrayView1<f32>,
+        mask: ArrayView4<f32>,
+    ) -> Result<Array4<f32>> {
         self.check_batch(&x_t, &sigma, &[("mask", &mask)])?;
         let b = x_t.dim().0;
         if b == 0 {
@@ -216,7 +266,11 @@ impl Denoiser for OnnxDenoiser {
             &mut self.counters.denoiser,
             b,
             "denoiser.onnx",
-            vec![("x_t", tensor(&x)?), ("sigma", tensor(&s)?), ("mask", tensor(&m)?)],
+            vec![
+                ("x_t", tensor(&x)?),
+                ("sigma", tensor(&s)?),
+                ("mask", tensor(&m)?),
+            ],
         )?;
         output::<Ix4>(&outs, "denoiser.onnx", "x0_hat", x_t.shape())
     }
@@ -233,13 +287,23 @@ impl Denoiser for OnnxDenoiser {
         if b == 0 {
             return Ok((empty_image(self.card.shape), empty_image(self.card.shape)));
         }
-        let (x, s, m, c) = (std_layout(&x_t), std_layout(&sigma), std_layout(&mask), std_layout(&cotangent));
+        let (x, s, m, c) = (
+            std_layout(&x_t),
+            std_layout(&sigma),
+            std_layout(&mask),
+            std_layout(&cotangent),
+        );
         let outs = run(
             &mut self.vjp,
             &mut self.counters.vjp,
             b,
             "dps_vjp.onnx",
-            vec![("x_t", tensor(&x)?), ("sigma", tensor(&s)?), ("mask", tensor(&m)?), ("cotangent", tensor(&c)?)],
+            vec![
+                ("x_t", tensor(&x)?),
+                ("sigma", tensor(&s)?),
+                ("mask", tensor(&m)?),
+                ("cotangent", tensor(&c)?),
+            ],
         )?;
         Ok((
             output::<Ix4>(&outs, "dps_vjp.onnx", "x0_hat", x_t.shape())?,
@@ -260,14 +324,26 @@ impl Denoiser for OnnxDenoiser {
         let n = self.card.numel();
         let (m_rows, a_cols) = a.dim();
         if a_cols != n || m_rows == 0 {
-            bail!("model {}: A is {m_rows}×{a_cols}, expected M×{n} with M ≥ 1", self.card.name);
+            bail!(
+                "model {}: A is {m_rows}×{a_cols}, expected M×{n} with M ≥ 1",
+                self.card.name
+            );
         }
         if y.dim() != (b, m_rows) {
-            bail!("model {}: y is {}×{}, expected {b}×{m_rows} (batch × rows of A)", self.card.name, y.dim().0, y.dim().1);
+            bail!(
+                "model {}: y is {}×{}, expected {b}×{m_rows} (batch × rows of A)",
+                self.card.name,
+                y.dim().0,
+                y.dim().1
+            );
         }
         if b == 0 {
             let img = empty_image(self.card.shape);
-            return Ok(DenseOutput { x0_hat: img.clone(), residual_sq: Array1::zeros(0), grad: img });
+            return Ok(DenseOutput {
+                x0_hat: img.clone(),
+                residual_sq: Array1::zeros(0),
+                grad: img,
+            });
         }
         let (x, s, m) = (std_layout(&x_t), std_layout(&sigma), std_layout(&mask));
         let (yv, av) = (std_layout(&y), std_layout(&a));

@@ -244,7 +244,11 @@ mod tests {
     fn overrides_take_toml_values_and_bare_strings() {
         let s = RunSpec::parse(
             MINIMAL,
-            &["sampler.steps=7".into(), "task.operator=sr:4".into(), "sampler.zeta=2.5".into()],
+            &[
+                "sampler.steps=7".into(),
+                "task.operator=sr:4".into(),
+                "sampler.zeta=2.5".into(),
+            ],
         )
         .unwrap();
         assert_eq!(s.sampler.steps, 7);

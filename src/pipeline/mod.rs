@@ -2,3 +2,5 @@
 //! together.
 
 pub mod config;
+pub mod plan;
+pub mod topology;

@@ -3,7 +3,6 @@
 //! the operator family) are built.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -15,7 +14,7 @@ use crate::model::{Device, ModelFolder, OnnxDenoiser, SessionConfig};
 use crate::restore::operators::OperatorSpec;
 use crate::stages::decode::DecodeSpec;
 use crate::stages::metrics::Perceptual;
-use crate::stages::restore::{AdpsRestorer, Restorer, RestoreSettings};
+use crate::stages::restore::{AdpsRestorer, RestoreSettings, Restorer};
 use crate::stages::{commit, list, Counters, Shard};
 
 /// A validated run, ready to execute.
@@ -33,11 +32,14 @@ pub struct Plan {
     /// Hash of everything that determines the outputs; manifests carry it.
     pub settings_hash: String,
     pub settings_json: serde_json::Value,
-    /// One per restore worker, each with its own model sessions.
-    pub restorers: Vec<Box<dyn Restorer>>,
-    pub lpips: Option<Box<dyn Perceptual>>,
     /// This worker's share of the shards: (index, count).
     pub worker: (usize, usize),
+}
+
+/// The compute engines of a run, one per restore worker, each with its own sessions.
+pub struct Engines {
+    pub restorers: Vec<Box<dyn Restorer>>,
+    pub lpips: Option<Box<dyn Perceptual>>,
 }
 
 /// Checks a spec without touching the network or loading sessions; every problem found
@@ -49,19 +51,28 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
         problems.push("sampler.steps must be at least 1".into());
     }
     if !["heun", "euler"].contains(&s.solver.as_str()) {
-        problems.push(format!("sampler.solver `{}`: expected heun or euler", s.solver));
+        problems.push(format!(
+            "sampler.solver `{}`: expected heun or euler",
+            s.solver
+        ));
     }
     if !["model", "ones"].contains(&s.mask.as_str()) {
         problems.push(format!("sampler.mask `{}`: expected model or ones", s.mask));
     }
     if !["auto", "dense", "vjp"].contains(&s.gradient.as_str()) {
-        problems.push(format!("sampler.gradient `{}`: expected auto, dense or vjp", s.gradient));
+        problems.push(format!(
+            "sampler.gradient `{}`: expected auto, dense or vjp",
+            s.gradient
+        ));
     }
     if !(s.zeta.is_finite() && s.zeta >= 0.0) {
         problems.push(format!("sampler.zeta {} must be finite and ≥ 0", s.zeta));
     }
     if !(spec.task.sigma_y.is_finite() && spec.task.sigma_y >= 0.0) {
-        problems.push(format!("task.sigma_y {} must be finite and ≥ 0", spec.task.sigma_y));
+        problems.push(format!(
+            "task.sigma_y {} must be finite and ≥ 0",
+            spec.task.sigma_y
+        ));
     }
     if let Err(e) = Device::from_str(&spec.model.device) {
         problems.push(format!("model.device: {e}"));
@@ -95,7 +106,7 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
 
 /// Builds the plan: checks the spec, opens the stores, loads and validates the model,
 /// fits the operator to the model's shape and starts one session set per worker.
-pub fn build(spec: RunSpec) -> Result<Plan> {
+pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     let mut problems = check(&spec);
     let folder = match ModelFolder::open(&spec.model.dir) {
         Ok(f) => Some(f),
@@ -116,7 +127,11 @@ pub fn build(spec: RunSpec) -> Result<Plan> {
         }
     }
     if !problems.is_empty() {
-        bail!("the run spec has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "));
+        bail!(
+            "the run spec has {} problem(s):\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        );
     }
     let (Some(folder), Some(op_spec)) = (folder, op_spec) else {
         bail!("internal: checked spec lacks a model or operator");
@@ -128,7 +143,8 @@ pub fn build(spec: RunSpec) -> Result<Plan> {
         .enable_all()
         .build()
         .context("cannot start the I/O runtime")?;
-    let input = store::open(&spec.input.url).with_context(|| format!("input {}", spec.input.url))?;
+    let input =
+        store::open(&spec.input.url).with_context(|| format!("input {}", spec.input.url))?;
     let output =
         store::open(&spec.output.url).with_context(|| format!("output {}", spec.output.url))?;
 
@@ -145,7 +161,7 @@ pub fn build(spec: RunSpec) -> Result<Plan> {
     }
     let lpips: Option<Box<dyn Perceptual>> = match &spec.metrics.lpips {
         Some(path) => Some(Box::new(
-            crate::model::lpips::Lpips::load(std::path::Path::new(path), &session)
+            crate::model::lpips::OnnxLpips::load(std::path::Path::new(path), &session)
                 .with_context(|| format!("LPIPS model {path}"))?,
         )),
         None => None,
@@ -154,9 +170,9 @@ pub fn build(spec: RunSpec) -> Result<Plan> {
     let decode = DecodeSpec {
         shape,
         y_len: settings.measurements(),
-        y_image_shape: op_spec.measurement_image_shape(shape),
+        y_image_shape: measurement_image_shape(&op_spec, shape),
     };
-    let (kind, level) = op_spec.kind_and_level();
+    let (kind, level) = kind_and_level(&op_spec);
     let nfe = settings.nfe() as i32;
     let row_settings = RowSettings {
         model: card.name.clone(),
@@ -191,7 +207,7 @@ pub fn build(spec: RunSpec) -> Result<Plan> {
         spec.workers.worker_index.unwrap_or(0),
         spec.workers.worker_count.unwrap_or(1),
     );
-    Ok(Plan {
+    let plan = Plan {
         spec,
         runtime,
         input,
@@ -201,10 +217,31 @@ pub fn build(spec: RunSpec) -> Result<Plan> {
         row_settings,
         settings_hash,
         settings_json,
-        restorers,
-        lpips,
         worker,
-    })
+    };
+    Ok((plan, Engines { restorers, lpips }))
+}
+
+/// The shape of y when it is given as an image (`y_image`): the low-resolution image for
+/// `sr:f`, the full image for the operators that keep the image grid; none for `cs`.
+fn measurement_image_shape(op: &OperatorSpec, [c, h, w]: [usize; 3]) -> Option<[usize; 3]> {
+    match op {
+        OperatorSpec::Cs { .. } => None,
+        OperatorSpec::Sr { f } => Some([c, h / f, w / f]),
+        _ => Some([c, h, w]),
+    }
+}
+
+/// The operator's kind and its level (M, f, p, box area, σ) for the output columns.
+fn kind_and_level(op: &OperatorSpec) -> (String, f64) {
+    let level = match *op {
+        OperatorSpec::Cs { m } => m as f64,
+        OperatorSpec::Sr { f } => f as f64,
+        OperatorSpec::InpaintRandom { p } => p,
+        OperatorSpec::InpaintBox { h, w } => (h * w) as f64,
+        OperatorSpec::BlurGauss { sigma } => sigma,
+    };
+    (op.kind().to_string(), level)
 }
 
 fn file_sha256(path: &str) -> Result<String> {
@@ -233,4 +270,3 @@ impl Plan {
         Ok(todo)
     }
 }
-

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use crossbeam_channel::bounded;
 
-use super::plan::Plan;
+use super::plan::{Engines, Plan};
 use crate::stages::{self, commit, Counters, MetricSums};
 
 /// What a finished run reports.
@@ -41,7 +41,7 @@ impl RunReport {
 }
 
 /// Runs a plan to the end. `progress` draws a progress bar on stderr.
-pub fn run(mut plan: Plan, progress: bool) -> Result<RunReport> {
+pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
     let started = Instant::now();
     let counters = Arc::new(Counters::default());
     let rt = plan.runtime.handle().clone();
@@ -63,8 +63,7 @@ pub fn run(mut plan: Plan, progress: bool) -> Result<RunReport> {
     drop(shard_tx);
 
     let done = AtomicBool::new(false);
-    let restorers = std::mem::take(&mut plan.restorers);
-    let lpips = plan.lpips.take();
+    let Engines { restorers, lpips } = engines;
     let failed = std::thread::scope(|scope| {
         let (plan, counters, rt, quota, done) = (&plan, &*counters, &rt, &quota, &done);
         scope.spawn(move || {
@@ -76,7 +75,9 @@ pub fn run(mut plan: Plan, progress: bool) -> Result<RunReport> {
                 plan.spec.workers.fetch_concurrency,
             )
         });
-        scope.spawn(move || stages::decode::run(&plan.decode, fetched_rx, decoded_tx, quota, counters));
+        scope.spawn(move || {
+            stages::decode::run(&plan.decode, fetched_rx, decoded_tx, quota, counters)
+        });
         scope.spawn(move || stages::batch::run(plan.spec.workers.batch_size, decoded_rx, batch_tx));
         for mut r in restorers {
             let (rx, tx) = (batch_rx.clone(), restored_tx.clone());
@@ -143,7 +144,8 @@ fn draw_progress(counters: &Counters, shards: u64, done: &AtomicBool) {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     while !done.load(Ordering::SeqCst) {
-        let finished = Counters::get(&counters.records_ok) + Counters::get(&counters.records_failed);
+        let finished =
+            Counters::get(&counters.records_ok) + Counters::get(&counters.records_failed);
         bar.set_length(Counters::get(&counters.records_expected).max(finished));
         bar.set_position(finished);
         bar.set_message(format!(

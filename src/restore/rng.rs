@@ -48,7 +48,11 @@ fn seed_bytes(parts: &[&[u8]]) -> [u8; 32] {
 
 /// The generator for one purpose of one image.
 pub fn image_rng(run_seed: u64, id: &str, stream: Stream) -> ChaCha20Rng {
-    let mut rng = ChaCha20Rng::from_seed(seed_bytes(&[b"image", &run_seed.to_le_bytes(), id.as_bytes()]));
+    let mut rng = ChaCha20Rng::from_seed(seed_bytes(&[
+        b"image",
+        &run_seed.to_le_bytes(),
+        id.as_bytes(),
+    ]));
     rng.set_stream(stream as u64);
     rng
 }
@@ -109,6 +113,10 @@ impl NoiseSource for GaussianNoise {
 }
 
 /// Pre-recorded noise, handed out in order: parity tests replay noise made in Python.
+///
+/// One per image, holding exactly what the sampler asks that image for: ε_0 (C·H·W
+/// values), then ε_i for each step i with γ_i > 0, in step order. Steps without churn
+/// draw nothing, so a recording made as `[N, B, C, H, W]` must drop those steps.
 #[derive(Debug, Clone)]
 pub struct FixedNoise {
     values: Vec<f32>,
@@ -170,18 +178,21 @@ mod tests {
         fill_standard_normal(&mut other, &mut v);
         assert_ne!(base, v);
         // Length prefixes keep concatenations apart.
-        assert_ne!(
-            seed_bytes(&[b"ab", b"c"]),
-            seed_bytes(&[b"a", b"bc"])
-        );
+        assert_ne!(seed_bytes(&[b"ab", b"c"]), seed_bytes(&[b"a", b"bc"]));
     }
 
     #[test]
     fn independent_of_call_order_across_images() {
         let ids = ["x", "y", "z"];
-        let forward: Vec<Vec<f32>> = ids.iter().map(|id| draws(&mut ImageRngs::new(1, id).noise, 8)).collect();
-        let mut backward: Vec<Vec<f32>> =
-            ids.iter().rev().map(|id| draws(&mut ImageRngs::new(1, id).noise, 8)).collect();
+        let forward: Vec<Vec<f32>> = ids
+            .iter()
+            .map(|id| draws(&mut ImageRngs::new(1, id).noise, 8))
+            .collect();
+        let mut backward: Vec<Vec<f32>> = ids
+            .iter()
+            .rev()
+            .map(|id| draws(&mut ImageRngs::new(1, id).noise, 8))
+            .collect();
         backward.reverse();
         assert_eq!(forward, backward);
         // Interleaved consumption of two images' streams changes nothing either.

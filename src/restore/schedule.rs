@@ -8,7 +8,12 @@
 ///
 /// Returns `(max(σ_min, model_min), min(σ_max, model_max))`: the sampler never asks the
 /// denoiser for a noise level it did not see in training (edm `generate.py` does the same).
-pub fn clamp_to_model(sigma_min: f64, sigma_max: f64, model_min: f64, model_max: f64) -> (f64, f64) {
+pub fn clamp_to_model(
+    sigma_min: f64,
+    sigma_max: f64,
+    model_min: f64,
+    model_max: f64,
+) -> (f64, f64) {
     (sigma_min.max(model_min), sigma_max.min(model_max))
 }
 
@@ -28,7 +33,11 @@ pub fn edm_sigmas(n: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Vec<f64
     let (lo, hi) = (sigma_min.powf(1.0 / rho), sigma_max.powf(1.0 / rho));
     let mut sigmas: Vec<f64> = (0..n)
         .map(|i| {
-            let t = if n == 1 { 0.0 } else { i as f64 / (n - 1) as f64 };
+            let t = if n == 1 {
+                0.0
+            } else {
+                i as f64 / (n - 1) as f64
+            };
             (hi + t * (lo - hi)).powf(rho)
         })
         .collect();
@@ -72,6 +81,9 @@ mod tests {
     #[test]
     fn clamps_to_model_range() {
         assert_eq!(clamp_to_model(0.002, 80.0, 0.01, 50.0), (0.01, 50.0));
-        assert_eq!(clamp_to_model(0.002, 80.0, 0.0, f64::INFINITY), (0.002, 80.0));
+        assert_eq!(
+            clamp_to_model(0.002, 80.0, 0.0, f64::INFINITY),
+            (0.002, 80.0)
+        );
     }
 }

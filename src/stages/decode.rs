@@ -41,9 +41,8 @@ pub fn run(
         let msg = match fetched
             .bytes
             .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|b| {
-                parquet_in::read_shard(b, &shard.name).map_err(|e| format!("{e:#}"))
-            }) {
+            .and_then(|b| parquet_in::read_shard(b, &shard.name).map_err(|e| format!("{e:#}")))
+        {
             Err(reason) => Flow::Failed {
                 shard: shard.clone(),
                 reason,
@@ -51,8 +50,10 @@ pub fn run(
             Ok(mut raw) => {
                 let take = take_quota(quota, raw.len());
                 raw.truncate(take);
-                let decoded: Vec<Result<Record, (String, String)>> =
-                    raw.into_par_iter().map(|r| decode_record(r, spec)).collect();
+                let decoded: Vec<Result<Record, (String, String)>> = raw
+                    .into_par_iter()
+                    .map(|r| decode_record(r, spec))
+                    .collect();
                 let (mut records, mut errors) = (Vec::new(), Vec::new());
                 for d in decoded {
                     match d {
@@ -65,7 +66,10 @@ pub fn run(
                         }),
                     }
                 }
-                Counters::add(&counters.records_expected, (records.len() + errors.len()) as u64);
+                Counters::add(
+                    &counters.records_expected,
+                    (records.len() + errors.len()) as u64,
+                );
                 Flow::Data((shard, records, errors))
             }
         };
@@ -144,9 +148,17 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
     if let Some(m) = &raw.mask {
         let px = image::decode(m, c).map_err(|e| fail(format!("mask: {e:#}")))?;
         if px.shape != spec.shape {
-            return Err(fail(format!("mask is {:?}, expected {:?}", px.shape, spec.shape)));
+            return Err(fail(format!(
+                "mask is {:?}, expected {:?}",
+                px.shape, spec.shape
+            )));
         }
-        record.mask = Some(px.data.iter().map(|&v| if v > 0.0 { 1.0 } else { 0.0 }).collect());
+        record.mask = Some(
+            px.data
+                .iter()
+                .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
+                .collect(),
+        );
     }
     let values = record.truth.iter().chain(record.y.iter()).flatten();
     if let Some(bad) = values.into_iter().find(|v| !v.is_finite()) {
@@ -182,6 +194,9 @@ mod tests {
         };
         let (id, reason) = decode_record(raw, &spec).unwrap_err();
         assert_eq!(id, "rec-7");
-        assert!(reason.starts_with("row 3:") && reason.contains("non-finite"), "{reason}");
+        assert!(
+            reason.starts_with("row 3:") && reason.contains("non-finite"),
+            "{reason}"
+        );
     }
 }

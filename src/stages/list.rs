@@ -14,7 +14,11 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
     let store = input.store.clone();
     let mut metas = rt
         .block_on(async move {
-            let p = if prefix.as_ref().is_empty() { None } else { Some(&prefix) };
+            let p = if prefix.as_ref().is_empty() {
+                None
+            } else {
+                Some(&prefix)
+            };
             store.list(p).try_collect::<Vec<_>>().await
         })
         .with_context(|| format!("cannot list input {input}"))?;
@@ -68,12 +72,19 @@ mod tests {
         let all: Vec<Shard> = (0..10).map(shard).collect();
         let mut seen = Vec::new();
         for i in 0..3 {
-            seen.extend(select_for_worker(all.clone(), i, 3).into_iter().map(|s| s.index));
+            seen.extend(
+                select_for_worker(all.clone(), i, 3)
+                    .into_iter()
+                    .map(|s| s.index),
+            );
         }
         seen.sort();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
         assert_eq!(
-            select_for_worker(all, 1, 3).iter().map(|s| s.index).collect::<Vec<_>>(),
+            select_for_worker(all, 1, 3)
+                .iter()
+                .map(|s| s.index)
+                .collect::<Vec<_>>(),
             vec![1, 4, 7]
         );
     }

@@ -13,7 +13,11 @@ use crate::restore::metrics as m;
 /// An image-pair perceptual distance (LPIPS), batched; inputs CHW in [-1, 1].
 pub trait Perceptual: Send {
     /// Distances for pairs (reconstruction, truth).
-    fn distances(&mut self, pairs: &[(&[f32], &[f32])], shape: [usize; 3]) -> anyhow::Result<Vec<f64>>;
+    fn distances(
+        &mut self,
+        pairs: &[(&[f32], &[f32])],
+        shape: [usize; 3],
+    ) -> anyhow::Result<Vec<f64>>;
 }
 
 /// Runs until `input` closes.
@@ -29,9 +33,8 @@ pub fn run(
         if let Flow::Opened { errors, .. } = &msg {
             Counters::add(&counters.records_failed, errors.len() as u64);
         }
-        let msg = msg.map_data(|batch| {
-            score_batch(shape, write_f32, lpips.as_deref_mut(), batch, counters)
-        });
+        let msg = msg
+            .map_data(|batch| score_batch(shape, write_f32, lpips.as_deref_mut(), batch, counters));
         if out.send(msg).is_err() {
             return;
         }
@@ -96,7 +99,7 @@ fn score_batch(
                             f32: write_f32.then(|| x.clone()),
                             mse: truth.map(|t| m::mse(x, t)),
                             psnr: truth.map(|t| m::psnr(x, t)),
-                            ssim: truth.map(|t| m::ssim(x, t, shape)),
+                            ssim: truth.and_then(|t| m::ssim(x, t, shape)),
                             lpips,
                             residual: *residual,
                             seconds: *seconds,
@@ -113,10 +116,13 @@ fn score_batch(
         .collect();
     if let Ok(mut sums) = counters.metric_sums.lock() {
         for row in scored.iter().filter_map(|s| s.result.as_ref().ok()) {
-            if let (Some(mse), Some(psnr), Some(ssim)) = (row.mse, row.psnr, row.ssim) {
+            if let (Some(mse), Some(psnr)) = (row.mse, row.psnr) {
                 sums.scored += 1;
                 sums.mse += mse;
                 sums.psnr += psnr;
+            }
+            if let Some(ssim) = row.ssim {
+                sums.ssim_scored += 1;
                 sums.ssim += ssim;
             }
             if let Some(l) = row.lpips {

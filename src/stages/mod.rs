@@ -142,6 +142,8 @@ pub struct MetricSums {
     pub scored: u64,
     pub mse: f64,
     pub psnr: f64,
+    /// SSIM is undefined for images smaller than its 11×11 window, so it counts apart.
+    pub ssim_scored: u64,
     pub ssim: f64,
     pub lpips_scored: u64,
     pub lpips: f64,

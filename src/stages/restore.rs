@@ -7,6 +7,16 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::{Batch, Counters, Flow, Record, Restored, Shard};
+use crate::model::Card;
+use crate::pipeline::config::RunSpec;
+use crate::restore::denoiser::Denoiser;
+use crate::restore::guidance::GradientPath;
+use crate::restore::operators::inpaint::PixelMask;
+use crate::restore::operators::{
+    simulate_measurement, LinearOperator, OperatorFamily, OperatorSpec,
+};
+use crate::restore::rng::ImageRngs;
+use crate::restore::sampler::{ambient_dps, sampling_mask, ImageTask, SamplerConfig, Solver};
 
 /// Restores batches of records: one per worker, owning its model sessions.
 pub trait Restorer: Send {
@@ -58,5 +68,159 @@ pub fn run(
         if out.send(msg).is_err() {
             return;
         }
+    }
+}
+
+/// Everything a restore worker needs besides its model; shared by all workers of a run.
+#[derive(Clone)]
+pub struct RestoreSettings {
+    /// The model's image shape [C, H, W].
+    pub shape: [usize; 3],
+    /// The operator family: one operator for the run, or one per image (inpainting).
+    pub family: Arc<OperatorFamily>,
+    pub sampler: SamplerConfig,
+    pub path: GradientPath,
+    /// Probability that the model's sampling mask keeps a pixel (1 for plain DPS).
+    pub keep_prob: f64,
+    pub seed: u64,
+    pub sigma_y: f32,
+}
+
+impl RestoreSettings {
+    /// Settings from a run spec and the model's card.
+    pub fn from_spec(spec: &RunSpec, card: &Card, op: OperatorSpec) -> anyhow::Result<Self> {
+        let s = &spec.sampler;
+        let family = op.build(card.shape, s.seed)?;
+        let path = match s.gradient.as_str() {
+            "dense" => {
+                anyhow::ensure!(
+                    family.shared().is_some_and(|o| o.dense_matrix().is_some()),
+                    "sampler.gradient = \"dense\" needs a dense shared operator (cs:M); `{op}` is not one"
+                );
+                GradientPath::Dense
+            }
+            "vjp" => GradientPath::Vjp,
+            _ => GradientPath::auto(&family),
+        };
+        let sampler = SamplerConfig {
+            steps: s.steps,
+            sigma_min: s.sigma_min,
+            sigma_max: s.sigma_max,
+            rho: 7.0,
+            solver: if s.solver == "euler" {
+                Solver::Euler
+            } else {
+                Solver::Heun
+            },
+            s_churn: s.churn,
+            s_min: s.s_min,
+            s_max: s.s_max,
+            s_noise: s.s_noise,
+            zeta: s.zeta,
+            clip_x0: s.clip,
+        }
+        .clamped_to_model(card.sigma_min, card.sigma_max);
+        sampler
+            .validate()
+            .map_err(|e| anyhow::anyhow!("sampler settings: {}", e.join("; ")))?;
+        Ok(Self {
+            shape: card.shape,
+            family: Arc::new(family),
+            sampler,
+            path,
+            keep_prob: if s.mask == "ones" {
+                1.0
+            } else {
+                card.keep_probability()
+            },
+            seed: s.seed,
+            sigma_y: spec.task.sigma_y as f32,
+        })
+    }
+
+    /// M, the length of a measurement vector.
+    pub fn measurements(&self) -> usize {
+        match self.family.shared() {
+            Some(op) => op.measurements(),
+            // Per-image operators are inpainting masks, which measure full-size images.
+            None => self.shape.iter().product(),
+        }
+    }
+
+    /// Denoiser evaluations per image.
+    pub fn nfe(&self) -> usize {
+        self.sampler.nfe()
+    }
+}
+
+/// The restore worker: Ambient DPS with one model's sessions.
+pub struct AdpsRestorer<D: Denoiser + Send> {
+    model: D,
+    settings: RestoreSettings,
+}
+
+impl<D: Denoiser + Send> AdpsRestorer<D> {
+    pub fn new(model: D, settings: RestoreSettings) -> Self {
+        Self { model, settings }
+    }
+}
+
+impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {
+    fn restore(&mut self, batch: &[(Arc<Shard>, Record)]) -> anyhow::Result<Vec<(Vec<f32>, f64)>> {
+        let s = &self.settings;
+        // Everything random about an image comes from its id, never its batch position.
+        let (mut ops, mut ys, mut masks, mut noises) = (vec![], vec![], vec![], vec![]);
+        for (_, record) in batch {
+            let mut rngs = ImageRngs::new(s.seed, &record.id);
+            let op: Arc<dyn LinearOperator> = match &record.mask {
+                Some(mask) => Arc::new(PixelMask::new(
+                    s.shape,
+                    mask.iter().map(|&v| v > 0.5).collect(),
+                )),
+                None => s.family.for_image(&mut rngs.operator),
+            };
+            let y = match (&record.y, &record.truth) {
+                (Some(y), _) => y.clone(),
+                (None, Some(x0)) => {
+                    simulate_measurement(op.as_ref(), x0, s.sigma_y, &mut rngs.measurement)
+                }
+                (None, None) => anyhow::bail!("record {} has neither y nor an image", record.id),
+            };
+            anyhow::ensure!(
+                y.len() == op.measurements(),
+                "record {}: y has {} values, the operator measures {}",
+                record.id,
+                y.len(),
+                op.measurements()
+            );
+            let mask = sampling_mask(s.shape, s.keep_prob, &mut rngs.sampling_mask);
+            ops.push(op);
+            ys.push(y);
+            masks.push(mask);
+            noises.push(rngs.noise);
+        }
+        let mut tasks: Vec<ImageTask> = ops
+            .iter()
+            .zip(&ys)
+            .zip(&masks)
+            .zip(noises.iter_mut())
+            .map(|(((op, y), mask), noise)| ImageTask {
+                y,
+                operator: op.as_ref(),
+                mask: mask.view(),
+                noise,
+            })
+            .collect();
+        let out = ambient_dps(&mut self.model, &mut tasks, &s.sampler, s.path, |_| {})?;
+        Ok(out
+            .x
+            .outer_iter()
+            .zip(out.residual)
+            .map(|(x, r)| (x.iter().copied().collect(), r as f64))
+            .collect())
+    }
+
+    fn nfe(&self) -> usize {
+        self.settings.nfe()
     }
 }

@@ -9,14 +9,23 @@ use super::LinearOperator;
 /// The 1-D Gaussian kernel of `blur-gauss:σ`, length 2·⌈3σ⌉+1, summing to 1.
 pub fn gaussian_kernel(sigma: f64) -> Vec<f32> {
     let r = (3.0 * sigma).ceil() as i64;
-    let w: Vec<f64> = (-r..=r).map(|t| (-((t * t) as f64) / (2.0 * sigma * sigma)).exp()).collect();
+    let w: Vec<f64> = (-r..=r)
+        .map(|t| (-((t * t) as f64) / (2.0 * sigma * sigma)).exp())
+        .collect();
     let s: f64 = w.iter().sum();
     w.iter().map(|v| (v / s) as f32).collect()
 }
 
 /// Correlate each length-`len` line (stride `stride` between taps, lines starting at
 /// `starts`) with `k`, zero outside the line: `dst[i] = Σ_t k[t]·src[i + t − r]`.
-fn correlate_lines(src: &[f32], dst: &mut [f32], starts: impl Iterator<Item = usize>, len: usize, stride: usize, k: &[f32]) {
+fn correlate_lines(
+    src: &[f32],
+    dst: &mut [f32],
+    starts: impl Iterator<Item = usize>,
+    len: usize,
+    stride: usize,
+    k: &[f32],
+) {
     let r = (k.len() / 2) as isize;
     for s in starts {
         for i in 0..len as isize {
@@ -43,7 +52,10 @@ impl GaussianBlur {
     /// Blur `[C, H, W]` images with standard deviation `sigma` pixels (σ > 0).
     pub fn new(shape: [usize; 3], sigma: f64) -> Self {
         assert!(sigma > 0.0, "σ must be positive");
-        Self { shape, kernel: gaussian_kernel(sigma) }
+        Self {
+            shape,
+            kernel: gaussian_kernel(sigma),
+        }
     }
 
     /// Rows then columns, correlating with `k`.
@@ -51,7 +63,14 @@ impl GaussianBlur {
         let [c, h, w] = self.shape;
         let mut tmp = vec![0.0; src.len()];
         correlate_lines(src, &mut tmp, (0..c * h).map(|row| row * w), w, 1, k);
-        correlate_lines(&tmp, dst, (0..c).flat_map(|ci| (0..w).map(move |j| ci * h * w + j)), h, w, k);
+        correlate_lines(
+            &tmp,
+            dst,
+            (0..c).flat_map(|ci| (0..w).map(move |j| ci * h * w + j)),
+            h,
+            w,
+            k,
+        );
     }
 }
 
@@ -108,7 +127,11 @@ mod tests {
         let r = k.len() / 2;
         for i in 0..s {
             for j in 0..s {
-                let expect = if i.abs_diff(7) <= r && j.abs_diff(7) <= r { k[i + r - 7] * k[j + r - 7] } else { 0.0 };
+                let expect = if i.abs_diff(7) <= r && j.abs_diff(7) <= r {
+                    k[i + r - 7] * k[j + r - 7]
+                } else {
+                    0.0
+                };
                 assert!((y[i * s + j] - expect).abs() < 1e-7, "({i},{j})");
             }
         }

@@ -40,11 +40,23 @@ impl LinearOperator for GaussianCs {
     }
 
     fn forward(&self, x: &[f32], y: &mut [f32]) {
-        general_mat_vec_mul(1.0, &self.a, &ArrayView1::from(x), 0.0, &mut ArrayViewMut1::from(y));
+        general_mat_vec_mul(
+            1.0,
+            &self.a,
+            &ArrayView1::from(x),
+            0.0,
+            &mut ArrayViewMut1::from(y),
+        );
     }
 
     fn adjoint(&self, y: &[f32], x: &mut [f32]) {
-        general_mat_vec_mul(1.0, &self.a.t(), &ArrayView1::from(y), 0.0, &mut ArrayViewMut1::from(x));
+        general_mat_vec_mul(
+            1.0,
+            &self.a.t(),
+            &ArrayView1::from(y),
+            0.0,
+            &mut ArrayViewMut1::from(x),
+        );
     }
 
     fn dense_matrix(&self) -> Option<ArrayView2<'_, f32>> {
@@ -72,7 +84,10 @@ impl MinNormSolver {
             for j in 0..=i {
                 let s: f64 = g[[i, j]] - (0..j).map(|k| l[[i, k]] * l[[j, k]]).sum::<f64>();
                 if i == j {
-                    anyhow::ensure!(s > 0.0, "A Aᵀ is singular (row {i}): A is not of full row rank");
+                    anyhow::ensure!(
+                        s > 0.0,
+                        "A Aᵀ is singular (row {i}): A is not of full row rank"
+                    );
                     l[[i, i]] = s.sqrt();
                 } else {
                     l[[i, j]] = s / l[[j, j]];
@@ -89,12 +104,18 @@ impl MinNormSolver {
         // L z = y, then Lᵀ w = z.
         let mut z = vec![0.0f64; m];
         for i in 0..m {
-            z[i] = (y[i] as f64 - (0..i).map(|k| self.l[[i, k]] * z[k]).sum::<f64>()) / self.l[[i, i]];
+            z[i] =
+                (y[i] as f64 - (0..i).map(|k| self.l[[i, k]] * z[k]).sum::<f64>()) / self.l[[i, i]];
         }
         for i in (0..m).rev() {
             z[i] = (z[i] - (i + 1..m).map(|k| self.l[[k, i]] * z[k]).sum::<f64>()) / self.l[[i, i]];
         }
-        self.a.t().dot(&ArrayView1::from(&z)).iter().map(|&v| v as f32).collect()
+        self.a
+            .t()
+            .dot(&ArrayView1::from(&z))
+            .iter()
+            .map(|&v| v as f32)
+            .collect()
     }
 }
 
@@ -117,14 +138,20 @@ mod tests {
     #[test]
     fn same_run_seed_same_matrix() {
         assert_eq!(op(4, 12).a, op(4, 12).a);
-        assert_ne!(op(4, 12).a, GaussianCs::new(4, 12, &mut run_rng(43, RunStream::CsMatrix)).a);
+        assert_ne!(
+            op(4, 12).a,
+            GaussianCs::new(4, 12, &mut run_rng(43, RunStream::CsMatrix)).a
+        );
     }
 
     #[test]
     fn columns_have_unit_norm_on_average() {
         let a = op(256, 300).a;
         let mean_sq: f32 = a.columns().into_iter().map(|c| c.dot(&c)).sum::<f32>() / 300.0;
-        assert!((mean_sq - 1.0).abs() < 0.02, "mean squared column norm {mean_sq}");
+        assert!(
+            (mean_sq - 1.0).abs() < 0.02,
+            "mean squared column norm {mean_sq}"
+        );
     }
 
     #[test]
@@ -147,7 +174,10 @@ mod tests {
         let x2: Vec<f32> = {
             let z = randn(40, 10);
             let pz = solver.solve(&apply(&cs, &z));
-            x.iter().zip(z.iter().zip(&pz)).map(|(x, (z, p))| x + z - p).collect()
+            x.iter()
+                .zip(z.iter().zip(&pz))
+                .map(|(x, (z, p))| x + z - p)
+                .collect()
         };
         assert!(residual_norm(&cs, &x2, &y) < 1e-4);
         let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>();

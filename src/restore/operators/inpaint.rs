@@ -19,13 +19,19 @@ pub struct PixelMask {
 impl PixelMask {
     /// A mask for `[C, H, W]` from H·W row-major flags (true = kept), e.g. a record's mask image.
     pub fn new(shape: [usize; 3], kept: Vec<bool>) -> Self {
-        assert_eq!(kept.len(), shape[1] * shape[2], "a mask has one flag per pixel");
+        assert_eq!(
+            kept.len(),
+            shape[1] * shape[2],
+            "a mask has one flag per pixel"
+        );
         Self { shape, kept }
     }
 
     /// Erase each pixel independently with probability `p` (`p ∈ [0, 1)`).
     pub fn random<R: Rng + ?Sized>(shape: [usize; 3], p: f64, rng: &mut R) -> Self {
-        let kept = (0..shape[1] * shape[2]).map(|_| rng.random::<f64>() >= p).collect();
+        let kept = (0..shape[1] * shape[2])
+            .map(|_| rng.random::<f64>() >= p)
+            .collect();
         Self::new(shape, kept)
     }
 

@@ -108,7 +108,10 @@ pub(crate) mod test_util {
             op.adjoint(&y, &mut aty);
             let (lhs, rhs) = (dot(&ax, &y), dot(&x, &aty));
             let scale = lhs.abs().max(rhs.abs()).max(1e-12);
-            assert!((lhs - rhs).abs() / scale < 1e-5, "{op:?}: <Ax,y> = {lhs}, <x,Aᵀy> = {rhs}");
+            assert!(
+                (lhs - rhs).abs() / scale < 1e-5,
+                "{op:?}: <Ax,y> = {lhs}, <x,Aᵀy> = {rhs}"
+            );
         }
     }
 }
@@ -127,13 +130,20 @@ mod tests {
         let y1 = simulate_measurement(&op, &x0, 0.1, &mut ImageRngs::new(1, "a").measurement);
         let y2 = simulate_measurement(&op, &x0, 0.1, &mut ImageRngs::new(1, "a").measurement);
         assert_eq!(y1, y2);
-        assert_eq!(y1[1], 0.0, "an erased pixel measures nothing, noise included");
+        assert_eq!(
+            y1[1], 0.0,
+            "an erased pixel measures nothing, noise included"
+        );
         assert!(y1.iter().zip(&y0).any(|(a, b)| a != b));
     }
 
     #[test]
     fn residual_norm_of_exact_measurement_is_zero() {
-        let op = cs::GaussianCs::new(8, 32, &mut crate::restore::rng::run_rng(1, RunStream::CsMatrix));
+        let op = cs::GaussianCs::new(
+            8,
+            32,
+            &mut crate::restore::rng::run_rng(1, RunStream::CsMatrix),
+        );
         let x = test_util::randn(32, 5);
         let y = apply(&op, &x);
         assert_eq!(residual_norm(&op, &x, &y), 0.0);

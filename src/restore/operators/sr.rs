@@ -13,7 +13,10 @@ pub struct AvgPool {
 impl AvgPool {
     /// Pooling by `f` on `[C, H, W]`; H and W must be divisible by f (checked by the spec).
     pub fn new(shape: [usize; 3], f: usize) -> Self {
-        assert!(f >= 1 && shape[1] % f == 0 && shape[2] % f == 0, "{shape:?} not divisible by {f}");
+        assert!(
+            f >= 1 && shape[1].is_multiple_of(f) && shape[2].is_multiple_of(f),
+            "{shape:?} not divisible by {f}"
+        );
         Self { shape, f }
     }
 }
@@ -84,7 +87,10 @@ mod tests {
     fn pools_a_4x4_by_2() {
         let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
         // Blocks: {0,1,4,5}, {2,3,6,7}, {8,9,12,13}, {10,11,14,15}.
-        assert_eq!(apply(&AvgPool::new([1, 4, 4], 2), &x), vec![2.5, 4.5, 10.5, 12.5]);
+        assert_eq!(
+            apply(&AvgPool::new([1, 4, 4], 2), &x),
+            vec![2.5, 4.5, 10.5, 12.5]
+        );
         let mut back = vec![0.0; 16];
         AvgPool::new([1, 4, 4], 2).adjoint(&[4.0, 0.0, 0.0, 8.0], &mut back);
         assert_eq!(&back[..4], &[1.0, 1.0, 0.0, 0.0]);

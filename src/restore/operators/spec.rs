@@ -1,0 +1,366 @@
+//! Operator strings (`cs:256`, `sr:4`, `inpaint-random:0.5`, `inpaint-box:16x16`,
+//! `blur-gauss:1.5`): parsing, validation against an image shape, and the run's
+//! [`OperatorFamily`].
+//!
+//! Two phases, as for every configuration: [`OperatorSpec::parse`] checks the string
+//! alone; [`OperatorSpec::build`] checks it against the model's `[C, H, W]` and draws
+//! the run-level data (the `cs` matrix).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rand::Rng;
+
+use super::blur::{gaussian_kernel, GaussianBlur};
+use super::cs::GaussianCs;
+use super::inpaint::PixelMask;
+use super::sr::AvgPool;
+use super::LinearOperator;
+use crate::restore::rng::{run_rng, RunStream};
+
+/// A parsed operator string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OperatorSpec {
+    /// `cs:M`: M Gaussian measurements.
+    Cs { m: usize },
+    /// `sr:f`: f×f average pooling (`sr:1` is the identity: pure denoising).
+    Sr { f: usize },
+    /// `inpaint-random:p`: each pixel erased with probability p ∈ [0, 1).
+    InpaintRandom { p: f64 },
+    /// `inpaint-box:h×w` (or `hxw`): an h×w box erased at a random position.
+    InpaintBox { h: usize, w: usize },
+    /// `blur-gauss:σ`: Gaussian blur, σ > 0 pixels.
+    BlurGauss { sigma: f64 },
+}
+
+/// An operator string that cannot be used; displays as "operator `sr:3`: reason".
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("operator `{spec}`: {reason}")]
+pub struct OperatorError {
+    /// The string as given.
+    pub spec: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+const KINDS: &str = "cs:M, sr:f, inpaint-random:p, inpaint-box:h×w, blur-gauss:σ";
+
+impl OperatorSpec {
+    /// Parse an operator string; checks everything that does not depend on the image shape.
+    pub fn parse(s: &str) -> Result<Self, OperatorError> {
+        let err = |reason: String| OperatorError {
+            spec: s.to_string(),
+            reason,
+        };
+        let (kind, level) = s
+            .trim()
+            .split_once(':')
+            .ok_or_else(|| err(format!("expected `kind:level`, one of {KINDS}")))?;
+        let level = level.trim();
+        let int = |what: &str| {
+            level
+                .parse::<usize>()
+                .map_err(|_| err(format!("{what} must be a positive integer, got `{level}`")))
+        };
+        let real = |what: &str| {
+            level
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| err(format!("{what} must be a number, got `{level}`")))
+        };
+        let spec = match kind.trim() {
+            "cs" => Self::Cs {
+                m: int("the measurement count M")?,
+            },
+            "sr" => Self::Sr {
+                f: int("the factor f")?,
+            },
+            "inpaint-random" => Self::InpaintRandom {
+                p: real("the erasure probability p")?,
+            },
+            "inpaint-box" => {
+                let (h, w) = level
+                    .split_once(['x', '×', 'X'])
+                    .and_then(|(h, w)| Some((h.trim().parse().ok()?, w.trim().parse().ok()?)))
+                    .ok_or_else(|| err(format!("expected `h×w` or `hxw`, got `{level}`")))?;
+                Self::InpaintBox { h, w }
+            }
+            "blur-gauss" => Self::BlurGauss { sigma: real("σ")? },
+            other => {
+                return Err(err(format!(
+                    "unknown kind `{other}`, expected one of {KINDS}"
+                )))
+            }
+        };
+        match spec {
+            Self::Cs { m: 0 } => Err(err("M must be at least 1".into())),
+            Self::Sr { f: 0 } => Err(err("f must be at least 1".into())),
+            Self::InpaintRandom { p } if !(0.0..1.0).contains(&p) => {
+                Err(err(format!("p = {p} is not in [0, 1)")))
+            }
+            Self::InpaintBox { h, w } if h == 0 || w == 0 => {
+                Err(err("the box must not be empty".into()))
+            }
+            Self::BlurGauss { sigma } if sigma <= 0.0 => {
+                Err(err(format!("σ = {sigma} must be positive")))
+            }
+            spec => Ok(spec),
+        }
+    }
+
+    /// Check the operator against an image shape `[C, H, W]`.
+    pub fn validate(&self, shape: [usize; 3]) -> Result<(), OperatorError> {
+        let [c, h, w] = shape;
+        let n = c * h * w;
+        let reason = match *self {
+            Self::Cs { m } if m > n => Some(format!("M = {m} exceeds n = C·H·W = {n}")),
+            Self::Sr { f } if !h.is_multiple_of(f) || !w.is_multiple_of(f) => {
+                Some(format!("{h}×{w} is not divisible by {f}"))
+            }
+            Self::InpaintBox { h: bh, w: bw } if bh > h || bw > w => {
+                Some(format!("a {bh}×{bw} box does not fit {h}×{w}"))
+            }
+            Self::InpaintBox { h: bh, w: bw } if bh == h && bw == w => {
+                Some("the box erases the whole image".into())
+            }
+            Self::BlurGauss { sigma } if gaussian_kernel(sigma).len() > 2 * h.max(w) + 1 => {
+                Some(format!(
+                    "kernel size {} exceeds 2·max(H, W)+1 = {} (σ too large for {h}×{w})",
+                    gaussian_kernel(sigma).len(),
+                    2 * h.max(w) + 1
+                ))
+            }
+            _ => None,
+        };
+        match reason {
+            Some(reason) => Err(OperatorError {
+                spec: self.to_string(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Validate against `shape` and build the run's family; `cs` draws its matrix from
+    /// the run generator of `run_seed`, so every image and worker of a run shares it.
+    pub fn build(&self, shape: [usize; 3], run_seed: u64) -> Result<OperatorFamily, OperatorError> {
+        self.validate(shape)?;
+        let n = shape.iter().product();
+        let shared = |op: Arc<dyn LinearOperator>| OperatorFamily::Shared(op);
+        Ok(match *self {
+            Self::Cs { m } => shared(Arc::new(GaussianCs::new(
+                m,
+                n,
+                &mut run_rng(run_seed, RunStream::CsMatrix),
+            ))),
+            Self::Sr { f } => shared(Arc::new(AvgPool::new(shape, f))),
+            Self::BlurGauss { sigma } => shared(Arc::new(GaussianBlur::new(shape, sigma))),
+            Self::InpaintRandom { p } => OperatorFamily::InpaintRandom { shape, p },
+            Self::InpaintBox { h, w } => OperatorFamily::InpaintBox { shape, h, w },
+        })
+    }
+
+    /// The kind alone (`cs`, `sr`, …), for output columns.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Cs { .. } => "cs",
+            Self::Sr { .. } => "sr",
+            Self::InpaintRandom { .. } => "inpaint-random",
+            Self::InpaintBox { .. } => "inpaint-box",
+            Self::BlurGauss { .. } => "blur-gauss",
+        }
+    }
+}
+
+/// The canonical string (`inpaint-box` written with `x`); parses back to the same spec.
+impl fmt::Display for OperatorSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cs { m } => write!(f, "cs:{m}"),
+            Self::Sr { f: k } => write!(f, "sr:{k}"),
+            Self::InpaintRandom { p } => write!(f, "inpaint-random:{p}"),
+            Self::InpaintBox { h, w } => write!(f, "inpaint-box:{h}x{w}"),
+            Self::BlurGauss { sigma } => write!(f, "blur-gauss:{sigma}"),
+        }
+    }
+}
+
+impl FromStr for OperatorSpec {
+    type Err = OperatorError;
+    fn from_str(s: &str) -> Result<Self, OperatorError> {
+        Self::parse(s)
+    }
+}
+
+/// The operators of one run: one shared operator, or a rule for drawing one per image.
+#[derive(Debug, Clone)]
+pub enum OperatorFamily {
+    /// `cs`, `sr`, `blur-gauss`: the same A for every image.
+    Shared(Arc<dyn LinearOperator>),
+    /// Random inpainting with erasure probability `p`, a fresh mask per image.
+    InpaintRandom { shape: [usize; 3], p: f64 },
+    /// An h×w box at a random position per image.
+    InpaintBox {
+        shape: [usize; 3],
+        h: usize,
+        w: usize,
+    },
+}
+
+impl OperatorFamily {
+    /// The shared operator, when there is one.
+    pub fn shared(&self) -> Option<&Arc<dyn LinearOperator>> {
+        match self {
+            Self::Shared(op) => Some(op),
+            _ => None,
+        }
+    }
+
+    /// The operator of one image; per-image kinds draw from `rng`, which must be the
+    /// image's operator stream (`ImageRngs::operator`). Shared kinds draw nothing.
+    pub fn for_image<R: Rng + ?Sized>(&self, rng: &mut R) -> Arc<dyn LinearOperator> {
+        match *self {
+            Self::Shared(ref op) => Arc::clone(op),
+            Self::InpaintRandom { shape, p } => Arc::new(PixelMask::random(shape, p, rng)),
+            Self::InpaintBox { shape, h, w } => Arc::new(PixelMask::random_box(shape, h, w, rng)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::operators::test_util::assert_adjoint;
+    use crate::restore::rng::ImageRngs;
+
+    fn reason(s: &str, shape: [usize; 3]) -> String {
+        match OperatorSpec::parse(s).and_then(|spec| spec.build(shape, 0)) {
+            Ok(_) => panic!("`{s}` was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parses_every_kind() {
+        assert_eq!(
+            OperatorSpec::parse("cs:256").unwrap(),
+            OperatorSpec::Cs { m: 256 }
+        );
+        assert_eq!(
+            OperatorSpec::parse("sr:4").unwrap(),
+            OperatorSpec::Sr { f: 4 }
+        );
+        assert_eq!(
+            OperatorSpec::parse("inpaint-random:0.5").unwrap(),
+            OperatorSpec::InpaintRandom { p: 0.5 }
+        );
+        assert_eq!(
+            OperatorSpec::parse("inpaint-box:16×8").unwrap(),
+            OperatorSpec::InpaintBox { h: 16, w: 8 }
+        );
+        assert_eq!(
+            OperatorSpec::parse("inpaint-box:16x8").unwrap(),
+            OperatorSpec::InpaintBox { h: 16, w: 8 }
+        );
+        assert_eq!(
+            OperatorSpec::parse("blur-gauss:1.5").unwrap(),
+            OperatorSpec::BlurGauss { sigma: 1.5 }
+        );
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [
+            "cs:256",
+            "sr:4",
+            "inpaint-random:0.5",
+            "inpaint-box:16x8",
+            "blur-gauss:1.5",
+        ] {
+            assert_eq!(OperatorSpec::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(
+            "inpaint-box:3×4"
+                .parse::<OperatorSpec>()
+                .unwrap()
+                .to_string(),
+            "inpaint-box:3x4"
+        );
+    }
+
+    #[test]
+    fn bad_strings_say_why() {
+        let s = [3, 32, 32];
+        assert_eq!(
+            reason("sr:3", s),
+            "operator `sr:3`: 32×32 is not divisible by 3"
+        );
+        assert!(reason("cs:5000", s).contains("M = 5000 exceeds n = C·H·W = 3072"));
+        assert!(reason("cs:0", s).contains("at least 1"));
+        assert!(reason("cs:-3", s).contains("positive integer"));
+        assert!(reason("sr", s).contains("expected `kind:level`"));
+        assert!(reason("denoise:1", s).contains("unknown kind `denoise`"));
+        assert!(reason("inpaint-random:1", s).contains("not in [0, 1)"));
+        assert!(reason("inpaint-random:-0.1", s).contains("not in [0, 1)"));
+        assert!(reason("inpaint-random:nan", s).contains("must be a number"));
+        assert!(reason("inpaint-box:40x4", s).contains("does not fit 32×32"));
+        assert!(reason("inpaint-box:32x32", s).contains("whole image"));
+        assert!(reason("inpaint-box:4by4", s).contains("expected `h×w`"));
+        assert!(reason("blur-gauss:0", s).contains("must be positive"));
+        assert!(reason("blur-gauss:100", s).contains("kernel size"));
+    }
+
+    #[test]
+    fn shared_and_per_image_families() {
+        let shape = [1, 8, 8];
+        let cs = OperatorSpec::parse("cs:10")
+            .unwrap()
+            .build(shape, 3)
+            .unwrap();
+        let (a, b) = (
+            cs.for_image(&mut ImageRngs::new(3, "a").operator),
+            cs.for_image(&mut ImageRngs::new(3, "b").operator),
+        );
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.measurements(), 10);
+        // The same run seed rebuilds the same matrix (workers agree without talking).
+        let again = OperatorSpec::parse("cs:10")
+            .unwrap()
+            .build(shape, 3)
+            .unwrap();
+        assert_eq!(a.dense_matrix(), again.shared().unwrap().dense_matrix());
+
+        let inp = OperatorSpec::parse("inpaint-random:0.5")
+            .unwrap()
+            .build(shape, 3)
+            .unwrap();
+        assert!(inp.shared().is_none());
+        let mask = |id: &str| {
+            let op = inp.for_image(&mut ImageRngs::new(3, id).operator);
+            crate::restore::operators::apply(op.as_ref(), &[1.0; 64])
+        };
+        assert_eq!(mask("a"), mask("a"));
+        assert_ne!(mask("a"), mask("b"));
+    }
+
+    #[test]
+    fn every_built_operator_satisfies_the_adjoint_identity() {
+        let shape = [3, 16, 16];
+        for s in [
+            "cs:100",
+            "sr:2",
+            "sr:4",
+            "inpaint-random:0.3",
+            "inpaint-box:5x7",
+            "blur-gauss:1.5",
+        ] {
+            let fam = OperatorSpec::parse(s).unwrap().build(shape, 1).unwrap();
+            assert_adjoint(
+                fam.for_image(&mut ImageRngs::new(1, "img").operator)
+                    .as_ref(),
+            );
+        }
+    }
+}

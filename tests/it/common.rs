@@ -1,0 +1,183 @@
+//! Shared helpers: fixture paths, synthetic input shards, running the binary, reading
+//! outputs back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float64Type;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The closed-form Gaussian test model (1×8×8).
+pub fn gaussian_model() -> PathBuf {
+    root().join("tests/fixtures/gaussian-model")
+}
+
+/// A trained Fashion-MNIST model folder.
+pub fn fmnist_model(p: &str) -> PathBuf {
+    root().join(format!("models/fmnist-p{p}"))
+}
+
+/// A deterministic smooth-ish image in [-1, 1] for record `i`.
+pub fn synthetic_image(i: usize, shape: [usize; 3]) -> Vec<f32> {
+    let [c, h, w] = shape;
+    (0..c * h * w)
+        .map(|k| {
+            let (y, x) = ((k / w) % h, k % w);
+            let v =
+                ((x as f32 * 0.7 + i as f32 * 1.3).sin() * (y as f32 * 0.5 + i as f32).cos()) * 0.8;
+            v.clamp(-1.0, 1.0)
+        })
+        .collect()
+}
+
+/// Writes `shards` input shards of `per_shard` synthetic images each under `dir`.
+pub fn write_image_shards(
+    dir: &Path,
+    shards: usize,
+    per_shard: usize,
+    shape: [usize; 3],
+) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut ids = Vec::new();
+    for s in 0..shards {
+        let rows: Vec<(String, Vec<u8>)> = (0..per_shard)
+            .map(|r| {
+                let i = s * per_shard + r;
+                let id = format!("img-{i:05}");
+                ids.push(id.clone());
+                let png = adps::io::image::encode_png(shape, &synthetic_image(i, shape)).unwrap();
+                (id, png)
+            })
+            .collect();
+        let bytes = adps::io::parquet_out::encode_image_shard(&rows).unwrap();
+        std::fs::write(dir.join(format!("shard-{s:05}.parquet")), bytes).unwrap();
+    }
+    ids
+}
+
+/// Runs the `adps` binary with arguments; returns its output.
+pub fn adps(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(args)
+        .current_dir(root())
+        .env("ADPS_LOG", "warn")
+        .output()
+        .expect("cannot start adps")
+}
+
+/// Asserts a command succeeded, printing its output otherwise.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "adps failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Reads a Parquet file into one batch.
+pub fn read_parquet(path: &Path) -> RecordBatch {
+    let bytes = bytes::Bytes::from(std::fs::read(path).unwrap());
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .unwrap()
+        .build()
+        .unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// Rows of the committed parts under an output dir (parts whose manifest exists),
+/// keyed by id: (reconstruction PNG bytes, mse).
+pub fn committed_rows(out: &Path) -> BTreeMap<String, (Vec<u8>, Option<f64>)> {
+    let mut rows = BTreeMap::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(stem) = name.strip_suffix(".manifest.json") else {
+            continue;
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let part = out.join(format!("{stem}.parquet"));
+        let batch = read_parquet(&part);
+        assert_eq!(
+            batch.num_rows() as u64,
+            manifest["rows"].as_u64().unwrap(),
+            "{name}: the part's rows differ from its manifest"
+        );
+        let ids = batch
+            .column_by_name("id")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        let recon = batch
+            .column_by_name("reconstruction")
+            .unwrap()
+            .as_struct()
+            .clone();
+        let png = recon
+            .column_by_name("bytes")
+            .unwrap()
+            .as_binary::<i32>()
+            .clone();
+        let mse = batch
+            .column_by_name("mse")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .clone();
+        for r in 0..batch.num_rows() {
+            let m = (!mse.is_null(r)).then(|| mse.value(r));
+            let prev = rows.insert(ids.value(r).to_string(), (png.value(r).to_vec(), m));
+            assert!(prev.is_none(), "id {} committed twice", ids.value(r));
+        }
+    }
+    rows
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Asserts two sets of committed rows hold the same ids and the same results, up to
+/// float tolerance (ONNX Runtime may pick other kernels for other batch sizes): pixels
+/// within one 8-bit level, MSE within 1e-6.
+pub fn assert_same_rows(
+    a: &BTreeMap<String, (Vec<u8>, Option<f64>)>,
+    b: &BTreeMap<String, (Vec<u8>, Option<f64>)>,
+) {
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "ids differ"
+    );
+    for (id, (png_a, mse_a)) in a {
+        let (png_b, mse_b) = &b[id];
+        let (pa, pb) = (
+            adps::io::image::decode(png_a, 1).unwrap(),
+            adps::io::image::decode(png_b, 1).unwrap(),
+        );
+        let worst = pa
+            .data
+            .iter()
+            .zip(&pb.data)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst <= 1.0 / 127.0 + 1e-6,
+            "{id}: pixels differ by {worst}"
+        );
+        match (mse_a, mse_b) {
+            (Some(x), Some(y)) => assert!((x - y).abs() <= 1e-6, "{id}: mse {x} vs {y}"),
+            (x, y) => assert_eq!(x, y, "{id}: mse presence differs"),
+        }
+    }
+}

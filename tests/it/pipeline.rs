@@ -1,0 +1,296 @@
+//! The pipeline end to end on local files with the closed-form test model: outputs,
+//! resume, changed settings, several workers, bad data.
+
+use std::path::Path;
+
+use crate::common::*;
+
+const SHAPE: [usize; 3] = [1, 8, 8];
+
+fn restore_args<'a>(input: &'a str, output: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let model = Box::leak(
+        gaussian_model()
+            .to_string_lossy()
+            .to_string()
+            .into_boxed_str(),
+    );
+    let mut args = vec![
+        "restore",
+        "--model",
+        model,
+        "--input",
+        input,
+        "--output",
+        output,
+        "--operator",
+        "cs:24",
+        "--steps",
+        "6",
+        "--zeta",
+        "0.5",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().to_string()
+}
+
+#[test]
+fn restores_every_record_once_with_finite_metrics() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    let ids = write_image_shards(&input, 3, 5, SHAPE);
+    let (i, o) = (s(&input), s(&output));
+    let out = adps(&restore_args(&i, &o, &[]));
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("records ok 15, failed 0"), "{stdout}");
+    assert!(stdout.contains("mean PSNR"), "{stdout}");
+    let rows = committed_rows(&output);
+    assert_eq!(rows.keys().cloned().collect::<Vec<_>>(), ids);
+    for (id, (png, mse)) in &rows {
+        let mse = mse.unwrap_or_else(|| panic!("{id}: no mse"));
+        assert!(mse.is_finite() && mse >= 0.0, "{id}: mse {mse}");
+        let decoded = adps::io::image::decode(png, 1).unwrap();
+        assert_eq!(decoded.shape, SHAPE);
+    }
+    // Every row carries the settings that produced it.
+    let part = read_parquet(&output.join("part-shard-00000.parquet"));
+    for col in [
+        "model", "train_p", "operator", "level", "sigma_y", "nfe", "zeta", "seed", "sampler",
+        "seconds", "residual", "ssim", "psnr", "lpips",
+    ] {
+        assert!(part.column_by_name(col).is_some(), "column {col} missing");
+    }
+}
+
+#[test]
+fn rerun_skips_committed_shards_and_new_settings_redo_them() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    write_image_shards(&input, 2, 4, SHAPE);
+    let (i, o) = (s(&input), s(&output));
+    assert_ok(&adps(&restore_args(&i, &o, &[])));
+    let first = committed_rows(&output);
+
+    let again = adps(&restore_args(&i, &o, &[]));
+    assert_ok(&again);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("skipped 2"), "{stdout}");
+    assert_eq!(committed_rows(&output), first);
+
+    let changed = adps(&restore_args(&i, &o, &["--seed", "7"]));
+    assert_ok(&changed);
+    let stdout = String::from_utf8_lossy(&changed.stdout);
+    assert!(
+        stdout.contains("committed 2") && stdout.contains("skipped 0"),
+        "{stdout}"
+    );
+    assert_ne!(
+        committed_rows(&output),
+        first,
+        "new seed must not reuse stale parts"
+    );
+}
+
+#[test]
+fn three_workers_together_equal_one() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 5, 3, SHAPE);
+    let i = s(&input);
+    let single = tmp.path().join("single");
+    let so = s(&single);
+    assert_ok(&adps(&restore_args(&i, &so, &["--batch-size", "4"])));
+    let split = tmp.path().join("split");
+    let sp = s(&split);
+    for w in ["0", "1", "2"] {
+        assert_ok(&adps(&restore_args(
+            &i,
+            &sp,
+            &[
+                "--worker-index",
+                w,
+                "--worker-count",
+                "3",
+                "--batch-size",
+                "2",
+            ],
+        )));
+    }
+    assert_same_rows(&committed_rows(&split), &committed_rows(&single));
+}
+
+#[test]
+fn worker_index_comes_from_the_batch_system() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 3, 2, SHAPE);
+    let (i, o) = (s(&input), s(&tmp.path().join("out")));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(restore_args(&i, &o, &["--worker-count", "3"]))
+        .env("JOB_COMPLETION_INDEX", "1")
+        .env("ADPS_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let rows = committed_rows(&tmp.path().join("out"));
+    assert_eq!(
+        rows.keys().cloned().collect::<Vec<_>>(),
+        vec!["img-00002", "img-00003"]
+    );
+}
+
+#[test]
+fn bad_records_go_to_the_errors_table_and_a_corrupt_shard_fails_alone() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    write_image_shards(&input, 2, 3, SHAPE);
+    // A shard with one good image, one undecodable and one of the wrong size.
+    let good = adps::io::image::encode_png(SHAPE, &synthetic_image(0, SHAPE)).unwrap();
+    let big = adps::io::image::encode_png([1, 16, 16], &vec![0.0; 256]).unwrap();
+    let rows = vec![
+        ("ok-1".to_string(), good),
+        ("garbage".to_string(), b"not a png".to_vec()),
+        ("too-big".to_string(), big),
+    ];
+    std::fs::write(
+        input.join("shard-00002.parquet"),
+        adps::io::parquet_out::encode_image_shard(&rows).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        input.join("shard-00003.parquet"),
+        b"PAR1 this is not parquet",
+    )
+    .unwrap();
+    let (i, o) = (s(&input), s(&output));
+    let out = adps(&restore_args(&i, &o, &[]));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "partial runs exit with 3: {out:?}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("records ok 7, failed 2"), "{stdout}");
+    assert!(stdout.contains("shards committed 3, failed 1"), "{stdout}");
+    let errors = read_parquet(&output.join("errors-shard-00002.parquet"));
+    assert_eq!(errors.num_rows(), 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("shard-00003.parquet"),
+        "the corrupt shard is named: {stderr}"
+    );
+    assert!(!output.join("part-shard-00003.parquet").exists());
+    assert!(!output.join("part-shard-00003.manifest.json").exists());
+}
+
+#[test]
+fn bad_specs_fail_before_any_compute_naming_every_problem() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 2, SHAPE);
+    let (i, o) = (s(&input), s(&tmp.path().join("out")));
+    let model = s(&gaussian_model());
+    let out = adps(&[
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--operator",
+        "sr:3",
+        "--steps",
+        "0",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sr:3") && stderr.contains("steps"),
+        "{stderr}"
+    );
+    assert!(!tmp
+        .path()
+        .join("out")
+        .join("part-shard-00000.parquet")
+        .exists());
+
+    let out = adps(&[
+        "restore",
+        "--model",
+        "no/such/model",
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--operator",
+        "cs:8",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/model"));
+
+    let out = adps(&[
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--operator",
+        "warp:3",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warp:3"));
+}
+
+#[test]
+fn pipeline_spec_and_flags_are_one_code_path() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 2, 3, SHAPE);
+    let flags_out = tmp.path().join("flags");
+    let (i, fo) = (s(&input), s(&flags_out));
+    assert_ok(&adps(&restore_args(&i, &fo, &["--batch-size", "3"])));
+    let spec = tmp.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+[input]
+url = "{i}"
+[output]
+url = "{o}"
+[model]
+dir = "{m}"
+device = "cpu"
+[task]
+operator = "cs:24"
+[sampler]
+steps = 9
+zeta = 0.5
+[workers]
+batch_size = 2
+"#,
+            o = s(&tmp.path().join("spec")),
+            m = s(&gaussian_model())
+        ),
+    )
+    .unwrap();
+    let sp = s(&spec);
+    assert_ok(&adps(&["run", &sp, "--set", "sampler.steps=6"]));
+    assert_same_rows(
+        &committed_rows(&tmp.path().join("spec")),
+        &committed_rows(&flags_out),
+    );
+}

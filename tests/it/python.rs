@@ -1,0 +1,90 @@
+//! Outputs open as they are in pyarrow (the test tools' Python, see scripts/tools.sh).
+
+use crate::common::*;
+
+fn python() -> String {
+    std::env::var("ADPS_TOOLS_PYTHON").unwrap_or_else(|_| {
+        let venv = root().join(".tools-venv/bin/python");
+        assert!(
+            venv.exists(),
+            "no Python with pyarrow: run scripts/tools.sh (scripts/test.sh does) or set ADPS_TOOLS_PYTHON"
+        );
+        venv.to_string_lossy().to_string()
+    })
+}
+
+#[test]
+fn parts_open_in_pyarrow_with_image_features() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    write_image_shards(&input, 2, 3, [1, 8, 8]);
+    let model = gaussian_model().to_string_lossy().to_string();
+    let (i, o) = (
+        input.to_string_lossy().to_string(),
+        output.to_string_lossy().to_string(),
+    );
+    assert_ok(&adps(&[
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--operator",
+        "sr:2",
+        "--steps",
+        "4",
+        "--zeta",
+        "2",
+        "--device",
+        "cpu",
+        "--write-f32",
+    ]));
+    let script = r#"
+import json, sys, glob
+import pyarrow.parquet as pq, pyarrow.dataset as ds
+out = sys.argv[1]
+t = ds.dataset(sorted(glob.glob(out + "/part-*.parquet")), format="parquet").to_table()
+assert t.num_rows == 6, t.num_rows
+assert str(t.schema.field("reconstruction").type) == "struct<bytes: binary, path: string>", t.schema
+assert t.schema.field("reconstruction_f32").type.value_type == "float"
+meta = json.loads(pq.read_schema(glob.glob(out + "/part-*.parquet")[0]).metadata[b"huggingface"])
+assert meta["info"]["features"]["reconstruction"] == {"_type": "Image"}, meta
+ids = t.column("id").to_pylist()
+assert ids == sorted(ids) and len(set(ids)) == 6, ids
+png = t.column("reconstruction").combine_chunks().field("bytes")[0].as_py()
+assert png[:8] == b"\x89PNG\r\n\x1a\n"
+assert all(v == "sr:2" for v in t.column("operator").to_pylist())
+assert all(v is None for v in t.column("lpips").to_pylist())
+print("ok", t.num_rows)
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script, &o])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyarrow check failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn kubernetes_manifest_matches_the_schema() {
+    let validator = std::path::Path::new(&python())
+        .parent()
+        .unwrap()
+        .join("kubernetes-validate");
+    let out = std::process::Command::new(validator)
+        .args(["--strict", "-k", "1.32.0"])
+        .arg(root().join("deploy/k8s/indexed-job.yaml"))
+        .output()
+        .expect("kubernetes-validate (scripts/tools.sh installs it)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("passed").count(), 2, "{text}");
+}

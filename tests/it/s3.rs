@@ -1,0 +1,150 @@
+//! Against a real S3 server (SeaweedFS, started by scripts/test.sh): inputs read from a
+//! bucket, outputs written there, reruns skip committed shards, and credentials never
+//! appear in logs.
+
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::common::*;
+
+fn bucket() -> String {
+    std::env::var("ADPS_TEST_S3_BUCKET").unwrap_or_else(|_| {
+        panic!(
+            "no S3 test server: run the suite with scripts/test.sh, which starts SeaweedFS \
+             and sets AWS_ENDPOINT_URL and ADPS_TEST_S3_BUCKET"
+        )
+    })
+}
+
+#[test]
+fn restores_from_and_to_a_real_s3_bucket() {
+    let bucket = bucket();
+    let run = format!("run-{}", std::process::id());
+    let input_url = format!("s3://{bucket}/{run}/in");
+    let output_url = format!("s3://{bucket}/{run}/out");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    // Upload three shards.
+    let local = tempdir();
+    write_image_shards(local.path(), 3, 4, [1, 8, 8]);
+    let input = adps::io::store::open(&input_url).unwrap();
+    for entry in std::fs::read_dir(local.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        rt.block_on(
+            input
+                .store
+                .put(&input.child(&name), PutPayload::from(bytes)),
+        )
+        .unwrap();
+    }
+
+    let model = gaussian_model().to_string_lossy().to_string();
+    let args = [
+        "--log-format",
+        "json",
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &input_url,
+        "--output",
+        &output_url,
+        "--operator",
+        "cs:24",
+        "--steps",
+        "5",
+        "--zeta",
+        "0.5",
+        "--device",
+        "cpu",
+    ];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(args)
+        .env("ADPS_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap();
+    for stream in [&out.stdout, &out.stderr] {
+        let text = String::from_utf8_lossy(stream);
+        assert!(
+            !text.contains(&secret),
+            "the secret key appears in the output"
+        );
+    }
+
+    let output = adps::io::store::open(&output_url).unwrap();
+    let mut names: Vec<String> = rt
+        .block_on(
+            output
+                .store
+                .list(Some(&output.prefix))
+                .try_collect::<Vec<_>>(),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|m| m.location.filename().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "part-shard-00000.manifest.json",
+            "part-shard-00000.parquet",
+            "part-shard-00001.manifest.json",
+            "part-shard-00001.parquet",
+            "part-shard-00002.manifest.json",
+            "part-shard-00002.parquet",
+        ]
+    );
+    let part = rt
+        .block_on(async {
+            output
+                .store
+                .get(&output.child("part-shard-00001.parquet"))
+                .await?
+                .bytes()
+                .await
+        })
+        .unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(part).unwrap();
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 4);
+
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("skipped 3"));
+}
+
+#[test]
+fn wrong_credentials_fail_naming_the_url_not_the_secret() {
+    let bucket = bucket();
+    let model = gaussian_model().to_string_lossy().to_string();
+    let url = format!("s3://{bucket}/nothing-here");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args([
+            "restore",
+            "--model",
+            &model,
+            "--input",
+            &url,
+            "--output",
+            &url,
+            "--operator",
+            "cs:8",
+            "--device",
+            "cpu",
+        ])
+        .env("AWS_SECRET_ACCESS_KEY", "definitely-wrong-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&url), "{stderr}");
+    assert!(!stderr.contains("definitely-wrong-secret"), "{stderr}");
+}
