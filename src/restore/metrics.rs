@@ -243,4 +243,29 @@ mod tests {
         b[0] = 1.0;
         assert!(ssim(&a, &b, [1, 11, 11]).unwrap() < 1.0);
     }
+
+    #[test]
+    fn ssim_matches_skimage() {
+        // skimage 0.26: structural_similarity((a+1)/2, (b+1)/2, data_range=1,
+        // gaussian_weights=True, sigma=1.5, use_sample_covariance=False, channel_axis=0).
+        let (c, h, w) = (3, 16, 20);
+        let idx = |k: usize| ((k / (h * w)) as f64, ((k / w) % h) as f64, (k % w) as f64);
+        let a: Vec<f32> = (0..c * h * w)
+            .map(|k| {
+                let (c, i, j) = idx(k);
+                (0.3 * i + 0.7 * j + c).sin() as f32
+            })
+            .collect();
+        let b: Vec<f32> = (0..c * h * w)
+            .map(|k| {
+                let (c, i, j) = idx(k);
+                (a[k] as f64 + 0.3 * (1.1 * i * j + c).cos()).clamp(-1.0, 1.0) as f32
+            })
+            .collect();
+        assert_relative_eq!(
+            ssim(&a, &b, [c, h, w]).unwrap(),
+            0.9474080333836344,
+            max_relative = 1e-6
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! adps integration tests: one binary, a module per theme.
 
 mod common;
+mod parity;
 mod pipeline;
 mod python;
+mod quality;
 mod resume;
 mod s3;
