@@ -70,7 +70,7 @@ fn main() -> anyhow::Result<()> {
             let mut done = 0;
             while done < images {
                 let n = batch.min(images - done);
-                let mut prepared = Vec::new();
+                let (mut ops, mut ys, mut masks, mut noises) = (vec![], vec![], vec![], vec![]);
                 for k in 0..n {
                     let id = format!("bench-{}", done + k);
                     let mut rngs = ImageRngs::new(0, &id);
@@ -81,11 +81,17 @@ fn main() -> anyhow::Result<()> {
                     let y = simulate_measurement(op.as_ref(), &x0, 0.0, &mut rngs.measurement);
                     let mask =
                         sampling_mask(shape, card.keep_probability(), &mut rngs.sampling_mask);
-                    prepared.push((op, y, mask, rngs.noise));
+                    ops.push(op);
+                    ys.push(y);
+                    masks.push(mask);
+                    noises.push(rngs.noise);
                 }
-                let mut tasks: Vec<ImageTask> = prepared
-                    .iter_mut()
-                    .map(|(op, y, mask, noise)| ImageTask {
+                let mut tasks: Vec<ImageTask> = ops
+                    .iter()
+                    .zip(&ys)
+                    .zip(&masks)
+                    .zip(noises.iter_mut())
+                    .map(|(((op, y), mask), noise)| ImageTask {
                         y,
                         operator: op.as_ref(),
                         mask: mask.view(),

@@ -99,7 +99,7 @@ fn read_batch(
         let row = base + r;
         let id = match ids {
             Some(col) => string_at(col.as_ref(), r)
-                .with_context(|| format!("column `id`"))?
+                .context("column `id`")?
                 .unwrap_or_else(|| format!("{shard_name}:{row}")),
             None => format!("{shard_name}:{row}"),
         };

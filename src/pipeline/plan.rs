@@ -233,7 +233,7 @@ fn measurement_image_shape(op: &OperatorSpec, [c, h, w]: [usize; 3]) -> Option<[
 }
 
 /// The operator's kind and its level (M, f, p, box area, σ) for the output columns.
-fn kind_and_level(op: &OperatorSpec) -> (String, f64) {
+pub fn kind_and_level(op: &OperatorSpec) -> (String, f64) {
     let level = match *op {
         OperatorSpec::Cs { m } => m as f64,
         OperatorSpec::Sr { f } => f as f64,

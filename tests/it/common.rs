@@ -19,11 +19,6 @@ pub fn gaussian_model() -> PathBuf {
     root().join("tests/fixtures/gaussian-model")
 }
 
-/// A trained Fashion-MNIST model folder.
-pub fn fmnist_model(p: &str) -> PathBuf {
-    root().join(format!("models/fmnist-p{p}"))
-}
-
 /// A deterministic smooth-ish image in [-1, 1] for record `i`.
 pub fn synthetic_image(i: usize, shape: [usize; 3]) -> Vec<f32> {
     let [c, h, w] = shape;

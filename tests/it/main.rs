@@ -1,6 +1,7 @@
 //! adps integration tests: one binary, a module per theme.
 
 mod common;
+mod lpips;
 mod parity;
 mod pipeline;
 mod python;

@@ -43,15 +43,19 @@ fn rel_err(a: &[f32], b: &[f32]) -> f64 {
 }
 
 fn load(model: &str) -> OnnxDenoiser {
-    OnnxDenoiser::load(root().join("models").join(model), &SessionConfig::new(Device::Cpu, 0))
-        .unwrap_or_else(|e| panic!("model {model}: {e:#}"))
+    OnnxDenoiser::load(
+        root().join("models").join(model),
+        &SessionConfig::new(Device::Cpu, 0),
+    )
+    .unwrap_or_else(|e| panic!("model {model}: {e:#}"))
 }
 
 /// Goldens must have been made with the graphs now committed.
 fn assert_goldens_current(model: &OnnxDenoiser, graph: &str, sha: &str) {
     let have = &model.card().graphs[graph].sha256;
     assert_eq!(
-        have, sha,
+        have,
+        sha,
         "tests/fixtures/golden/{}: made with another {graph}; rerun models/make_goldens.py",
         model.card().name
     );
@@ -78,23 +82,58 @@ fn graphs_match_their_golden_outputs() {
             let e = rel_err(got, want.as_slice().unwrap());
             assert!(e <= 1e-4, "{name} {what}: relative error {e:.2e}");
         };
-        let x0 = model.denoise(x_t.view(), sigma.view(), mask.view()).unwrap();
-        check("denoiser x0_hat", x0.as_slice().unwrap(), "denoiser.x0_hat.npy");
-        let (x0, vjp) = model.vjp(x_t.view(), sigma.view(), mask.view(), cot.view()).unwrap();
-        check("dps_vjp x0_hat", x0.as_slice().unwrap(), "dps_vjp.x0_hat.npy");
+        let x0 = model
+            .denoise(x_t.view(), sigma.view(), mask.view())
+            .unwrap();
+        check(
+            "denoiser x0_hat",
+            x0.as_slice().unwrap(),
+            "denoiser.x0_hat.npy",
+        );
+        let (x0, vjp) = model
+            .vjp(x_t.view(), sigma.view(), mask.view(), cot.view())
+            .unwrap();
+        check(
+            "dps_vjp x0_hat",
+            x0.as_slice().unwrap(),
+            "dps_vjp.x0_hat.npy",
+        );
         check("dps_vjp vjp", vjp.as_slice().unwrap(), "dps_vjp.vjp.npy");
-        let d = model.dense(x_t.view(), sigma.view(), mask.view(), y.view(), a.view()).unwrap();
-        check("dps_dense x0_hat", d.x0_hat.as_slice().unwrap(), "dps_dense.x0_hat.npy");
-        check("dps_dense residual_sq", d.residual_sq.as_slice().unwrap(), "dps_dense.residual_sq.npy");
-        check("dps_dense grad", d.grad.as_slice().unwrap(), "dps_dense.grad.npy");
+        let d = model
+            .dense(x_t.view(), sigma.view(), mask.view(), y.view(), a.view())
+            .unwrap();
+        check(
+            "dps_dense x0_hat",
+            d.x0_hat.as_slice().unwrap(),
+            "dps_dense.x0_hat.npy",
+        );
+        check(
+            "dps_dense residual_sq",
+            d.residual_sq.as_slice().unwrap(),
+            "dps_dense.residual_sq.npy",
+        );
+        check(
+            "dps_dense grad",
+            d.grad.as_slice().unwrap(),
+            "dps_dense.grad.npy",
+        );
     }
 }
 
 /// Runs one golden case with the Rust sampler; returns (x_N, reference x_N) per solver.
-fn run_case(model: &mut OnnxDenoiser, dir: &Path, solver: Solver, path: GradientPath) -> (Vec<f32>, Vec<f32>) {
+fn run_case(
+    model: &mut OnnxDenoiser,
+    dir: &Path,
+    solver: Solver,
+    path: GradientPath,
+) -> (Vec<f32>, Vec<f32>) {
     let case: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
-    assert_goldens_current(model, case["graph"].as_str().unwrap(), case["graph_sha256"].as_str().unwrap());
+    assert_goldens_current(
+        model,
+        case["graph"].as_str().unwrap(),
+        case["graph_sha256"].as_str().unwrap(),
+    );
     let eps0: Array4<f32> = npy(dir, "eps0.npy");
     let mask: Array4<f32> = npy(dir, "mask.npy");
     let a: Array2<f32> = npy(dir, "A.npy");
@@ -110,7 +149,11 @@ fn run_case(model: &mut OnnxDenoiser, dir: &Path, solver: Solver, path: Gradient
     if let Some(dense) = op.dense_matrix() {
         assert_eq!(dense, a.view());
     }
-    let key = if solver == Solver::Heun { "heun" } else { "euler" };
+    let key = if solver == Solver::Heun {
+        "heun"
+    } else {
+        "euler"
+    };
     let cfg = SamplerConfig {
         steps: case["n_steps"].as_u64().unwrap() as usize,
         sigma_min: case["sigma_min"].as_f64().unwrap(),
@@ -121,18 +164,32 @@ fn run_case(model: &mut OnnxDenoiser, dir: &Path, solver: Solver, path: Gradient
         ..SamplerConfig::default()
     };
     let ys: Vec<Vec<f32>> = y.outer_iter().map(|r| r.to_vec()).collect();
-    let mut noises: Vec<FixedNoise> = eps0.outer_iter().map(|e| FixedNoise::new(e.iter().copied().collect())).collect();
+    let mut noises: Vec<FixedNoise> = eps0
+        .outer_iter()
+        .map(|e| FixedNoise::new(e.iter().copied().collect()))
+        .collect();
     let masks: Vec<_> = mask.outer_iter().map(|m| m.to_owned()).collect();
     let mut tasks: Vec<ImageTask> = ys
         .iter()
         .zip(&masks)
         .zip(noises.iter_mut())
-        .map(|((y, m), noise)| ImageTask { y, operator: op.as_ref(), mask: m.view(), noise })
+        .map(|((y, m), noise)| ImageTask {
+            y,
+            operator: op.as_ref(),
+            mask: m.view(),
+            noise,
+        })
         .collect();
     let out = ambient_dps(model, &mut tasks, &cfg, path, |_| {}).unwrap();
-    assert_eq!(out.nfe as u64, case["solvers"][key]["nfe"].as_u64().unwrap());
+    assert_eq!(
+        out.nfe as u64,
+        case["solvers"][key]["nfe"].as_u64().unwrap()
+    );
     let want: Array4<f32> = npy(dir, case["solvers"][key]["x_N"].as_str().unwrap());
-    (out.x.iter().copied().collect(), want.iter().copied().collect())
+    (
+        out.x.iter().copied().collect(),
+        want.iter().copied().collect(),
+    )
 }
 
 #[test]
@@ -145,7 +202,10 @@ fn sampler_matches_the_reference_given_the_same_noise() {
                 for path in [GradientPath::Dense, GradientPath::Vjp] {
                     let (got, want) = run_case(&mut model, &case_dir, solver, path);
                     let e = rel_err(&got, &want);
-                    assert!(e <= 1e-4, "{name} {case} {solver:?} {path:?}: relative error {e:.2e}");
+                    assert!(
+                        e <= 1e-4,
+                        "{name} {case} {solver:?} {path:?}: relative error {e:.2e}"
+                    );
                 }
             }
         }

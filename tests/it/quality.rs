@@ -39,16 +39,33 @@ fn demo_images(n: usize) -> Vec<(String, Vec<f32>)> {
         .collect()
 }
 
-fn restorer(op: &str, zeta: f64, steps: usize, path: Option<GradientPath>) -> AdpsRestorer<OnnxDenoiser> {
-    let model = OnnxDenoiser::load(root().join("models").join(MODEL), &SessionConfig::new(Device::Cpu, 0)).unwrap();
+fn restorer(
+    op: &str,
+    zeta: f64,
+    steps: usize,
+    path: Option<GradientPath>,
+) -> AdpsRestorer<OnnxDenoiser> {
+    let model = OnnxDenoiser::load(
+        root().join("models").join(MODEL),
+        &SessionConfig::new(Device::Cpu, 0),
+    )
+    .unwrap();
     let card = model.card().clone();
-    let family = OperatorSpec::from_str(op).unwrap().build(card.shape, 0).unwrap();
+    let family = OperatorSpec::from_str(op)
+        .unwrap()
+        .build(card.shape, 0)
+        .unwrap();
     let settings = RestoreSettings {
         shape: card.shape,
         path: path.unwrap_or_else(|| GradientPath::auto(&family)),
         family: Arc::new(family),
-        sampler: SamplerConfig { steps, zeta, solver: Solver::Heun, ..SamplerConfig::default() }
-            .clamped_to_model(card.sigma_min, card.sigma_max),
+        sampler: SamplerConfig {
+            steps,
+            zeta,
+            solver: Solver::Heun,
+            ..SamplerConfig::default()
+        }
+        .clamped_to_model(card.sigma_min, card.sigma_max),
         keep_prob: card.keep_probability(),
         seed: 0,
         sigma_y: 0.0,
@@ -57,12 +74,26 @@ fn restorer(op: &str, zeta: f64, steps: usize, path: Option<GradientPath>) -> Ad
 }
 
 fn batch_of(images: &[(String, Vec<f32>)]) -> Vec<(Arc<Shard>, Record)> {
-    let shard = Arc::new(Shard { index: 0, name: "t".into(), url: "t".into(), key: "t".into() });
+    let shard = Arc::new(Shard {
+        index: 0,
+        name: "t".into(),
+        url: "t".into(),
+        key: "t".into(),
+    });
     images
         .iter()
         .enumerate()
         .map(|(row, (id, x))| {
-            (shard.clone(), Record { id: id.clone(), row, truth: Some(x.clone()), y: None, mask: None })
+            (
+                shard.clone(),
+                Record {
+                    id: id.clone(),
+                    row,
+                    truth: Some(x.clone()),
+                    y: None,
+                    mask: None,
+                },
+            )
         })
         .collect()
 }
@@ -77,13 +108,19 @@ fn compare(op: &str, zeta: f64, baseline: impl Fn(&[f32]) -> Vec<f32>) -> (f64, 
     let images = demo_images(16);
     let mut r = restorer(op, zeta, 20, None);
     let out = r.restore(&batch_of(&images)).unwrap();
-    let family = OperatorSpec::from_str(op).unwrap().build([1, 32, 32], 0).unwrap();
+    let family = OperatorSpec::from_str(op)
+        .unwrap()
+        .build([1, 32, 32], 0)
+        .unwrap();
     let restored = mean(images.iter().zip(&out).map(|((_, x0), (x, _))| psnr(x, x0)));
     let base = mean(images.iter().map(|(id, x0)| {
         let mut rngs = ImageRngs::new(0, id);
         let opi = family.for_image(&mut rngs.operator);
         let y = simulate_measurement(opi.as_ref(), x0, 0.0, &mut rngs.measurement);
-        let xb: Vec<f32> = baseline(&y).into_iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+        let xb: Vec<f32> = baseline(&y)
+            .into_iter()
+            .map(|v| v.clamp(-1.0, 1.0))
+            .collect();
         psnr(&xb, x0)
     }));
     (restored, base, mean(out.iter().map(|(_, r)| *r)))
@@ -91,11 +128,17 @@ fn compare(op: &str, zeta: f64, baseline: impl Fn(&[f32]) -> Vec<f32>) -> (f64, 
 
 #[test]
 fn cs_512_beats_minimum_norm_least_squares() {
-    let family = OperatorSpec::from_str("cs:512").unwrap().build([1, 32, 32], 0).unwrap();
+    let family = OperatorSpec::from_str("cs:512")
+        .unwrap()
+        .build([1, 32, 32], 0)
+        .unwrap();
     let a = family.shared().unwrap().dense_matrix().unwrap().to_owned();
     let solver = MinNormSolver::new(a.view()).unwrap();
     let (restored, base, residual) = compare("cs:512", 2.0, |y| solver.solve(y));
-    assert!(restored >= base + 3.0, "A-DPS {restored:.2} dB vs least squares {base:.2} dB");
+    assert!(
+        restored >= base + 3.0,
+        "A-DPS {restored:.2} dB vs least squares {base:.2} dB"
+    );
     let (_, _, residual_unguided) = compare("cs:512", 0.0, |y| solver.solve(y));
     assert!(
         residual_unguided >= 5.0 * residual,
@@ -106,7 +149,10 @@ fn cs_512_beats_minimum_norm_least_squares() {
 #[test]
 fn sr_2_beats_nearest_neighbour_upsampling() {
     let (restored, base, residual) = compare("sr:2", 20.0, |y| nearest_upsample(y, [1, 32, 32], 2));
-    assert!(restored >= base + 1.0, "A-DPS {restored:.2} dB vs nearest neighbour {base:.2} dB");
+    assert!(
+        restored >= base + 1.0,
+        "A-DPS {restored:.2} dB vs nearest neighbour {base:.2} dB"
+    );
     let (_, _, residual_unguided) = compare("sr:2", 0.0, |y| nearest_upsample(y, [1, 32, 32], 2));
     assert!(
         residual_unguided >= 5.0 * residual,
@@ -124,8 +170,17 @@ fn an_image_restores_the_same_alone_in_a_batch_and_reordered() {
         let mut reversed: Vec<_> = images.clone();
         reversed.reverse();
         let rev = r.restore(&batch_of(&reversed)).unwrap();
-        let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
-        assert!(diff(&alone[0].0, &batch[3].0) <= 1e-5, "{op}: alone vs batch {}", diff(&alone[0].0, &batch[3].0));
+        let diff = |a: &[f32], b: &[f32]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max)
+        };
+        assert!(
+            diff(&alone[0].0, &batch[3].0) <= 1e-5,
+            "{op}: alone vs batch {}",
+            diff(&alone[0].0, &batch[3].0)
+        );
         for k in 0..8 {
             let d = diff(&rev[7 - k].0, &batch[k].0);
             assert!(d <= 1e-5, "{op}: image {k} reordered differs by {d}");

@@ -1,0 +1,115 @@
+//! Reads a finished run back: the rows of every committed part (parts whose manifest
+//! exists) under an output location.
+
+use anyhow::{Context, Result};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float64Type;
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::io::store::Location;
+
+/// One restored image as written by the pipeline.
+#[derive(Debug, Clone)]
+pub struct PartRow {
+    pub id: String,
+    /// PNG of the reconstruction.
+    pub png: Vec<u8>,
+    pub mse: Option<f64>,
+    pub psnr: Option<f64>,
+    pub ssim: Option<f64>,
+    pub lpips: Option<f64>,
+    pub residual: Option<f64>,
+}
+
+/// Every row of the committed parts under `loc`, sorted by id.
+pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec<PartRow>> {
+    let store = loc.store.clone();
+    let prefix = loc.prefix.clone();
+    let metas = rt
+        .block_on(async move {
+            let p = if prefix.as_ref().is_empty() { None } else { Some(&prefix) };
+            store.list(p).try_collect::<Vec<_>>().await
+        })
+        .with_context(|| format!("cannot list {loc}"))?;
+    let names: Vec<String> = metas
+        .iter()
+        .filter_map(|m| m.location.filename().map(str::to_string))
+        .collect();
+    let mut rows = Vec::new();
+    for manifest in names.iter().filter(|n| n.ends_with(".manifest.json")) {
+        let part = manifest.replace(".manifest.json", ".parquet");
+        let key = loc.child(&part);
+        let store = loc.store.clone();
+        let bytes = rt
+            .block_on(async move { store.get(&key).await?.bytes().await })
+            .with_context(|| format!("reading {}", loc.child_url(&part)))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .with_context(|| format!("{}", loc.child_url(&part)))?
+            .build()?;
+        for batch in reader {
+            read_batch(&batch?, &mut rows)
+                .with_context(|| format!("{}", loc.child_url(&part)))?;
+        }
+    }
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(rows)
+}
+
+fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
+    let col = |name: &str| batch.column_by_name(name).with_context(|| format!("no column `{name}`"));
+    let ids = col("id")?.as_string::<i32>().clone();
+    let recon = col("reconstruction")?.as_struct().clone();
+    let png = recon
+        .column_by_name("bytes")
+        .context("reconstruction has no bytes")?
+        .as_binary::<i32>()
+        .clone();
+    let float = |name: &str| -> Result<arrow::array::Float64Array> {
+        Ok(col(name)?.as_primitive::<Float64Type>().clone())
+    };
+    let (mse, psnr, ssim, lpips, residual) =
+        (float("mse")?, float("psnr")?, float("ssim")?, float("lpips")?, float("residual")?);
+    let get = |a: &arrow::array::Float64Array, r: usize| (!a.is_null(r)).then(|| a.value(r));
+    for r in 0..batch.num_rows() {
+        rows.push(PartRow {
+            id: ids.value(r).to_string(),
+            png: png.value(r).to_vec(),
+            mse: get(&mse, r),
+            psnr: get(&psnr, r),
+            ssim: get(&ssim, r),
+            lpips: get(&lpips, r),
+            residual: get(&residual, r),
+        });
+    }
+    Ok(())
+}
+
+/// Mean, population std and count of the present values.
+pub fn stat(values: impl Iterator<Item = Option<f64>>) -> Option<crate::report::Stat> {
+    let v: Vec<f64> = values.flatten().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    Some(crate::report::Stat {
+        mean,
+        std: var.sqrt(),
+        count: v.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_skips_missing_and_infinite_values() {
+        let s = stat([Some(1.0), None, Some(3.0), Some(f64::INFINITY)].into_iter()).unwrap();
+        assert_eq!((s.mean, s.std, s.count), (2.0, 1.0, 2));
+        assert!(stat([None].into_iter()).is_none());
+    }
+}

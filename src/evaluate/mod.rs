@@ -1,0 +1,360 @@
+//! `adps evaluate`: runs a sweep of settings through the same pipeline as `adps run`
+//! (each run resumable and committed per shard), picks ζ per setting on validation images
+//! as the paper does, runs the test images once with it, and writes `summary.parquet` and
+//! `report.html`.
+
+pub mod collect;
+pub mod config;
+pub mod examples;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+
+use crate::model::ModelFolder;
+use crate::pipeline::config::{
+    InputSpec, MetricsSpec, ModelSpec, OutputSpec, RunSpec, SamplerSpec, TaskSpec, WorkerSpec,
+};
+use crate::pipeline::{plan, topology};
+use crate::report::{SettingSummary, Stat};
+use crate::restore::operators::OperatorSpec;
+use config::SweepSpec;
+
+/// One setting to evaluate.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub entry: String,
+    pub model_dir: String,
+    pub model: String,
+    pub train_p: f64,
+    pub operator: String,
+    pub steps: usize,
+    pub seed: u64,
+    pub zeta_grid: Vec<f64>,
+}
+
+impl Setting {
+    /// Folder of this setting's runs, relative to the sweep's `runs`.
+    fn slug(&self, solver: &str) -> String {
+        format!(
+            "{}/{}/n{}-{solver}-s{}",
+            self.model,
+            self.operator.replace([':', '×'], "-"),
+            self.steps,
+            self.seed
+        )
+    }
+}
+
+/// What a finished sweep wrote.
+#[derive(Debug)]
+pub struct Outcome {
+    pub summary: PathBuf,
+    pub report: PathBuf,
+    pub settings: Vec<SettingSummary>,
+}
+
+/// Checks a sweep before any compute; every problem names its entry.
+pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
+    let mut problems = Vec::new();
+    let d = &spec.defaults;
+    if !["heun", "euler"].contains(&d.solver.as_str()) {
+        problems.push(format!("defaults.solver `{}`: expected heun or euler", d.solver));
+    }
+    if !["model", "ones"].contains(&d.mask.as_str()) {
+        problems.push(format!("defaults.mask `{}`: expected model or ones", d.mask));
+    }
+    if d.seeds.is_empty() {
+        problems.push("defaults.seeds is empty".into());
+    }
+    if spec.entries.is_empty() {
+        problems.push("the sweep has no [[sweep]] entries".into());
+    }
+    for (name, set) in [("validation", &spec.images.validation), ("test", &spec.images.test)] {
+        if set.limit == Some(0) {
+            problems.push(format!("images.{name}: limit 0 is an empty image set"));
+        }
+    }
+    if spec.images.validation.url == spec.images.test.url {
+        problems.push("images.validation and images.test are the same set; ζ must be chosen on other images than those reported".into());
+    }
+    let mut settings = Vec::new();
+    let mut folders: BTreeMap<String, Option<ModelFolder>> = BTreeMap::new();
+    for e in &spec.entries {
+        let grid = e.zeta_grid.clone().unwrap_or_else(|| d.zeta_grid.clone());
+        if grid.is_empty() || grid.iter().any(|z| !(z.is_finite() && *z > 0.0)) {
+            problems.push(format!("sweep `{}`: the ζ grid must be non-empty, finite and positive, got {grid:?}", e.name));
+        }
+        if e.models.is_empty() || e.operators.is_empty() || e.steps.is_empty() {
+            problems.push(format!("sweep `{}`: models, operators and steps must each list at least one value", e.name));
+        }
+        if let Some(s) = e.steps.iter().find(|s| **s == 0) {
+            problems.push(format!("sweep `{}`: steps {s} must be at least 1", e.name));
+        }
+        for m in &e.models {
+            let folder = folders
+                .entry(m.clone())
+                .or_insert_with(|| match ModelFolder::open(m) {
+                    Ok(f) => Some(f),
+                    Err(err) => {
+                        problems.push(format!("sweep `{}`: model {m}: {err:#}", e.name));
+                        None
+                    }
+                })
+                .clone();
+            for op in &e.operators {
+                let parsed = match OperatorSpec::from_str(op) {
+                    Ok(p) => p,
+                    Err(err) => {
+                        problems.push(format!("sweep `{}`: {err}", e.name));
+                        continue;
+                    }
+                };
+                let Some(folder) = &folder else { continue };
+                if let Err(err) = parsed.validate(folder.card().shape) {
+                    problems.push(format!("sweep `{}`: model {m}: {err}", e.name));
+                    continue;
+                }
+                for &steps in &e.steps {
+                    for &seed in &d.seeds {
+                        settings.push(Setting {
+                            entry: e.name.clone(),
+                            model_dir: m.clone(),
+                            model: folder.card().name.clone(),
+                            train_p: folder.card().train_p(),
+                            operator: op.clone(),
+                            steps,
+                            seed,
+                            zeta_grid: grid.clone(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    problems.dedup();
+    if !problems.is_empty() {
+        bail!("the sweep has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "));
+    }
+    // The same setting listed by two entries runs once.
+    let mut seen = std::collections::HashSet::new();
+    settings.retain(|s| seen.insert((s.model_dir.clone(), s.operator.clone(), s.steps, s.seed)));
+    Ok(settings)
+}
+
+/// Checks that an image set has shards (listing it), naming the set otherwise.
+fn check_images(name: &str, url: &str) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let loc = crate::io::store::open(url).with_context(|| format!("images.{name} {url}"))?;
+    let shards = crate::stages::list::list_shards(rt.handle(), &loc)
+        .with_context(|| format!("images.{name}"))?;
+    if shards.is_empty() {
+        bail!("images.{name}: no .parquet shards under {url} (an empty image set)");
+    }
+    Ok(())
+}
+
+/// A pipeline run of one setting at one ζ on one image set.
+fn run_one(spec: &SweepSpec, s: &Setting, zeta: f64, images: &config::ImageSet, out: &str) -> Result<()> {
+    let d = &spec.defaults;
+    let run = RunSpec {
+        input: InputSpec {
+            url: images.url.clone(),
+            limit: images.limit,
+        },
+        output: OutputSpec {
+            url: out.to_string(),
+            write_f32: false,
+        },
+        model: ModelSpec {
+            dir: s.model_dir.clone(),
+            device: d.device.clone(),
+            threads: d.threads,
+        },
+        task: TaskSpec {
+            operator: s.operator.clone(),
+            sigma_y: d.sigma_y,
+        },
+        sampler: SamplerSpec {
+            steps: s.steps,
+            solver: d.solver.clone(),
+            zeta,
+            seed: s.seed,
+            mask: d.mask.clone(),
+            ..SamplerSpec::default()
+        },
+        workers: WorkerSpec {
+            batch_size: d.batch_size,
+            ..WorkerSpec::default()
+        },
+        metrics: MetricsSpec {
+            lpips: d.lpips.clone(),
+        },
+    };
+    let (plan, engines) = plan::build(run)?;
+    let report = topology::run(plan, engines, false)?;
+    if report.is_partial() {
+        tracing::warn!(
+            "{out}: {} records and {} shards failed; the summary uses what succeeded",
+            report.records_failed,
+            report.shards_failed
+        );
+    }
+    Ok(())
+}
+
+fn zeta_dir(z: f64) -> String {
+    format!("zeta-{z}")
+}
+
+fn rows_of(url: &str) -> Result<Vec<collect::PartRow>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let loc = crate::io::store::open(url)?;
+    collect::committed_rows(rt.handle(), &loc)
+}
+
+fn mean_mse(rows: &[collect::PartRow]) -> f64 {
+    collect::stat(rows.iter().map(|r| r.mse)).map_or(f64::INFINITY, |s| s.mean)
+}
+
+/// Picks ζ on the validation images: the grid's best by mean MSE; while the best lies on
+/// an edge, the grid is extended past it by the edge's spacing (at most `widen` times).
+fn search_zeta(spec: &SweepSpec, s: &Setting, base: &str) -> Result<(f64, Vec<f64>, Vec<f64>)> {
+    let mut grid = s.zeta_grid.clone();
+    grid.sort_by(f64::total_cmp);
+    grid.dedup();
+    let mut curve: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut widened = 0;
+    loop {
+        for &z in &grid {
+            if curve.contains_key(&z.to_bits()) {
+                continue;
+            }
+            let out = format!("{base}/val/{}", zeta_dir(z));
+            run_one(spec, s, z, &spec.images.validation, &out)?;
+            curve.insert(z.to_bits(), mean_mse(&rows_of(&out)?));
+        }
+        let mse: Vec<f64> = grid.iter().map(|z| curve[&z.to_bits()]).collect();
+        let best = (0..grid.len())
+            .min_by(|&a, &b| mse[a].total_cmp(&mse[b]))
+            .context("empty ζ grid")?;
+        let at_low = best == 0 && grid.len() > 1;
+        let at_high = best == grid.len() - 1 && grid.len() > 1;
+        if !(at_low || at_high) || widened >= spec.defaults.widen {
+            if at_low || at_high {
+                tracing::warn!(
+                    "{} {} N={}: best ζ {} is still at the grid's edge after {widened} extensions",
+                    s.model, s.operator, s.steps, grid[best]
+                );
+            }
+            return Ok((grid[best], grid, mse));
+        }
+        widened += 1;
+        if at_high {
+            let n = grid.len();
+            let ratio = if n > 1 { grid[n - 1] / grid[n - 2] } else { 10.0 };
+            grid.push(grid[n - 1] * ratio);
+        } else {
+            let ratio = if grid.len() > 1 { grid[1] / grid[0] } else { 10.0 };
+            grid.insert(0, grid[0] / ratio);
+        }
+    }
+}
+
+/// Runs a whole sweep.
+pub fn run(spec: SweepSpec) -> Result<Outcome> {
+    let settings = check(&spec)?;
+    check_images("validation", &spec.images.validation.url)?;
+    check_images("test", &spec.images.test.url)?;
+    let runs = spec.runs.trim_end_matches('/').to_string();
+    let mut summaries = Vec::new();
+    let mut test_dirs = Vec::new();
+    for (k, s) in settings.iter().enumerate() {
+        let base = format!("{runs}/{}", s.slug(&spec.defaults.solver));
+        let started = std::time::Instant::now();
+        let (zeta, grid, curve) = search_zeta(&spec, s, &base)?;
+        let test_dir = format!("{base}/test-{}", zeta_dir(zeta));
+        let t0 = std::time::Instant::now();
+        run_one(&spec, s, zeta, &spec.images.test, &test_dir)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let rows = rows_of(&test_dir)?;
+        let mut metrics = BTreeMap::new();
+        type Pick = fn(&collect::PartRow) -> Option<f64>;
+        let picks: [(&str, Pick); 5] = [
+            ("mse", |r| r.mse),
+            ("psnr", |r| r.psnr),
+            ("ssim", |r| r.ssim),
+            ("lpips", |r| r.lpips),
+            ("residual", |r| r.residual),
+        ];
+        for (name, pick) in picks {
+            if let Some(st) = collect::stat(rows.iter().map(pick)) {
+                metrics.insert(name.to_string(), st);
+            }
+        }
+        let op = OperatorSpec::from_str(&s.operator)?;
+        let (kind, level) = plan::kind_and_level(&op);
+        let nfe = if spec.defaults.solver == "euler" { s.steps } else { 2 * s.steps - 1 };
+        let mse = metrics.get("mse").map_or(f64::NAN, |m: &Stat| m.mean);
+        tracing::info!(
+            "[{}/{}] {} {} N={} (NFE {nfe}): ζ = {zeta} of {:?}; test MSE {mse:.5} over {} images ({:.0}s)",
+            k + 1,
+            settings.len(),
+            s.model,
+            s.operator,
+            s.steps,
+            grid,
+            rows.len(),
+            started.elapsed().as_secs_f64()
+        );
+        summaries.push(SettingSummary {
+            model: s.model.clone(),
+            train_p: s.train_p,
+            operator: s.operator.clone(),
+            kind,
+            level,
+            steps: s.steps as u32,
+            solver: spec.defaults.solver.clone(),
+            nfe: nfe as u32,
+            seed: s.seed,
+            zeta,
+            zeta_grid: grid,
+            zeta_val_mse: curve,
+            metrics,
+            seconds,
+        });
+        test_dirs.push(test_dir);
+    }
+    write_outputs(&spec, &settings, &summaries, &test_dirs)
+}
+
+fn write_outputs(
+    spec: &SweepSpec,
+    settings: &[Setting],
+    summaries: &[SettingSummary],
+    test_dirs: &[String],
+) -> Result<Outcome> {
+    let dir = Path::new(&spec.report);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let summary = dir.join("summary.parquet");
+    let report = dir.join("report.html");
+    let grids = examples::build(spec, settings, summaries, test_dirs)?;
+    let intro = examples::intro(spec, summaries);
+    write_atomically(&summary, &crate::report::summary::encode_summary(summaries)?)?;
+    let html = crate::report::html::render_report(&spec.title, &intro, summaries, &grids);
+    write_atomically(&report, html.as_bytes())?;
+    Ok(Outcome {
+        summary,
+        report,
+        settings: summaries.to_vec(),
+    })
+}
+
+/// Writes a file through a temporary name, so a reader never sees half of it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,56 @@
+//! Dataset-level evaluation outputs: `summary.parquet` (one row per setting) and
+//! `report.html` (one self-contained file: tables, plots, example grids). Pure
+//! rendering from the structs below; running the sweep lives in `crate::evaluate`.
+
+use std::collections::BTreeMap;
+
+pub mod html;
+pub mod summary;
+pub mod svg;
+
+/// Mean, standard deviation (population) and count of one metric over a setting's images.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: f64,
+    pub count: u64,
+}
+
+/// One evaluated setting (model × operator × step count × seed) on the test images.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SettingSummary {
+    /// Model name from its card, e.g. `fmnist-p0.4`.
+    pub model: String,
+    /// The model's training erasure probability p.
+    pub train_p: f64,
+    /// Operator string, e.g. `cs:256`.
+    pub operator: String,
+    /// Operator kind (`cs`, `sr`, …) and level (M, f, …).
+    pub kind: String,
+    pub level: f64,
+    /// Sampler steps N, solver, and denoiser evaluations per image (NFE).
+    pub steps: u32,
+    pub solver: String,
+    pub nfe: u32,
+    pub seed: u64,
+    /// The ζ chosen on the validation images.
+    pub zeta: f64,
+    /// The ζ grid searched (after any widening) and the validation mean MSE at each.
+    pub zeta_grid: Vec<f64>,
+    pub zeta_val_mse: Vec<f64>,
+    /// Metrics on the test images: keys `mse`, `psnr`, `ssim`, `lpips`, `residual`.
+    pub metrics: BTreeMap<String, Stat>,
+    /// Wall seconds of the test run.
+    pub seconds: f64,
+}
+
+/// Example reconstructions for one task (operator) on a few test images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExampleGrid {
+    /// Operator string, e.g. `sr:4`.
+    pub operator: String,
+    /// The image ids (columns).
+    pub ids: Vec<String>,
+    /// Rows: a label (`ground truth`, `measurement`, then one per model) and one PNG per id.
+    pub rows: Vec<(String, Vec<Vec<u8>>)>,
+}
