@@ -1,7 +1,7 @@
 """Export a denoiser as an adps model folder (spec §2): denoiser.onnx, dps_vjp.onnx,
 dps_dense.onnx and card.json, the card embedded in every graph under `adps.card`.
 
-Gradient graphs: torch.func.vjp of the denoiser is traced with make_fx (symbolic shapes)
+Gradient graphs: the autograd vector-Jacobian product of the denoiser is traced with make_fx (symbolic shapes)
 into plain ATen ops, convolution backward rewritten as a transposed convolution, then
 exported with torch.onnx (dynamo, opset 18). Every graph is checked in onnxruntime
 against torch autograd (float64) at batch sizes 1, 3 and 8; a graph whose outputs or
@@ -79,20 +79,33 @@ def _decompositions():
     return table
 
 
+def _pullback(D, x_t, sigma, mask):
+    """x0_hat = D(x_t, σ, m) and v -> Jᵀv, via torch.autograd (traceable by make_fx, and it
+    also handles networks with custom autograd.Functions such as EDM's attention op)."""
+    with torch.enable_grad():
+        x = x_t.detach().requires_grad_(True)
+        x0_hat = D(x, sigma, mask)
+
+    def pullback(v):
+        with torch.enable_grad():
+            return torch.autograd.grad(x0_hat, x, v, retain_graph=True)[0]
+    return x0_hat.detach(), pullback
+
+
 def graph_functions(D):
     """The three graphs as plain functions of tensors."""
     def denoiser(x_t, sigma, mask):
         return D(x_t, sigma, mask)
 
     def dps_vjp(x_t, sigma, mask, cotangent):
-        x0_hat, pullback = torch.func.vjp(lambda x: D(x, sigma, mask), x_t)
-        return x0_hat, pullback(cotangent)[0]
+        x0_hat, pullback = _pullback(D, x_t, sigma, mask)
+        return x0_hat, pullback(cotangent)
 
     def dps_dense(x_t, sigma, mask, y, A):
-        x0_hat, pullback = torch.func.vjp(lambda x: D(x, sigma, mask), x_t)
+        x0_hat, pullback = _pullback(D, x_t, sigma, mask)
         r = y - x0_hat.reshape(x0_hat.shape[0], -1) @ A.t()
         residual_sq = (r * r).sum(dim=1)
-        grad = pullback((-2.0 * (r @ A)).reshape(x0_hat.shape))[0]
+        grad = pullback((-2.0 * (r @ A)).reshape(x0_hat.shape))
         return x0_hat, residual_sq, grad
 
     return {"denoiser.onnx": (denoiser, ("x0_hat",)),

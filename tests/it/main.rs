@@ -1,6 +1,7 @@
 //! adps integration tests: one binary, a module per theme.
 
 mod common;
+mod evaluate;
 mod lpips;
 mod parity;
 mod pipeline;

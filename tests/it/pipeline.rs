@@ -294,3 +294,89 @@ batch_size = 2
         &committed_rows(&flags_out),
     );
 }
+
+#[test]
+fn measured_input_is_restored_and_not_scored() {
+    // y given directly (sr:2 on 8×8 → 16 values per record), no ground truth.
+    use arrow::array::{ArrayRef, Float32Builder, ListBuilder, StringBuilder};
+    use std::sync::Arc;
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut ids = StringBuilder::new();
+    let mut ys = ListBuilder::new(Float32Builder::new());
+    for i in 0..3 {
+        ids.append_value(format!("meas-{i}"));
+        ys.append_value((0..16).map(|k| Some(((k + i) as f32 * 0.37).sin() * 0.5)));
+    }
+    let batch = arrow::array::RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(ids.finish()) as ArrayRef),
+        ("y", Arc::new(ys.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    std::fs::write(input.join("measured.parquet"), buf).unwrap();
+    let output = tmp.path().join("out");
+    let (i, o) = (s(&input), s(&output));
+    let model = s(&gaussian_model());
+    let out = adps(&[
+        "restore", "--model", &model, "--input", &i, "--output", &o, "--operator", "sr:2",
+        "--steps", "8", "--zeta", "1", "--device", "cpu",
+    ]);
+    assert_ok(&out);
+    let part = read_parquet(&output.join("part-measured.parquet"));
+    assert_eq!(part.num_rows(), 3);
+    let mse = part.column_by_name("mse").unwrap();
+    assert_eq!(mse.null_count(), 3, "no ground truth, no MSE");
+    let residual = part
+        .column_by_name("residual")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap()
+        .clone();
+    assert!(residual.iter().all(|r| r.is_some_and(f64::is_finite)));
+
+    // A y of the wrong length is refused per record, naming it.
+    let out = adps(&[
+        "restore", "--model", &model, "--input", &i, "--output", &s(&tmp.path().join("o2")),
+        "--operator", "sr:4", "--steps", "2", "--device", "cpu",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let errors = read_parquet(&tmp.path().join("o2/errors-measured.parquet"));
+    assert_eq!(errors.num_rows(), 3);
+}
+
+#[test]
+fn memory_store_runs_in_process() {
+    use object_store::{ObjectStoreExt, PutPayload};
+    let tmp = tempdir();
+    write_image_shards(tmp.path(), 2, 2, SHAPE);
+    let input = adps::io::store::open("memory://inproc/in").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for name in ["shard-00000.parquet", "shard-00001.parquet"] {
+        let bytes = std::fs::read(tmp.path().join(name)).unwrap();
+        rt.block_on(input.store.put(&input.child(name), PutPayload::from(bytes))).unwrap();
+    }
+    let spec = adps::pipeline::config::RunSpec::parse(
+        &format!(
+            "[input]\nurl = \"memory://inproc/in\"\n[output]\nurl = \"memory://inproc/out\"\n\
+             [model]\ndir = \"{}\"\ndevice = \"cpu\"\n[task]\noperator = \"cs:16\"\n[sampler]\nsteps = 3\n",
+            s(&gaussian_model())
+        ),
+        &[],
+    )
+    .unwrap();
+    let (plan, engines) = adps::pipeline::plan::build(spec).unwrap();
+    let report = adps::pipeline::topology::run(plan, engines, false).unwrap();
+    assert_eq!((report.records_ok, report.shards_committed), (4, 2));
+    let out = adps::io::store::open("memory://inproc/out").unwrap();
+    let manifest = rt
+        .block_on(async { out.store.get(&out.child("part-shard-00001.manifest.json")).await?.bytes().await })
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(m["rows"], 2);
+}

@@ -1,0 +1,368 @@
+//! `summary.parquet`: one row per evaluated setting, flat columns that open as-is in
+//! pyarrow, pandas and DuckDB.
+//!
+//! Columns, in order: `model`, `train_p`, `operator`, `kind`, `level`, `steps`,
+//! `solver`, `nfe`, `seed`, `zeta`, `zeta_grid` (list<float64>), `zeta_val_mse`
+//! (list<float64>), then for each metric `<m>_mean`, `<m>_std` (nullable float64) and
+//! `<m>_count` (nullable int64) — always for `mse`, `psnr`, `ssim`, `lpips`, `residual`
+//! (null where a setting lacks the metric), then any other metric keys found, sorted —
+//! and `seconds`. `steps`, `nfe` and `seed` are int64 (`seed` bit-cast from u64, as in
+//! the reconstruction tables).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+
+use super::{SettingSummary, Stat};
+
+/// The metrics that always get columns, in column order.
+pub const METRICS: [&str; 5] = ["mse", "psnr", "ssim", "lpips", "residual"];
+
+/// The metric keys written for `rows`: [`METRICS`], then any others, sorted.
+fn metric_keys(rows: &[SettingSummary]) -> Vec<String> {
+    let extra: BTreeSet<&String> = rows
+        .iter()
+        .flat_map(|r| r.metrics.keys())
+        .filter(|k| !METRICS.contains(&k.as_str()))
+        .collect();
+    METRICS
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra.into_iter().cloned())
+        .collect()
+}
+
+/// Encodes the settings as one Parquet file (one row per setting, input order).
+pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
+    let n = rows.len();
+    let mut fields: Vec<Field> = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let mut push = |name: &str, nullable: bool, col: ArrayRef| {
+        fields.push(Field::new(name, col.data_type().clone(), nullable));
+        columns.push(col);
+    };
+    let string_col = |f: &dyn Fn(&SettingSummary) -> &str| -> ArrayRef {
+        let mut b = StringBuilder::new();
+        rows.iter().for_each(|r| b.append_value(f(r)));
+        Arc::new(b.finish())
+    };
+    let f64_col = |f: &dyn Fn(&SettingSummary) -> f64| -> ArrayRef {
+        let mut b = Float64Builder::with_capacity(n);
+        rows.iter().for_each(|r| b.append_value(f(r)));
+        Arc::new(b.finish())
+    };
+    let i64_col = |f: &dyn Fn(&SettingSummary) -> i64| -> ArrayRef {
+        let mut b = Int64Builder::with_capacity(n);
+        rows.iter().for_each(|r| b.append_value(f(r)));
+        Arc::new(b.finish())
+    };
+    let list_col = |f: &dyn Fn(&SettingSummary) -> &[f64]| -> ArrayRef {
+        let mut b = ListBuilder::new(Float64Builder::new());
+        rows.iter()
+            .for_each(|r| b.append_value(f(r).iter().map(|&v| Some(v))));
+        Arc::new(b.finish())
+    };
+
+    push("model", false, string_col(&|r| &r.model));
+    push("train_p", false, f64_col(&|r| r.train_p));
+    push("operator", false, string_col(&|r| &r.operator));
+    push("kind", false, string_col(&|r| &r.kind));
+    push("level", false, f64_col(&|r| r.level));
+    push("steps", false, i64_col(&|r| i64::from(r.steps)));
+    push("solver", false, string_col(&|r| &r.solver));
+    push("nfe", false, i64_col(&|r| i64::from(r.nfe)));
+    push("seed", false, i64_col(&|r| r.seed as i64));
+    push("zeta", false, f64_col(&|r| r.zeta));
+    push("zeta_grid", false, list_col(&|r| &r.zeta_grid));
+    push("zeta_val_mse", false, list_col(&|r| &r.zeta_val_mse));
+    for key in metric_keys(rows) {
+        let mut mean = Float64Builder::with_capacity(n);
+        let mut std = Float64Builder::with_capacity(n);
+        let mut count = Int64Builder::with_capacity(n);
+        for r in rows {
+            let s = r.metrics.get(&key);
+            mean.append_option(s.map(|s| s.mean));
+            std.append_option(s.map(|s| s.std));
+            count.append_option(s.map(|s| s.count as i64));
+        }
+        push(&format!("{key}_mean"), true, Arc::new(mean.finish()));
+        push(&format!("{key}_std"), true, Arc::new(std.finish()));
+        push(&format!("{key}_count"), true, Arc::new(count.finish()));
+    }
+    push("seconds", false, f64_col(&|r| r.seconds));
+
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns).context("building the summary table")?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(buf)
+}
+
+/// Decodes a file written by [`encode_summary`] (or any table with those columns; numeric
+/// columns of other widths are cast). Metrics are every `<m>_mean` with `<m>_std` and
+/// `<m>_count` alongside; a null mean means the metric is absent.
+pub fn decode_summary(bytes: &[u8]) -> Result<Vec<SettingSummary>> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::copy_from_slice(bytes))
+        .context("opening the summary Parquet file")?
+        .build()?;
+    let mut out = Vec::new();
+    for batch in reader {
+        decode_batch(&batch?, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    batch
+        .column_by_name(name)
+        .with_context(|| format!("summary has no column {name:?}"))
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<String>> {
+    let a = cast(column(batch, name)?, &DataType::Utf8)?;
+    let a = a.as_string::<i32>();
+    (0..a.len())
+        .map(|i| {
+            if a.is_null(i) {
+                bail!("null in column {name:?}, row {i}")
+            }
+            Ok(a.value(i).to_string())
+        })
+        .collect()
+}
+
+fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let a = cast(column(batch, name)?, &DataType::Float64)?;
+    let a = a.as_primitive::<Float64Type>();
+    Ok((0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i)))
+        .collect())
+}
+
+fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let a = cast(column(batch, name)?, &DataType::Int64)?;
+    let a = a.as_primitive::<Int64Type>();
+    Ok((0..a.len())
+        .map(|i| a.is_valid(i).then(|| a.value(i)))
+        .collect())
+}
+
+fn lists(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f64>>> {
+    let target = DataType::List(Arc::new(Field::new("item", DataType::Float64, true)));
+    let a = cast(column(batch, name)?, &target)?;
+    let a = a.as_list::<i32>();
+    (0..a.len())
+        .map(|i| {
+            if a.is_null(i) {
+                return Ok(Vec::new());
+            }
+            let v = a.value(i);
+            let v = v.as_primitive::<Float64Type>();
+            Ok((0..v.len())
+                .map(|j| if v.is_valid(j) { v.value(j) } else { f64::NAN })
+                .collect())
+        })
+        .collect()
+}
+
+fn required<T>(v: Vec<Option<T>>, name: &str) -> Result<Vec<T>> {
+    v.into_iter()
+        .enumerate()
+        .map(|(i, x)| x.with_context(|| format!("null in column {name:?}, row {i}")))
+        .collect()
+}
+
+fn decode_batch(batch: &RecordBatch, out: &mut Vec<SettingSummary>) -> Result<()> {
+    let f = |name: &str| -> Result<Vec<f64>> { required(floats(batch, name)?, name) };
+    let i = |name: &str| -> Result<Vec<i64>> { required(ints(batch, name)?, name) };
+    let (model, operator, kind, solver) = (
+        strings(batch, "model")?,
+        strings(batch, "operator")?,
+        strings(batch, "kind")?,
+        strings(batch, "solver")?,
+    );
+    let (train_p, level, zeta, seconds) = (f("train_p")?, f("level")?, f("zeta")?, f("seconds")?);
+    let (steps, nfe, seed) = (i("steps")?, i("nfe")?, i("seed")?);
+    let (grid, val) = (lists(batch, "zeta_grid")?, lists(batch, "zeta_val_mse")?);
+
+    let schema = batch.schema();
+    let mut metrics: Vec<(String, Vec<Option<f64>>, Vec<Option<f64>>, Vec<Option<i64>>)> =
+        Vec::new();
+    for field in schema.fields() {
+        let Some(key) = field.name().strip_suffix("_mean") else {
+            continue;
+        };
+        let (std_name, count_name) = (format!("{key}_std"), format!("{key}_count"));
+        if batch.column_by_name(&std_name).is_none() || batch.column_by_name(&count_name).is_none()
+        {
+            continue;
+        }
+        metrics.push((
+            key.to_string(),
+            floats(batch, field.name())?,
+            floats(batch, &std_name)?,
+            ints(batch, &count_name)?,
+        ));
+    }
+
+    for r in 0..batch.num_rows() {
+        let mut m = BTreeMap::new();
+        for (key, mean, std, count) in &metrics {
+            if let Some(mean) = mean[r] {
+                m.insert(
+                    key.clone(),
+                    Stat {
+                        mean,
+                        std: std[r].unwrap_or(f64::NAN),
+                        count: count[r].unwrap_or(0).max(0) as u64,
+                    },
+                );
+            }
+        }
+        let to_u32 = |v: i64, name: &str| {
+            u32::try_from(v).with_context(|| format!("{name} {v} out of range, row {r}"))
+        };
+        out.push(SettingSummary {
+            model: model[r].clone(),
+            train_p: train_p[r],
+            operator: operator[r].clone(),
+            kind: kind[r].clone(),
+            level: level[r],
+            steps: to_u32(steps[r], "steps")?,
+            solver: solver[r].clone(),
+            nfe: to_u32(nfe[r], "nfe")?,
+            seed: seed[r] as u64,
+            zeta: zeta[r],
+            zeta_grid: grid[r].clone(),
+            zeta_val_mse: val[r].clone(),
+            metrics: m,
+            seconds: seconds[r],
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(mean: f64, std: f64, count: u64) -> Stat {
+        Stat { mean, std, count }
+    }
+
+    fn rows() -> Vec<SettingSummary> {
+        let full = BTreeMap::from([
+            ("mse".to_string(), stat(0.012, 0.004, 64)),
+            ("psnr".to_string(), stat(21.3, 1.7, 64)),
+            ("ssim".to_string(), stat(0.71, 0.08, 64)),
+            ("lpips".to_string(), stat(0.19, 0.05, 64)),
+            ("residual".to_string(), stat(3.2, 0.9, 64)),
+        ]);
+        let partial = BTreeMap::from([
+            ("mse".to_string(), stat(0.03, 0.0, 1)),
+            ("residual".to_string(), stat(1.0, 0.5, 1)),
+            ("fid".to_string(), stat(42.0, 0.0, 1000)),
+        ]);
+        vec![
+            SettingSummary {
+                model: "fmnist-p0.4".into(),
+                train_p: 0.4,
+                operator: "cs:256".into(),
+                kind: "cs".into(),
+                level: 256.0,
+                steps: 100,
+                solver: "heun".into(),
+                nfe: 199,
+                seed: u64::MAX - 3,
+                zeta: 1.0,
+                zeta_grid: vec![0.1, 0.3, 1.0, 3.0, 10.0],
+                zeta_val_mse: vec![0.05, 0.02, 0.012, 0.015, f64::INFINITY],
+                metrics: full,
+                seconds: 12.5,
+            },
+            SettingSummary {
+                model: "fmnist-p0".into(),
+                train_p: 0.0,
+                operator: "sr:4".into(),
+                kind: "sr".into(),
+                level: 4.0,
+                steps: 10,
+                solver: "euler".into(),
+                nfe: 10,
+                seed: 7,
+                zeta: 0.3,
+                zeta_grid: vec![],
+                zeta_val_mse: vec![],
+                metrics: partial,
+                seconds: 0.25,
+            },
+        ]
+    }
+
+    #[test]
+    fn round_trips() {
+        let rows = rows();
+        let bytes = encode_summary(&rows).unwrap();
+        assert_eq!(&bytes[..4], b"PAR1");
+        let back = decode_summary(&bytes).unwrap();
+        assert_eq!(back, rows);
+        assert!(decode_summary(&encode_summary(&[]).unwrap())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn schema_is_flat_with_nullable_metrics() {
+        let bytes = encode_summary(&rows()).unwrap();
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+        let schema = builder.schema().clone();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            &names[..12],
+            &[
+                "model",
+                "train_p",
+                "operator",
+                "kind",
+                "level",
+                "steps",
+                "solver",
+                "nfe",
+                "seed",
+                "zeta",
+                "zeta_grid",
+                "zeta_val_mse"
+            ]
+        );
+        assert_eq!(names[12..15], ["mse_mean", "mse_std", "mse_count"]);
+        assert!(names.contains(&"fid_mean"));
+        assert_eq!(*names.last().unwrap(), "seconds");
+        let lp = schema.field_with_name("lpips_mean").unwrap();
+        assert!(lp.is_nullable());
+        assert_eq!(lp.data_type(), &DataType::Float64);
+        assert_eq!(
+            schema.field_with_name("lpips_count").unwrap().data_type(),
+            &DataType::Int64
+        );
+        let batch = builder.build().unwrap().next().unwrap().unwrap();
+        assert_eq!(batch.num_rows(), 2);
+        assert!(batch.column_by_name("lpips_mean").unwrap().is_null(1));
+    }
+}
