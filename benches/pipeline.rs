@@ -47,11 +47,30 @@ fn make_input(dir: &Path, n: usize) -> anyhow::Result<()> {
 }
 
 /// Runs `adps run` on the input; returns (wall seconds, peak RSS in MiB).
-fn run_pipeline(adps: &Path, model: &str, input: &Path, output: &Path, steps: usize, batch: usize) -> anyhow::Result<(f64, f64)> {
+fn run_pipeline(
+    adps: &Path,
+    model: &str,
+    input: &Path,
+    output: &Path,
+    steps: usize,
+    batch: usize,
+) -> anyhow::Result<(f64, f64)> {
     let _ = std::fs::remove_dir_all(output);
     let started = Instant::now();
     let mut child = Command::new(adps)
-        .args(["restore", "--model", model, "--operator", OPERATOR, "--zeta", "3", "--sampler", "euler", "--device", "cpu"])
+        .args([
+            "restore",
+            "--model",
+            model,
+            "--operator",
+            OPERATOR,
+            "--zeta",
+            "3",
+            "--sampler",
+            "euler",
+            "--device",
+            "cpu",
+        ])
         .arg("--steps")
         .arg(steps.to_string())
         .arg("--batch-size")
@@ -69,7 +88,11 @@ fn run_pipeline(adps: &Path, model: &str, input: &Path, output: &Path, steps: us
     loop {
         if let Ok(status) = std::fs::read_to_string(&status_path) {
             if let Some(line) = status.lines().find(|l| l.starts_with("VmHWM:")) {
-                let kib: u64 = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+                let kib: u64 = line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
                 peak_kib = peak_kib.max(kib);
             }
         }
@@ -83,7 +106,12 @@ fn run_pipeline(adps: &Path, model: &str, input: &Path, output: &Path, steps: us
 }
 
 /// The restore stage alone: the same images, already decoded, through one restorer.
-fn restore_alone(model_dir: &str, input: &Path, steps: usize, batch: usize) -> anyhow::Result<(usize, f64)> {
+fn restore_alone(
+    model_dir: &str,
+    input: &Path,
+    steps: usize,
+    batch: usize,
+) -> anyhow::Result<(usize, f64)> {
     let model = OnnxDenoiser::load(model_dir, &SessionConfig::new(Device::Cpu, 0))?;
     let card = model.card().clone();
     let family = OperatorSpec::from_str(OPERATOR)?.build(card.shape, 0)?;
@@ -91,21 +119,40 @@ fn restore_alone(model_dir: &str, input: &Path, steps: usize, batch: usize) -> a
         shape: card.shape,
         path: GradientPath::auto(&family),
         family: Arc::new(family),
-        sampler: SamplerConfig { steps, zeta: 3.0, solver: Solver::Euler, ..SamplerConfig::default() }
-            .clamped_to_model(card.sigma_min, card.sigma_max),
+        sampler: SamplerConfig {
+            steps,
+            zeta: 3.0,
+            solver: Solver::Euler,
+            ..SamplerConfig::default()
+        }
+        .clamped_to_model(card.sigma_min, card.sigma_max),
         keep_prob: card.keep_probability(),
         seed: 0,
         sigma_y: 0.0,
     };
     let mut restorer = AdpsRestorer::new(model, settings);
-    let shard = Arc::new(Shard { index: 0, name: "bench".into(), url: "bench".into(), key: "bench".into() });
+    let shard = Arc::new(Shard {
+        index: 0,
+        name: "bench".into(),
+        url: "bench".into(),
+        key: "bench".into(),
+    });
     let mut records = Vec::new();
     for entry in std::fs::read_dir(input)? {
         let path = entry?.path();
         for r in read_shard(std::fs::read(&path)?.into(), "bench")? {
             if let Ok(Payload::Image(png)) = r.payload {
                 let x = adps::io::image::decode(&png, 1)?.data;
-                records.push((shard.clone(), Record { id: r.id, row: r.row, truth: Some(x), y: None, mask: None }));
+                records.push((
+                    shard.clone(),
+                    Record {
+                        id: r.id,
+                        row: r.row,
+                        truth: Some(x),
+                        y: None,
+                        mask: None,
+                    },
+                ));
             }
         }
     }
@@ -118,28 +165,50 @@ fn restore_alone(model_dir: &str, input: &Path, steps: usize, batch: usize) -> a
 
 fn main() -> anyhow::Result<()> {
     let model = std::env::var("ADPS_BENCH_MODEL").unwrap_or_else(|_| "models/fmnist-p0.4".into());
-    let steps: usize = std::env::var("ADPS_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(4);
+    let steps: usize = std::env::var("ADPS_BENCH_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(4);
     let batch = 16;
     let adps = Path::new(env!("CARGO_BIN_EXE_adps"));
     let tmp = std::env::temp_dir().join(format!("adps-bench-{}", std::process::id()));
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!("model {model}, {OPERATOR}, Euler {steps} steps, batch {batch}, {cpus} CPUs\n");
 
     let small = tmp.join("in-1000");
     make_input(&small, 1000)?;
     let (n, alone) = restore_alone(&model, &small, steps, batch)?;
-    let (wall_1k, rss_1k) = run_pipeline(adps, &model, &small, &tmp.join("out-1000"), steps, batch)?;
+    let (wall_1k, rss_1k) =
+        run_pipeline(adps, &model, &small, &tmp.join("out-1000"), steps, batch)?;
     println!("| measurement | value |");
     println!("|---|---|");
-    println!("| restore stage alone, {n} images | {:.1} images/s |", n as f64 / alone);
-    println!("| whole pipeline, 1,000 images | {:.1} images/s |", 1000.0 / wall_1k);
-    println!("| pipeline / restore alone | {:.2} |", (1000.0 / wall_1k) / (n as f64 / alone));
+    println!(
+        "| restore stage alone, {n} images | {:.1} images/s |",
+        n as f64 / alone
+    );
+    println!(
+        "| whole pipeline, 1,000 images | {:.1} images/s |",
+        1000.0 / wall_1k
+    );
+    println!(
+        "| pipeline / restore alone | {:.2} |",
+        (1000.0 / wall_1k) / (n as f64 / alone)
+    );
     let large = tmp.join("in-10000");
     make_input(&large, 10_000)?;
-    let (wall_10k, rss_10k) = run_pipeline(adps, &model, &large, &tmp.join("out-10000"), steps, batch)?;
+    let (wall_10k, rss_10k) =
+        run_pipeline(adps, &model, &large, &tmp.join("out-10000"), steps, batch)?;
     println!("| peak RSS, 1,000 images | {rss_1k:.0} MiB |");
-    println!("| peak RSS, 10,000 images | {rss_10k:.0} MiB ({:+.0}%) |", 100.0 * (rss_10k / rss_1k - 1.0));
-    println!("| whole pipeline, 10,000 images | {:.1} images/s |", 10_000.0 / wall_10k);
+    println!(
+        "| peak RSS, 10,000 images | {rss_10k:.0} MiB ({:+.0}%) |",
+        100.0 * (rss_10k / rss_1k - 1.0)
+    );
+    println!(
+        "| whole pipeline, 10,000 images | {:.1} images/s |",
+        10_000.0 / wall_10k
+    );
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
 }

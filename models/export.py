@@ -156,7 +156,7 @@ def reference(D64, graph, feeds):
     """Outputs of a graph computed with torch autograd in float64."""
     t = {k: torch.from_numpy(v).double() for k, v in feeds.items()}
     x = t["x_t"].clone().requires_grad_(True)
-    x0 = D64(x, t["sigma"], t["mask"])
+    x0 = D64(x, t["sigma"], t["mask"]).double()  # EDM nets may compute in float32 internally
     if graph == "denoiser.onnx":
         return {"x0_hat": x0.detach()}
     if graph == "dps_vjp.onnx":

@@ -36,6 +36,17 @@ pub fn run() -> Result<ExitCode> {
             args.workers_share.apply(&mut spec)?;
             run_spec(spec, progress)
         }
+        Command::Evaluate(args) => {
+            let spec = crate::evaluate::config::SweepSpec::load(&args.spec, &args.set)?;
+            let outcome = crate::evaluate::run(spec)?;
+            println!(
+                "{} settings; summary: {}; report: {}",
+                outcome.settings.len(),
+                outcome.summary.display(),
+                outcome.report.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run(args) => {
             let mut spec = RunSpec::load(&args.spec, &args.set)?;
             args.workers.apply(&mut spec)?;

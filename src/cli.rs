@@ -52,6 +52,10 @@ pub enum Command {
     /// Run a pipeline spec (pipelines/*.toml); `--set key=value` overrides any entry,
     /// e.g. `--set sampler.steps=20 --set task.operator=sr:4`.
     Run(RunArgs),
+    /// Run a sweep (pipelines/sweep-*.toml): every model × operator × step count × seed,
+    /// ζ searched on validation images, test images run once with the chosen ζ; writes
+    /// summary.parquet and report.html. Resumable: rerunning skips finished runs.
+    Evaluate(RunArgs),
     /// Print a model folder's card and each graph's inputs and outputs.
     Inspect {
         /// The model folder (denoiser.onnx, dps_vjp.onnx, dps_dense.onnx, card.json).

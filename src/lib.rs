@@ -12,8 +12,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod evaluate;
 pub mod io;
 pub mod model;
 pub mod pipeline;
+pub mod report;
 pub mod restore;
 pub mod stages;

@@ -29,7 +29,11 @@ pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec
     let prefix = loc.prefix.clone();
     let metas = rt
         .block_on(async move {
-            let p = if prefix.as_ref().is_empty() { None } else { Some(&prefix) };
+            let p = if prefix.as_ref().is_empty() {
+                None
+            } else {
+                Some(&prefix)
+            };
             store.list(p).try_collect::<Vec<_>>().await
         })
         .with_context(|| format!("cannot list {loc}"))?;
@@ -49,8 +53,7 @@ pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec
             .with_context(|| format!("{}", loc.child_url(&part)))?
             .build()?;
         for batch in reader {
-            read_batch(&batch?, &mut rows)
-                .with_context(|| format!("{}", loc.child_url(&part)))?;
+            read_batch(&batch?, &mut rows).with_context(|| format!("{}", loc.child_url(&part)))?;
         }
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));
@@ -58,7 +61,11 @@ pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec
 }
 
 fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
-    let col = |name: &str| batch.column_by_name(name).with_context(|| format!("no column `{name}`"));
+    let col = |name: &str| {
+        batch
+            .column_by_name(name)
+            .with_context(|| format!("no column `{name}`"))
+    };
     let ids = col("id")?.as_string::<i32>().clone();
     let recon = col("reconstruction")?.as_struct().clone();
     let png = recon
@@ -69,8 +76,13 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
     let float = |name: &str| -> Result<arrow::array::Float64Array> {
         Ok(col(name)?.as_primitive::<Float64Type>().clone())
     };
-    let (mse, psnr, ssim, lpips, residual) =
-        (float("mse")?, float("psnr")?, float("ssim")?, float("lpips")?, float("residual")?);
+    let (mse, psnr, ssim, lpips, residual) = (
+        float("mse")?,
+        float("psnr")?,
+        float("ssim")?,
+        float("lpips")?,
+        float("residual")?,
+    );
     let get = |a: &arrow::array::Float64Array, r: usize| (!a.is_null(r)).then(|| a.value(r));
     for r in 0..batch.num_rows() {
         rows.push(PartRow {

@@ -17,7 +17,9 @@ use crate::restore::rng::ImageRngs;
 
 /// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
 fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String, Vec<f32>>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let loc = crate::io::store::open(url)?;
     let mut found = BTreeMap::new();
     for shard in crate::stages::list::list_shards(rt.handle(), &loc)? {
@@ -44,7 +46,14 @@ fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String,
 
 /// What a measurement looks like as an image: the low-resolution image for `sr`, Aᵀy
 /// rescaled to the image range for `cs`, y itself for the operators on the image grid.
-fn measurement_image(op: &OperatorSpec, shape: [usize; 3], seed: u64, sigma_y: f32, id: &str, x0: &[f32]) -> Result<Vec<f32>> {
+fn measurement_image(
+    op: &OperatorSpec,
+    shape: [usize; 3],
+    seed: u64,
+    sigma_y: f32,
+    id: &str,
+    x0: &[f32],
+) -> Result<Vec<f32>> {
     let family = op.build(shape, seed)?;
     let mut rngs = ImageRngs::new(seed, id);
     let a = family.for_image(&mut rngs.operator);
@@ -54,8 +63,12 @@ fn measurement_image(op: &OperatorSpec, shape: [usize; 3], seed: u64, sigma_y: f
         OperatorSpec::Cs { .. } => {
             let mut back = vec![0.0; x0.len()];
             a.adjoint(&y, &mut back);
-            let (lo, hi) = back.iter().fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-            back.iter().map(|v| (v - lo) / (hi - lo).max(1e-12) * 2.0 - 1.0).collect()
+            let (lo, hi) = back
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+            back.iter()
+                .map(|v| (v - lo) / (hi - lo).max(1e-12) * 2.0 - 1.0)
+                .collect()
         }
         _ => y,
     })
@@ -76,10 +89,16 @@ pub fn build(
     }
     let mut grids = Vec::new();
     for op_str in operators {
-        let idx: Vec<usize> = (0..settings.len()).filter(|&i| settings[i].operator == op_str).collect();
+        let idx: Vec<usize> = (0..settings.len())
+            .filter(|&i| settings[i].operator == op_str)
+            .collect();
         let Some(&first) = idx.first() else { continue };
         let rows = super::rows_of(&test_dirs[first])?;
-        let ids: Vec<String> = rows.iter().take(spec.defaults.examples).map(|r| r.id.clone()).collect();
+        let ids: Vec<String> = rows
+            .iter()
+            .take(spec.defaults.examples)
+            .map(|r| r.id.clone())
+            .collect();
         if ids.is_empty() {
             continue;
         }
@@ -90,12 +109,24 @@ pub fn build(
         let mut gt_row = Vec::new();
         let mut meas_row = Vec::new();
         for id in &ids {
-            let x0 = truth.get(id).with_context(|| format!("test image {id} not found"))?;
+            let x0 = truth
+                .get(id)
+                .with_context(|| format!("test image {id} not found"))?;
             gt_row.push(image::encode_png(shape, x0)?);
-            let m = measurement_image(&op, shape, settings[first].seed, spec.defaults.sigma_y as f32, id, x0)?;
+            let m = measurement_image(
+                &op,
+                shape,
+                settings[first].seed,
+                spec.defaults.sigma_y as f32,
+                id,
+                x0,
+            )?;
             meas_row.push(image::encode_png(shape, &m)?);
         }
-        let mut grid_rows = vec![("ground truth".to_string(), gt_row), ("measurement".to_string(), meas_row)];
+        let mut grid_rows = vec![
+            ("ground truth".to_string(), gt_row),
+            ("measurement".to_string(), meas_row),
+        ];
         let mut models: Vec<&str> = Vec::new();
         for &i in &idx {
             if !models.contains(&settings[i].model.as_str()) {
@@ -108,13 +139,22 @@ pub fn build(
                 .copied()
                 .filter(|&i| settings[i].model == model)
                 .min_by(|&a, &b| {
-                    let m = |i: usize| summaries[i].metrics.get("mse").map_or(f64::INFINITY, |s| s.mean);
+                    let m = |i: usize| {
+                        summaries[i]
+                            .metrics
+                            .get("mse")
+                            .map_or(f64::INFINITY, |s| s.mean)
+                    };
                     m(a).total_cmp(&m(b))
                 })
                 .context("no setting")?;
             let rows = super::rows_of(&test_dirs[best])?;
-            let by_id: BTreeMap<&str, &Vec<u8>> = rows.iter().map(|r| (r.id.as_str(), &r.png)).collect();
-            let pngs: Vec<Vec<u8>> = ids.iter().filter_map(|id| by_id.get(id.as_str()).map(|p| (*p).clone())).collect();
+            let by_id: BTreeMap<&str, &Vec<u8>> =
+                rows.iter().map(|r| (r.id.as_str(), &r.png)).collect();
+            let pngs: Vec<Vec<u8>> = ids
+                .iter()
+                .filter_map(|id| by_id.get(id.as_str()).map(|p| (*p).clone()))
+                .collect();
             let s = &summaries[best];
             grid_rows.push((format!("{} (N={}, ζ={})", model, s.steps, s.zeta), pngs));
         }
@@ -129,7 +169,11 @@ pub fn build(
 
 /// The report's introduction: what was run, on what, and how ζ was chosen.
 pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     let n_test = summaries
         .iter()
         .filter_map(|s| s.metrics.get("mse").map(|m| m.count))
@@ -144,10 +188,17 @@ pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
         esc(&spec.images.test.url),
         n_test,
         esc(&spec.images.validation.url),
-        spec.images.validation.limit.map_or("none".into(), |l| l.to_string()),
+        spec.images
+            .validation
+            .limit
+            .map_or("none".into(), |l| l.to_string()),
         esc(&spec.defaults.solver),
         spec.defaults.sigma_y,
-        if spec.defaults.mask == "model" { "each model's own sampling mask (Ambient DPS)" } else { "all ones (DPS)" },
+        if spec.defaults.mask == "model" {
+            "each model's own sampling mask (Ambient DPS)"
+        } else {
+            "all ones (DPS)"
+        },
         if spec.defaults.lpips.is_some() {
             "on images upsampled to 64×64, grey repeated to three channels"
         } else {

@@ -61,10 +61,16 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
     let mut problems = Vec::new();
     let d = &spec.defaults;
     if !["heun", "euler"].contains(&d.solver.as_str()) {
-        problems.push(format!("defaults.solver `{}`: expected heun or euler", d.solver));
+        problems.push(format!(
+            "defaults.solver `{}`: expected heun or euler",
+            d.solver
+        ));
     }
     if !["model", "ones"].contains(&d.mask.as_str()) {
-        problems.push(format!("defaults.mask `{}`: expected model or ones", d.mask));
+        problems.push(format!(
+            "defaults.mask `{}`: expected model or ones",
+            d.mask
+        ));
     }
     if d.seeds.is_empty() {
         problems.push("defaults.seeds is empty".into());
@@ -72,7 +78,10 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
     if spec.entries.is_empty() {
         problems.push("the sweep has no [[sweep]] entries".into());
     }
-    for (name, set) in [("validation", &spec.images.validation), ("test", &spec.images.test)] {
+    for (name, set) in [
+        ("validation", &spec.images.validation),
+        ("test", &spec.images.test),
+    ] {
         if set.limit == Some(0) {
             problems.push(format!("images.{name}: limit 0 is an empty image set"));
         }
@@ -85,10 +94,16 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
     for e in &spec.entries {
         let grid = e.zeta_grid.clone().unwrap_or_else(|| d.zeta_grid.clone());
         if grid.is_empty() || grid.iter().any(|z| !(z.is_finite() && *z > 0.0)) {
-            problems.push(format!("sweep `{}`: the ζ grid must be non-empty, finite and positive, got {grid:?}", e.name));
+            problems.push(format!(
+                "sweep `{}`: the ζ grid must be non-empty, finite and positive, got {grid:?}",
+                e.name
+            ));
         }
         if e.models.is_empty() || e.operators.is_empty() || e.steps.is_empty() {
-            problems.push(format!("sweep `{}`: models, operators and steps must each list at least one value", e.name));
+            problems.push(format!(
+                "sweep `{}`: models, operators and steps must each list at least one value",
+                e.name
+            ));
         }
         if let Some(s) = e.steps.iter().find(|s| **s == 0) {
             problems.push(format!("sweep `{}`: steps {s} must be at least 1", e.name));
@@ -136,7 +151,11 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
     }
     problems.dedup();
     if !problems.is_empty() {
-        bail!("the sweep has {} problem(s):\n  - {}", problems.len(), problems.join("\n  - "));
+        bail!(
+            "the sweep has {} problem(s):\n  - {}",
+            problems.len(),
+            problems.join("\n  - ")
+        );
     }
     // The same setting listed by two entries runs once.
     let mut seen = std::collections::HashSet::new();
@@ -146,7 +165,9 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
 
 /// Checks that an image set has shards (listing it), naming the set otherwise.
 fn check_images(name: &str, url: &str) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let loc = crate::io::store::open(url).with_context(|| format!("images.{name} {url}"))?;
     let shards = crate::stages::list::list_shards(rt.handle(), &loc)
         .with_context(|| format!("images.{name}"))?;
@@ -157,7 +178,13 @@ fn check_images(name: &str, url: &str) -> Result<()> {
 }
 
 /// A pipeline run of one setting at one ζ on one image set.
-fn run_one(spec: &SweepSpec, s: &Setting, zeta: f64, images: &config::ImageSet, out: &str) -> Result<()> {
+fn run_one(
+    spec: &SweepSpec,
+    s: &Setting,
+    zeta: f64,
+    images: &config::ImageSet,
+    out: &str,
+) -> Result<()> {
     let d = &spec.defaults;
     let run = RunSpec {
         input: InputSpec {
@@ -210,7 +237,9 @@ fn zeta_dir(z: f64) -> String {
 }
 
 fn rows_of(url: &str) -> Result<Vec<collect::PartRow>> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let loc = crate::io::store::open(url)?;
     collect::committed_rows(rt.handle(), &loc)
 }
@@ -246,7 +275,10 @@ fn search_zeta(spec: &SweepSpec, s: &Setting, base: &str) -> Result<(f64, Vec<f6
             if at_low || at_high {
                 tracing::warn!(
                     "{} {} N={}: best ζ {} is still at the grid's edge after {widened} extensions",
-                    s.model, s.operator, s.steps, grid[best]
+                    s.model,
+                    s.operator,
+                    s.steps,
+                    grid[best]
                 );
             }
             return Ok((grid[best], grid, mse));
@@ -254,10 +286,18 @@ fn search_zeta(spec: &SweepSpec, s: &Setting, base: &str) -> Result<(f64, Vec<f6
         widened += 1;
         if at_high {
             let n = grid.len();
-            let ratio = if n > 1 { grid[n - 1] / grid[n - 2] } else { 10.0 };
+            let ratio = if n > 1 {
+                grid[n - 1] / grid[n - 2]
+            } else {
+                10.0
+            };
             grid.push(grid[n - 1] * ratio);
         } else {
-            let ratio = if grid.len() > 1 { grid[1] / grid[0] } else { 10.0 };
+            let ratio = if grid.len() > 1 {
+                grid[1] / grid[0]
+            } else {
+                10.0
+            };
             grid.insert(0, grid[0] / ratio);
         }
     }
@@ -296,7 +336,11 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         }
         let op = OperatorSpec::from_str(&s.operator)?;
         let (kind, level) = plan::kind_and_level(&op);
-        let nfe = if spec.defaults.solver == "euler" { s.steps } else { 2 * s.steps - 1 };
+        let nfe = if spec.defaults.solver == "euler" {
+            s.steps
+        } else {
+            2 * s.steps - 1
+        };
         let mse = metrics.get("mse").map_or(f64::NAN, |m: &Stat| m.mean);
         tracing::info!(
             "[{}/{}] {} {} N={} (NFE {nfe}): ζ = {zeta} of {:?}; test MSE {mse:.5} over {} images ({:.0}s)",
@@ -342,7 +386,10 @@ fn write_outputs(
     let report = dir.join("report.html");
     let grids = examples::build(spec, settings, summaries, test_dirs)?;
     let intro = examples::intro(spec, summaries);
-    write_atomically(&summary, &crate::report::summary::encode_summary(summaries)?)?;
+    write_atomically(
+        &summary,
+        &crate::report::summary::encode_summary(summaries)?,
+    )?;
     let html = crate::report::html::render_report(&spec.title, &intro, summaries, &grids);
     write_atomically(&report, html.as_bytes())?;
     Ok(Outcome {

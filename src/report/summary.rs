@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
-    StringBuilder,
+    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
@@ -103,7 +102,8 @@ pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
     push("seconds", false, f64_col(&|r| r.seconds));
 
     let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns).context("building the summary table")?;
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).context("building the summary table")?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
@@ -188,6 +188,9 @@ fn required<T>(v: Vec<Option<T>>, name: &str) -> Result<Vec<T>> {
         .collect()
 }
 
+/// A metric's key and its mean, std and count columns.
+type MetricColumns = (String, Vec<Option<f64>>, Vec<Option<f64>>, Vec<Option<i64>>);
+
 fn decode_batch(batch: &RecordBatch, out: &mut Vec<SettingSummary>) -> Result<()> {
     let f = |name: &str| -> Result<Vec<f64>> { required(floats(batch, name)?, name) };
     let i = |name: &str| -> Result<Vec<i64>> { required(ints(batch, name)?, name) };
@@ -202,8 +205,7 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<SettingSummary>) -> Result<()
     let (grid, val) = (lists(batch, "zeta_grid")?, lists(batch, "zeta_val_mse")?);
 
     let schema = batch.schema();
-    let mut metrics: Vec<(String, Vec<Option<f64>>, Vec<Option<f64>>, Vec<Option<i64>>)> =
-        Vec::new();
+    let mut metrics: Vec<MetricColumns> = Vec::new();
     for field in schema.fields() {
         let Some(key) = field.name().strip_suffix("_mean") else {
             continue;
@@ -330,8 +332,7 @@ mod tests {
     #[test]
     fn schema_is_flat_with_nullable_metrics() {
         let bytes = encode_summary(&rows()).unwrap();
-        let builder =
-            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).unwrap();
         let schema = builder.schema().clone();
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(

@@ -15,7 +15,8 @@ use std::fmt::Write;
 /// Average glyph width as a fraction of the font size (system sans-serif, digits and
 /// lowercase); used to lay out labels without measuring text.
 const CHAR_W: f64 = 0.58;
-const FONT: &str = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif";
+const FONT: &str =
+    "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif";
 const AXIS_COLOR: &str = "#4b5563";
 const GRID_COLOR: &str = "#e5e7eb";
 const TEXT_COLOR: &str = "#1f2933";
@@ -73,8 +74,8 @@ pub fn fmt_num(v: f64, sig: usize) -> String {
     format!("{v:.decimals$}")
 }
 
-/// Like [`fmt_num`] but without trailing zeros (for tick labels).
-fn fmt_trim(v: f64, sig: usize) -> String {
+/// Like [`fmt_num`] but without trailing zeros (tick labels, parameters: `0.5`, `10`).
+pub fn fmt_short(v: f64, sig: usize) -> String {
     let s = fmt_num(v, sig);
     if s.contains('.') && !s.contains('e') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
@@ -171,6 +172,10 @@ pub struct LinePlot {
     pub height: f64,
     /// Draw the legend (below the plot area).
     pub legend: bool,
+    /// Hard limits for a linear y axis (e.g. 1 for SSIM): the axis never extends past
+    /// them when all means lie within; bars beyond are cut at the frame.
+    pub y_min: Option<f64>,
+    pub y_max: Option<f64>,
     pub series: Vec<Series>,
 }
 
@@ -188,6 +193,8 @@ impl LinePlot {
             width: 420.0,
             height: 300.0,
             legend: true,
+            y_min: None,
+            y_max: None,
             series: Vec::new(),
         }
     }
@@ -262,7 +269,28 @@ impl LinePlot {
             })
             .collect();
         let highs: Vec<f64> = all.iter().map(|p| p.y + p.err).collect();
-        let y_axis = Axis::new(self.y_scale, &lows, &highs, None, true);
+        let mut y_axis = Axis::new(self.y_scale, &lows, &highs, None, true);
+        if self.y_scale == Scale::Linear {
+            let (ymin, ymax) = all
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                    (a.min(p.y), b.max(p.y))
+                });
+            if let Some(m) = self
+                .y_max
+                .filter(|m| m.is_finite() && *m >= ymax && *m > y_axis.lo)
+            {
+                y_axis.hi = y_axis.hi.min(m);
+            }
+            if let Some(m) = self
+                .y_min
+                .filter(|m| m.is_finite() && *m <= ymin && *m < y_axis.hi)
+            {
+                y_axis.lo = y_axis.lo.max(m);
+            }
+            let (lo, hi, eps) = (y_axis.lo, y_axis.hi, (y_axis.hi - y_axis.lo) * 1e-9);
+            y_axis.ticks.retain(|t| *t >= lo - eps && *t <= hi + eps);
+        }
 
         // Layout.
         let y_tick_labels: Vec<String> = y_axis.ticks.iter().map(|&t| y_axis.label(t)).collect();
@@ -444,7 +472,7 @@ impl LinePlot {
                 d.push('Z');
                 let _ = write!(
                     out,
-                    r#"<path class="band" d="{d}" fill="{color}" fill-opacity="0.15" stroke="none"/>"#
+                    r#"<path class="band" d="{d}" fill="{color}" fill-opacity="0.12" stroke="none"/>"#
                 );
             }
             let mut d = String::new();
@@ -488,10 +516,10 @@ impl LinePlot {
             for p in &pts {
                 let _ = write!(
                     out,
-                    r#"<circle cx="{}" cy="{}" r="3.2" fill="{color}" stroke="#fff" stroke-width="1"><title>{label}: {} → {} ± {}</title></circle>"#,
+                    r##"<circle cx="{}" cy="{}" r="3.2" fill="{color}" stroke="#fff" stroke-width="1"><title>{label}: {} → {} ± {}</title></circle>"##,
                     c(px(p.x) + off),
                     c(py(p.y)),
-                    escape(&fmt_trim(p.x, 4)),
+                    escape(&fmt_short(p.x, 4)),
                     escape(&fmt_num(p.y, 3)),
                     escape(&fmt_num(p.err, 2))
                 );
@@ -645,12 +673,12 @@ impl Axis {
             let v = if v.abs() < self.step * 1e-9 { 0.0 } else { v };
             let decimals = (-self.step.log10()).ceil().max(0.0) as usize;
             if v != 0.0 && (v.abs() >= 1e5 || decimals > 4) {
-                fmt_trim(v, 3)
+                fmt_short(v, 3)
             } else {
                 format!("{v:.decimals$}")
             }
         } else {
-            fmt_trim(v, 3)
+            fmt_short(v, 3)
         }
     }
 }
@@ -706,9 +734,11 @@ fn log_ticks(scale: Scale, lo: f64, hi: f64) -> Vec<f64> {
     }
 }
 
-/// A tiny axis-less line for a table cell: `points` as (x, y), the point at `chosen_x`
-/// (if any) marked in `mark_color` with a dashed vertical rule. Non-finite points are
-/// dropped; y is shown on a log scale when it spans more than 20×.
+/// A tiny axis-less line for a table cell, made for a ζ search (tooltips name x "ζ"):
+/// `points` as (x, y), the point at `chosen_x` (if any) marked in `mark_color` with a
+/// dashed vertical rule. The x extent covers every point; points with a non-finite y
+/// (a diverged run) are drawn as small red crosses along the top edge. y is shown on a
+/// log scale when it spans more than 20×.
 pub fn sparkline(
     points: &[(f64, f64)],
     chosen_x: Option<f64>,
@@ -718,12 +748,13 @@ pub fn sparkline(
     color: &str,
     mark_color: &str,
 ) -> String {
-    let mut pts: Vec<(f64, f64)> = points
+    let mut all: Vec<(f64, f64)> = points
         .iter()
         .copied()
-        .filter(|&(x, y)| x_scale.accepts(x) && y.is_finite())
+        .filter(|&(x, _)| x_scale.accepts(x))
         .collect();
-    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let pts: Vec<(f64, f64)> = all.iter().copied().filter(|p| p.1.is_finite()).collect();
     let mut out = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="spark" width="{}" height="{}" viewBox="0 0 {} {}" role="img">"#,
         c(width),
@@ -731,17 +762,27 @@ pub fn sparkline(
         c(width),
         c(height)
     );
-    let tip: Vec<String> = pts
+    let tip: Vec<String> = all
         .iter()
-        .map(|(x, y)| format!("ζ={} → {}", fmt_trim(*x, 3), fmt_num(*y, 3)))
+        .map(|(x, y)| {
+            let y = if y.is_finite() {
+                fmt_num(*y, 3)
+            } else {
+                "diverged".into()
+            };
+            format!("ζ={} → {y}", fmt_short(*x, 3))
+        })
         .collect();
     let _ = write!(out, "<title>{}</title>", escape(&tip.join("\n")));
-    if pts.is_empty() {
+    if all.is_empty() {
         out.push_str("</svg>");
         return out;
     }
-    let ymin = pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
-    let ymax = pts.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let (ymin, ymax) = pts
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
     let y_scale = if ymin > 0.0 && ymax / ymin > 20.0 {
         Scale::Log10
     } else {
@@ -749,7 +790,7 @@ pub fn sparkline(
     };
     let (pad_x, pad_y) = (4.0, 4.0);
     let tx = |x: f64| x_scale.fwd(x);
-    let (xa, xb) = (tx(pts[0].0), tx(pts[pts.len() - 1].0));
+    let (xa, xb) = (tx(all[0].0), tx(all[all.len() - 1].0));
     let (ya, yb) = (y_scale.fwd(ymin), y_scale.fwd(ymax));
     let map = |v: f64, a: f64, b: f64, p0: f64, p1: f64| {
         if b - a > 1e-12 {
@@ -791,7 +832,7 @@ pub fn sparkline(
         if is_chosen {
             let _ = write!(
                 out,
-                r#"<circle cx="{}" cy="{}" r="3.2" fill="{mark}" stroke="#fff" stroke-width="1"/>"#,
+                r##"<circle cx="{}" cy="{}" r="3.2" fill="{mark}" stroke="#fff" stroke-width="1"/>"##,
                 c(px(x)),
                 c(py(y))
             );
@@ -803,6 +844,29 @@ pub fn sparkline(
                 c(py(y))
             );
         }
+    }
+    // Diverged values (non-finite): a small cross along the top edge.
+    let mut d = String::new();
+    for &(x, _) in all.iter().filter(|p| !p.1.is_finite()) {
+        let (x, y) = (px(x), pad_y);
+        let _ = write!(
+            d,
+            "M{} {}L{} {}M{} {}L{} {}",
+            c(x - 2.5),
+            c(y - 2.5),
+            c(x + 2.5),
+            c(y + 2.5),
+            c(x - 2.5),
+            c(y + 2.5),
+            c(x + 2.5),
+            c(y - 2.5)
+        );
+    }
+    if !d.is_empty() {
+        let _ = write!(
+            out,
+            r##"<path class="diverged" d="{d}" stroke="#b91c1c" stroke-width="1.3" fill="none"/>"##
+        );
     }
     out.push_str("</svg>");
     out
@@ -823,17 +887,17 @@ mod tests {
         Series {
             label: label.into(),
             color: palette_color(0).into(),
-            points: pts
-                .iter()
-                .map(|&(x, y, err)| Point { x, y, err })
-                .collect(),
+            points: pts.iter().map(|&(x, y, err)| Point { x, y, err }).collect(),
         }
     }
 
     #[test]
     fn one_series_path_per_series() {
         let svg = plot(vec![
-            series("a", &[(16.0, 0.1, 0.01), (32.0, 0.05, 0.01), (64.0, 0.02, 0.0)]),
+            series(
+                "a",
+                &[(16.0, 0.1, 0.01), (32.0, 0.05, 0.01), (64.0, 0.02, 0.0)],
+            ),
             series("b", &[(16.0, 0.12, 0.02), (64.0, 0.01, 0.005)]),
             series("c", &[(32.0, 0.07, 0.0)]),
         ])
@@ -916,17 +980,41 @@ mod tests {
         assert_eq!(fmt_num(0.00012, 3), "1.2e-4");
         assert_eq!(fmt_num(0.0, 3), "0");
         assert_eq!(fmt_num(f64::NAN, 3), "–");
-        assert_eq!(fmt_trim(0.5, 3), "0.5");
+        assert_eq!(fmt_short(0.5, 3), "0.5");
     }
 
     #[test]
     fn sparkline_marks_the_chosen_point() {
-        let pts = [(0.1, 0.5), (0.3, 0.2), (1.0, 0.1), (3.0, f64::NAN), (10.0, 4.0)];
-        let s = sparkline(&pts, Some(1.0), Scale::Log10, 120.0, 32.0, "#4e79a7", "#d62728");
+        let pts = [
+            (0.1, 0.5),
+            (0.3, 0.2),
+            (1.0, 0.1),
+            (3.0, f64::NAN),
+            (10.0, 4.0),
+        ];
+        let s = sparkline(
+            &pts,
+            Some(1.0),
+            Scale::Log10,
+            120.0,
+            32.0,
+            "#4e79a7",
+            "#d62728",
+        );
         assert!(!s.contains("NaN") && !s.contains("inf"));
         assert_eq!(s.matches(r##"fill="#d62728""##).count(), 1);
         assert_eq!(s.matches("<circle").count(), 4);
-        let single = sparkline(&[(1.0, 0.1)], Some(1.0), Scale::Log10, 120.0, 32.0, "#000", "#f00");
+        assert_eq!(s.matches(r#"class="diverged""#).count(), 1);
+        assert!(s.contains("ζ=3 → diverged"));
+        let single = sparkline(
+            &[(1.0, 0.1)],
+            Some(1.0),
+            Scale::Log10,
+            120.0,
+            32.0,
+            "#000",
+            "#f00",
+        );
         assert!(!single.contains("NaN"));
     }
 }

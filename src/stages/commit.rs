@@ -103,7 +103,7 @@ pub fn run(
                 match write_manifest(rt, output, &w.shard, &manifest) {
                     Ok(()) => {
                         Counters::add(&counters.shards_committed, 1);
-                        tracing::info!(
+                        tracing::debug!(
                             shard = %w.shard.url,
                             rows = w.rows,
                             errors = w.errors,

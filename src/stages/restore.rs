@@ -163,6 +163,11 @@ impl<D: Denoiser + Send> AdpsRestorer<D> {
     pub fn new(model: D, settings: RestoreSettings) -> Self {
         Self { model, settings }
     }
+
+    /// The model, e.g. to read its ONNX Runtime counters.
+    pub fn model_mut(&mut self) -> &mut D {
+        &mut self.model
+    }
 }
 
 impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {

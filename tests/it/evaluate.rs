@@ -12,11 +12,17 @@ use crate::common::*;
 /// Splits the committed demo shards into a validation and a test set.
 fn image_sets(dir: &std::path::Path) -> (String, String) {
     let (val, test) = (dir.join("val"), dir.join("test"));
-    for (d, shard) in [(&val, "shard-00000.parquet"), (&test, "shard-00001.parquet")] {
+    for (d, shard) in [
+        (&val, "shard-00000.parquet"),
+        (&test, "shard-00001.parquet"),
+    ] {
         std::fs::create_dir_all(d).unwrap();
         std::fs::copy(root().join("models/data/demo").join(shard), d.join(shard)).unwrap();
     }
-    (val.to_string_lossy().to_string(), test.to_string_lossy().to_string())
+    (
+        val.to_string_lossy().to_string(),
+        test.to_string_lossy().to_string(),
+    )
 }
 
 #[test]
@@ -40,28 +46,55 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
     let summary = read_parquet(&report.join("summary.parquet"));
     // 2 models × 2 operators × 2 step counts.
     assert_eq!(summary.num_rows(), 8, "{summary:?}");
-    let models = summary.column_by_name("model").unwrap().as_string::<i32>().clone();
-    let ops = summary.column_by_name("operator").unwrap().as_string::<i32>().clone();
+    let models = summary
+        .column_by_name("model")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let ops = summary
+        .column_by_name("operator")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
     let steps = summary.column_by_name("steps").unwrap().clone();
     let mut settings = BTreeSet::new();
     for r in 0..summary.num_rows() {
         let n = match steps.data_type() {
-            arrow::datatypes::DataType::UInt32 => steps.as_primitive::<UInt32Type>().value(r) as u64,
+            arrow::datatypes::DataType::UInt32 => {
+                steps.as_primitive::<UInt32Type>().value(r) as u64
+            }
             _ => steps.as_primitive::<arrow::datatypes::Int64Type>().value(r) as u64,
         };
         settings.insert((models.value(r).to_string(), ops.value(r).to_string(), n));
-        for m in ["mse_mean", "psnr_mean", "ssim_mean", "residual_mean", "zeta"] {
-            let col = summary.column_by_name(m).unwrap_or_else(|| panic!("no column {m}"));
+        for m in [
+            "mse_mean",
+            "psnr_mean",
+            "ssim_mean",
+            "residual_mean",
+            "zeta",
+        ] {
+            let col = summary
+                .column_by_name(m)
+                .unwrap_or_else(|| panic!("no column {m}"));
             let v = col.as_primitive::<Float64Type>();
-            assert!(!v.is_null(r) && v.value(r).is_finite(), "{m} of row {r} is not finite");
+            assert!(
+                !v.is_null(r) && v.value(r).is_finite(),
+                "{m} of row {r} is not finite"
+            );
         }
     }
     assert_eq!(settings.len(), 8);
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     for (model, op, _) in &settings {
-        assert!(html.contains(model.as_str()) && html.contains(op.as_str()), "{model} {op} missing from the report");
+        assert!(
+            html.contains(model.as_str()) && html.contains(op.as_str()),
+            "{model} {op} missing from the report"
+        );
     }
-    assert!(!html.contains("<script src") && !html.contains("<link "), "the report loads nothing");
+    assert!(
+        !html.contains("<script src") && !html.contains("<link "),
+        "the report loads nothing"
+    );
     assert!(html.matches("<table").count() == html.matches("</table>").count());
 
     // Rerunning reuses every committed run and rewrites the same summary.
@@ -82,8 +115,15 @@ fn bad_sweeps_fail_before_any_compute_naming_the_entry() {
         format!("runs={}", runs.display()),
     ];
     let run = |extra: &[&str]| {
-        let mut args = vec!["evaluate".to_string(), "pipelines/sweep-ci.toml".to_string()];
-        for s in common.iter().map(String::as_str).chain(extra.iter().copied()) {
+        let mut args = vec![
+            "evaluate".to_string(),
+            "pipelines/sweep-ci.toml".to_string(),
+        ];
+        for s in common
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+        {
             args.push("--set".into());
             args.push(s.into());
         }
@@ -93,16 +133,28 @@ fn bad_sweeps_fail_before_any_compute_naming_the_entry() {
     let out = run(&["sweep=[{name = \"bad\", models = [\"models/no-such-model\"], operators = [\"cs:8\"], steps = [2]}]"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("bad") && stderr.contains("no-such-model"), "{stderr}");
+    assert!(
+        stderr.contains("bad") && stderr.contains("no-such-model"),
+        "{stderr}"
+    );
 
     let out = run(&["sweep=[{name = \"odd\", models = [\"models/fmnist-p0.0\"], operators = [\"sr:3\"], steps = [2]}]"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("odd") && stderr.contains("sr:3"), "{stderr}");
+    assert!(
+        stderr.contains("odd") && stderr.contains("sr:3"),
+        "{stderr}"
+    );
 
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let out = run(&[&format!("images.test.url={}", empty.display())]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("images.test") && stderr.contains("empty"), "{stderr}");
-    assert!(!runs.exists(), "nothing may run before the sweep is checked");
+    assert!(
+        stderr.contains("images.test") && stderr.contains("empty"),
+        "{stderr}"
+    );
+    assert!(
+        !runs.exists(),
+        "nothing may run before the sweep is checked"
+    );
 }

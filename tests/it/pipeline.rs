@@ -323,8 +323,21 @@ fn measured_input_is_restored_and_not_scored() {
     let (i, o) = (s(&input), s(&output));
     let model = s(&gaussian_model());
     let out = adps(&[
-        "restore", "--model", &model, "--input", &i, "--output", &o, "--operator", "sr:2",
-        "--steps", "8", "--zeta", "1", "--device", "cpu",
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--operator",
+        "sr:2",
+        "--steps",
+        "8",
+        "--zeta",
+        "1",
+        "--device",
+        "cpu",
     ]);
     assert_ok(&out);
     let part = read_parquet(&output.join("part-measured.parquet"));
@@ -342,8 +355,19 @@ fn measured_input_is_restored_and_not_scored() {
 
     // A y of the wrong length is refused per record, naming it.
     let out = adps(&[
-        "restore", "--model", &model, "--input", &i, "--output", &s(&tmp.path().join("o2")),
-        "--operator", "sr:4", "--steps", "2", "--device", "cpu",
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &i,
+        "--output",
+        &s(&tmp.path().join("o2")),
+        "--operator",
+        "sr:4",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
     ]);
     assert_eq!(out.status.code(), Some(3));
     let errors = read_parquet(&tmp.path().join("o2/errors-measured.parquet"));
@@ -359,7 +383,8 @@ fn memory_store_runs_in_process() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     for name in ["shard-00000.parquet", "shard-00001.parquet"] {
         let bytes = std::fs::read(tmp.path().join(name)).unwrap();
-        rt.block_on(input.store.put(&input.child(name), PutPayload::from(bytes))).unwrap();
+        rt.block_on(input.store.put(&input.child(name), PutPayload::from(bytes)))
+            .unwrap();
     }
     let spec = adps::pipeline::config::RunSpec::parse(
         &format!(
@@ -375,7 +400,13 @@ fn memory_store_runs_in_process() {
     assert_eq!((report.records_ok, report.shards_committed), (4, 2));
     let out = adps::io::store::open("memory://inproc/out").unwrap();
     let manifest = rt
-        .block_on(async { out.store.get(&out.child("part-shard-00001.manifest.json")).await?.bytes().await })
+        .block_on(async {
+            out.store
+                .get(&out.child("part-shard-00001.manifest.json"))
+                .await?
+                .bytes()
+                .await
+        })
         .unwrap();
     let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(m["rows"], 2);
