@@ -4,7 +4,7 @@
             x_t, sigma, mask, cotangent, y, A (M = 16) and <graph>.<output>.npy;
             graphs.json lists them with the graph sha256s they were made from.
   cases/cs/ Gaussian CS (M = 64, A ~ N(0, 1/M) from numpy default_rng(seed)), zeta 1
-  cases/sr/ sr:2 as a dense 256x1024 average-pooling matrix, zeta 20
+  cases/sr/ sr:2 as a dense 256x1024 average-pooling matrix, zeta 10
             each: eps0, mask (the model's own sampling masks), A, y = A x0, x0 (ground
             truth: the first test-part images of models/data/demo), and x_N_euler /
             x_N_heun from models/reference/adps_reference.py, N = 10; settings in case.json.
@@ -33,7 +33,7 @@ GRAPH_INPUTS = {"denoiser.onnx": ("x_t", "sigma", "mask"),
 SEED = 7
 N_STEPS = 10
 BATCH = 2
-CASES = {"cs": {"operator": "cs:64", "zeta": 1.0}, "sr": {"operator": "sr:2", "zeta": 20.0}}
+CASES = {"cs": {"operator": "cs:64", "zeta": 1.0}, "sr": {"operator": "sr:2", "zeta": 10.0}}
 
 
 def save(folder, name, arr):

@@ -171,7 +171,7 @@ def train_slice(state, x, keep, minutes):
             for pe, pn in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(pn.detach(), 1 - beta)
         losses.append(loss.item())
-        if len(losses) == LOG_EVERY:
+        if len(losses) == LOG_EVERY or time.time() - start >= minutes * 60:  # also flush at slice end
             now = time.time()
             state["seconds"] += now - t_last
             t_last = now
@@ -245,13 +245,14 @@ def main():
     ap.add_argument("--max-minutes", type=float, default=240, help="with --all: stop a model after this long")
     ap.add_argument("--ratio-clean", type=float, default=0.5, help="pass: MSE/mean-MSE for p = 0")
     ap.add_argument("--ratio-ambient", type=float, default=0.95, help="pass: MSE/mean-MSE for p > 0")
+    ap.add_argument("--models", nargs="+", help="with --all: model names in the order to train them")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     if not args.all and not args.name:
         ap.error("give --all or --name")
     torch.set_num_threads(args.threads)
     x, x_val, clean_mean = load_data()
-    names = [name_of(p) for p in P_VALUES] if args.all else [args.name]
+    names = (args.models or [name_of(p) for p in P_VALUES]) if args.all else [args.name]
     done = set()
     while len(done) < len(names):
         for name in names:
@@ -266,7 +267,7 @@ def main():
             ok = passes(state, rows, args.ratio_clean, args.ratio_ambient)
             ratios = " ".join(f"{r['sigma']}:{r['own'] / r['mean']:.3f}" for r in rows)
             print(f"{time.strftime('%H:%M:%S')} {name} step {state['step']} images {state['images']} "
-                  f"min {state['seconds'] / 60:.1f} loss {state['final_loss']:.4f} ratio_own {ratios} "
+                  f"min {state['seconds'] / 60:.1f} loss {state['final_loss'] or float('nan'):.4f} ratio_own {ratios} "
                   f"{'PASS' if ok else 'fail'}", flush=True)
             minutes_done = state["seconds"] / 60
             if not args.all or minutes_done >= args.max_minutes or (ok and minutes_done >= args.min_minutes):

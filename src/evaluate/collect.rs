@@ -50,10 +50,10 @@ pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec
             .block_on(async move { store.get(&key).await?.bytes().await })
             .with_context(|| format!("reading {}", loc.child_url(&part)))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .with_context(|| format!("{}", loc.child_url(&part)))?
+            .with_context(|| loc.child_url(&part))?
             .build()?;
         for batch in reader {
-            read_batch(&batch?, &mut rows).with_context(|| format!("{}", loc.child_url(&part)))?;
+            read_batch(&batch?, &mut rows).with_context(|| loc.child_url(&part))?;
         }
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Re-export every model from its checkpoint, then re-measure the README table, rewrite the
+# golden tensors and check all folders. Safe while train.py runs (checkpoints are replaced
+# atomically). Usage: models/export_all.sh [model names...]
+set -euo pipefail
+cd "$(dirname "$0")"
+PY=.venv/bin/python
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(fmnist-p0.0 fmnist-p0.2 fmnist-p0.4 fmnist-p0.6 fmnist-p0.8)
+for n in "${names[@]}"; do
+  $PY export.py --checkpoint "checkpoints/$n.pt" 2>&1 | grep -E "^fmnist|wrote|refusing|Error" || { echo "export $n failed"; exit 1; }
+done
+$PY evaluate_denoisers.py
+$PY make_goldens.py --model fmnist-p0.4 --model fmnist-p0.0
+$PY check_models.py
