@@ -96,7 +96,9 @@ fn hf_metadata(schema: &Schema, image_columns: &[&str]) -> String {
     serde_json::json!({"info": {"features": features}}).to_string()
 }
 
-fn write_parquet(batch: RecordBatch, image_columns: &[&str]) -> Result<Vec<u8>> {
+/// Encodes one batch as a Snappy-compressed Parquet file carrying Hugging Face feature
+/// metadata (`image_columns` load as images there).
+pub fn write_parquet(batch: RecordBatch, image_columns: &[&str]) -> Result<Vec<u8>> {
     let schema = batch.schema();
     let meta = hf_metadata(&schema, image_columns);
     let schema = Arc::new(

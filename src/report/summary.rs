@@ -19,9 +19,6 @@ use arrow::array::{
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 
 use super::{SettingSummary, Stat};
 
@@ -101,17 +98,9 @@ pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
     }
     push("seconds", false, f64_col(&|r| r.seconds));
 
-    let schema = Arc::new(Schema::new(fields));
-    let batch =
-        RecordBatch::try_new(schema.clone(), columns).context("building the summary table")?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
-    writer.write(&batch)?;
-    writer.close()?;
-    Ok(buf)
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .context("building the summary table")?;
+    crate::io::parquet_out::write_parquet(batch, &[])
 }
 
 /// Decodes a file written by [`encode_summary`] (or any table with those columns; numeric
