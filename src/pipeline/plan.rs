@@ -171,6 +171,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         shape,
         y_len: settings.measurements(),
         y_image_shape: measurement_image_shape(&op_spec, shape),
+        takes_mask: settings.family.shared().is_none(),
     };
     let (kind, level) = kind_and_level(&op_spec);
     let nfe = settings.nfe() as i32;

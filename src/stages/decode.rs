@@ -23,6 +23,8 @@ pub struct DecodeSpec {
     pub y_len: usize,
     /// Shape of y when given as an image (`y_image`), e.g. [C, H/f, W/f] for `sr:f`.
     pub y_image_shape: Option<[usize; 3]>,
+    /// Whether the operator takes a per-record `mask` (inpainting).
+    pub takes_mask: bool,
 }
 
 /// A shard's decoded records and the rows that failed.
@@ -150,6 +152,11 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
         }
     }
     if let Some(m) = &raw.mask {
+        if !spec.takes_mask {
+            return Err(fail(
+                "has a `mask`, but the run's operator takes none (use inpaint-random or inpaint-box)".into(),
+            ));
+        }
         let px = image::decode(m, c).map_err(|e| fail(format!("mask: {e:#}")))?;
         if px.shape != spec.shape {
             return Err(fail(format!(
@@ -189,6 +196,7 @@ mod tests {
             shape: [1, 2, 2],
             y_len: 2,
             y_image_shape: None,
+            takes_mask: false,
         };
         let raw = RawRecord {
             id: "rec-7".into(),
