@@ -70,8 +70,18 @@ fn redact(url: &url::Url) -> String {
     shown.to_string()
 }
 
-/// Opens the store a URL (or a local path) points at.
+/// Opens the store a URL (or a local path) points at, for reading: a local directory
+/// must exist.
 pub fn open(url_or_path: &str) -> Result<Location> {
+    open_with(url_or_path, false)
+}
+
+/// Opens a location for writing: a local directory is created if missing.
+pub fn open_output(url_or_path: &str) -> Result<Location> {
+    open_with(url_or_path, true)
+}
+
+fn open_with(url_or_path: &str, create: bool) -> Result<Location> {
     let url = if url_or_path.contains("://") {
         url::Url::parse(url_or_path)
             .with_context(|| format!("`{url_or_path}` is not a valid URL"))?
@@ -88,8 +98,12 @@ pub fn open(url_or_path: &str) -> Result<Location> {
             let dir = url
                 .to_file_path()
                 .map_err(|_| anyhow::anyhow!("`{shown}` is not a local path"))?;
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            if create {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            } else if !dir.is_dir() {
+                bail!("{} does not exist or is not a directory", dir.display());
+            }
             let store = LocalFileSystem::new_with_prefix(&dir)
                 .with_context(|| format!("cannot open {}", dir.display()))?;
             Ok(Location {

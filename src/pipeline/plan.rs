@@ -145,8 +145,8 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         .context("cannot start the I/O runtime")?;
     let input =
         store::open(&spec.input.url).with_context(|| format!("input {}", spec.input.url))?;
-    let output =
-        store::open(&spec.output.url).with_context(|| format!("output {}", spec.output.url))?;
+    let output = store::open_output(&spec.output.url)
+        .with_context(|| format!("output {}", spec.output.url))?;
 
     let card = folder.card().clone();
     let shape = card.shape;
