@@ -248,31 +248,53 @@ pub fn encode_errors(rows: &[ErrorRow]) -> Result<Vec<u8>> {
 /// Encodes clean images as an input shard (`id`, `image`) — used by tests and tools that
 /// prepare data in the spec's input format.
 pub fn encode_image_shard(rows: &[(String, Vec<u8>)]) -> Result<Vec<u8>> {
-    let mut id = StringBuilder::new();
-    let mut bytes = BinaryBuilder::new();
-    let mut path = StringBuilder::new();
-    for (i, png) in rows {
-        id.append_value(i);
-        bytes.append_value(png);
-        path.append_null();
+    let ids: Vec<String> = rows.iter().map(|(id, _)| id.clone()).collect();
+    let pngs: Vec<Vec<u8>> = rows.iter().map(|(_, png)| png.clone()).collect();
+    encode_image_columns(&ids, &[("image", &pngs)])
+}
+
+/// Encodes an `id` column and image-struct columns (e.g. `y_image` and `mask` for
+/// measured inpainting data), one encoded image per id in each column.
+pub fn encode_image_columns(ids: &[String], columns: &[(&str, &[Vec<u8>])]) -> Result<Vec<u8>> {
+    let image_struct = |pngs: &[Vec<u8>]| {
+        let mut bytes = BinaryBuilder::new();
+        let mut path = StringBuilder::new();
+        for png in pngs {
+            bytes.append_value(png);
+            path.append_null();
+        }
+        StructArray::new(
+            image_struct_fields(),
+            vec![
+                Arc::new(bytes.finish()) as ArrayRef,
+                Arc::new(path.finish()) as ArrayRef,
+            ],
+            None,
+        )
+    };
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for (name, pngs) in columns {
+        anyhow::ensure!(
+            pngs.len() == ids.len(),
+            "column `{name}` has {} images for {} ids",
+            pngs.len(),
+            ids.len()
+        );
+        fields.push(Field::new(
+            *name,
+            DataType::Struct(image_struct_fields()),
+            true,
+        ));
+        arrays.push(Arc::new(image_struct(pngs)));
     }
-    let image = StructArray::new(
-        image_struct_fields(),
-        vec![
-            Arc::new(bytes.finish()) as ArrayRef,
-            Arc::new(path.finish()) as ArrayRef,
-        ],
-        None,
-    );
-    let schema = Schema::new(vec![
-        Field::new("image", DataType::Struct(image_struct_fields()), true),
-        Field::new("id", DataType::Utf8, false),
-    ]);
-    let batch = RecordBatch::try_new(
-        Arc::new(schema),
-        vec![Arc::new(image), Arc::new(id.finish())],
-    )?;
-    write_parquet(batch, &["image"])
+    let mut id = StringBuilder::new();
+    ids.iter().for_each(|i| id.append_value(i));
+    fields.push(Field::new("id", DataType::Utf8, false));
+    arrays.push(Arc::new(id.finish()));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    write_parquet(batch, &names)
 }
 
 #[cfg(test)]

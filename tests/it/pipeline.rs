@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use arrow::array::{Array, AsArray};
+
 use crate::common::*;
 
 const SHAPE: [usize; 3] = [1, 8, 8];
@@ -410,4 +412,97 @@ fn memory_store_runs_in_process() {
         .unwrap();
     let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
     assert_eq!(m["rows"], 2);
+}
+
+#[test]
+fn measured_inpainting_uses_each_records_own_mask() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let n = 64;
+    let (mut ids, mut ys, mut masks) = (vec![], vec![], vec![]);
+    for i in 0..2 {
+        let x = synthetic_image(i, SHAPE);
+        // Keep the left half of image 0 and the top half of image 1.
+        let kept: Vec<f32> = (0..n)
+            .map(|k| {
+                if (if i == 0 { k % 8 < 4 } else { k < 32 }) {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
+        let y: Vec<f32> = x
+            .iter()
+            .zip(&kept)
+            .map(|(v, m)| if *m > 0.0 { *v } else { 0.0 })
+            .collect();
+        ids.push(format!("inp-{i}"));
+        ys.push(adps::io::image::encode_png(SHAPE, &y).unwrap());
+        masks.push(adps::io::image::encode_png(SHAPE, &kept).unwrap());
+    }
+    let bytes =
+        adps::io::parquet_out::encode_image_columns(&ids, &[("y_image", &ys), ("mask", &masks)])
+            .unwrap();
+    std::fs::write(input.join("inpaint.parquet"), bytes).unwrap();
+    let i = s(&input);
+    let model = s(&gaussian_model());
+    // Plain DPS (mask = 1), so that guidance reaches every pixel of the closed-form model.
+    let residuals = |zeta: &str| -> Vec<f64> {
+        let o = s(&tmp.path().join(format!("out-{zeta}")));
+        let out = adps(&[
+            "restore",
+            "--model",
+            &model,
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--operator",
+            "inpaint-random:0.5",
+            "--steps",
+            "30",
+            "--zeta",
+            zeta,
+            "--mask",
+            "ones",
+            "--device",
+            "cpu",
+        ]);
+        assert_ok(&out);
+        let part = read_parquet(&Path::new(&o).join("part-inpaint.parquet"));
+        let r = part.column_by_name("residual").unwrap();
+        let r = r.as_primitive::<arrow::datatypes::Float64Type>();
+        (0..part.num_rows()).map(|k| r.value(k)).collect()
+    };
+    // ‖y − A x̂‖ is measured with each record's own mask: guidance drives it down, which
+    // it could not do if another mask were used (y is zero wherever the file's mask erased).
+    let (unguided, guided) = (residuals("0"), residuals("1"));
+    for r in 0..2 {
+        assert!(
+            guided[r] < 0.25 * unguided[r],
+            "record {r}: residual {} guided vs {} unguided",
+            guided[r],
+            unguided[r]
+        );
+    }
+
+    // With a non-inpainting operator the mask column is refused per record.
+    let out = adps(&[
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &i,
+        "--output",
+        &s(&tmp.path().join("o2")),
+        "--operator",
+        "cs:8",
+        "--steps",
+        "2",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
 }
