@@ -426,7 +426,8 @@ fn measured_inpainting_uses_each_records_own_mask() {
         // Keep the left half of image 0 and the top half of image 1.
         let kept: Vec<f32> = (0..n)
             .map(|k| {
-                if (if i == 0 { k % 8 < 4 } else { k < 32 }) {
+                let keep = if i == 0 { k % 8 < 4 } else { k < 32 };
+                if keep {
                     1.0
                 } else {
                     -1.0
