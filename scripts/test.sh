@@ -9,4 +9,4 @@ scripts/tools.sh >/dev/null
 eval "$(scripts/s3-server.sh start)"
 trap 'scripts/s3-server.sh stop' EXIT
 export ADPS_TOOLS_PYTHON="$PWD/.tools-venv/bin/python"
-cargo test --locked "$@"
+cargo test --locked --no-fail-fast "$@"
