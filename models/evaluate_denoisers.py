@@ -58,7 +58,7 @@ def fmt_time(seconds):
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def table(rows, baseline, n_images):
+def table(rows, baseline, shrink, n_images):
     head = ("| model | p (δ) | params | trained | final loss | " + " | ".join(f"σ={s} m=1" for s in SIGMAS)
             + " | " + " | ".join(f"σ={s} own m" for s in SIGMAS) + " |")
     lines = [head, "|" + "---|" * (5 + 2 * len(SIGMAS))]
@@ -71,10 +71,14 @@ def table(rows, baseline, n_images):
                      + " | ".join(f"{res['own'][str(s)]:.4f}" for s in SIGMAS) + " |")
     lines.append("| mean image (baseline) | – | 0 | – | – | " + " | ".join(f"{baseline:.4f}" for _ in SIGMAS)
                  + " | " + " | ".join(f"{baseline:.4f}" for _ in SIGMAS) + " |")
+    lines.append("| untrained p = 0 model (shrinkage) | – | – | 0 | – | "
+                 + " | ".join(f"{shrink[str(s)]:.4f}" for s in SIGMAS) + " | " + " | ".join("–" for _ in SIGMAS) + " |")
     hw = sorted({card["training"]["hardware"] for card, _ in rows})
     lines += ["", f"MSE on the [-1, 1] scale over the first {n_images} test-part images "
               "(ids fmnist-test-05000…), measured with each folder's denoiser.onnx in onnxruntime. "
               "\"own m\": the model's own sampling mask (keeps a pixel with probability (1−p)(1−δ)). "
+              "The shrinkage row is what a model is before training (F = 0, up to its own μ and σd): "
+              "μ + σd²/(σ²+σd²)·(x−μ) with the clean mean μ and σd of the p = 0 card. "
               "Training hardware: " + " / ".join(hw) + "."]
     return "\n".join(lines)
 
@@ -99,11 +103,14 @@ def main():
         rows.append((card, res))
         ratios = " ".join(f"{s}:{res['own'][str(s)] / baseline:.3f}" for s in SIGMAS)
         print(f"{name}: own-mask MSE / baseline {ratios}", flush=True)
-    md = table(rows, baseline, len(x0))
+    sd = next((c["sigma_data"] for c, _ in rows if c["training"]["corruption"]["p"] == 0), rows[0][0]["sigma_data"])
+    shrink = {str(s): float(((mean[None] + sd**2 / (s**2 + sd**2) * (x0 + s * eta - mean[None]) - x0) ** 2).mean())
+              for s, eta in zip(SIGMAS, noise)}
+    md = table(rows, baseline, shrink, len(x0))
     print(md)
     os.makedirs(os.path.join(HERE, "eval"), exist_ok=True)
     with open(os.path.join(HERE, "eval", "test-denoising.json"), "w") as f:
-        json.dump({"images": len(x0), "first_id": ids[0], "sigmas": SIGMAS, "baseline_mean_image": baseline,
+        json.dump({"images": len(x0), "first_id": ids[0], "sigmas": SIGMAS, "baseline_mean_image": baseline, "untrained_shrinkage_mask1": shrink,
                    "models": {c["name"]: {"graph_sha256": c["graphs"]["denoiser.onnx"]["sha256"], **r}
                               for c, r in rows}}, f, indent=2)
     readme = os.path.join(HERE, "README.md")

@@ -19,8 +19,13 @@ use adps::stages::{Record, Shard};
 
 use crate::common::*;
 
-/// The model the quality tests use.
+/// The model the quality tests use, and the sampler settings and ζ per task (chosen on
+/// validation images, never on these test images).
 const MODEL: &str = "fmnist-p0.0";
+const CS_ZETA: f64 = 2.0;
+const CS_SAMPLER: (usize, Solver) = (20, Solver::Heun);
+const SR_ZETA: f64 = 10.0;
+const SR_SAMPLER: (usize, Solver) = (40, Solver::Euler);
 
 /// The first `n` demo test images, with their ids.
 fn demo_images(n: usize) -> Vec<(String, Vec<f32>)> {
@@ -42,7 +47,7 @@ fn demo_images(n: usize) -> Vec<(String, Vec<f32>)> {
 fn restorer(
     op: &str,
     zeta: f64,
-    steps: usize,
+    (steps, solver): (usize, Solver),
     path: Option<GradientPath>,
 ) -> AdpsRestorer<OnnxDenoiser> {
     let model = OnnxDenoiser::load(
@@ -62,7 +67,7 @@ fn restorer(
         sampler: SamplerConfig {
             steps,
             zeta,
-            solver: Solver::Heun,
+            solver,
             ..SamplerConfig::default()
         }
         .clamped_to_model(card.sigma_min, card.sigma_max),
@@ -104,9 +109,14 @@ fn mean(v: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// (mean PSNR of the restorations, mean PSNR of the baseline, mean residual).
-fn compare(op: &str, zeta: f64, baseline: impl Fn(&[f32]) -> Vec<f32>) -> (f64, f64, f64) {
+fn compare(
+    op: &str,
+    zeta: f64,
+    sampler: (usize, Solver),
+    baseline: impl Fn(&[f32]) -> Vec<f32>,
+) -> (f64, f64, f64) {
     let images = demo_images(16);
-    let mut r = restorer(op, zeta, 20, None);
+    let mut r = restorer(op, zeta, sampler, None);
     let out = r.restore(&batch_of(&images)).unwrap();
     let family = OperatorSpec::from_str(op)
         .unwrap()
@@ -134,12 +144,12 @@ fn cs_512_beats_minimum_norm_least_squares() {
         .unwrap();
     let a = family.shared().unwrap().dense_matrix().unwrap().to_owned();
     let solver = MinNormSolver::new(a.view()).unwrap();
-    let (restored, base, residual) = compare("cs:512", 2.0, |y| solver.solve(y));
+    let (restored, base, residual) = compare("cs:512", CS_ZETA, CS_SAMPLER, |y| solver.solve(y));
     assert!(
         restored >= base + 3.0,
         "A-DPS {restored:.2} dB vs least squares {base:.2} dB"
     );
-    let (_, _, residual_unguided) = compare("cs:512", 0.0, |y| solver.solve(y));
+    let (_, _, residual_unguided) = compare("cs:512", 0.0, CS_SAMPLER, |y| solver.solve(y));
     assert!(
         residual_unguided >= 5.0 * residual,
         "ζ = 0 leaves ‖y − Ax̂‖ = {residual_unguided:.3}, guided {residual:.3}"
@@ -148,12 +158,16 @@ fn cs_512_beats_minimum_norm_least_squares() {
 
 #[test]
 fn sr_2_beats_nearest_neighbour_upsampling() {
-    let (restored, base, residual) = compare("sr:2", 20.0, |y| nearest_upsample(y, [1, 32, 32], 2));
+    let (restored, base, residual) = compare("sr:2", SR_ZETA, SR_SAMPLER, |y| {
+        nearest_upsample(y, [1, 32, 32], 2)
+    });
     assert!(
         restored >= base + 1.0,
         "A-DPS {restored:.2} dB vs nearest neighbour {base:.2} dB"
     );
-    let (_, _, residual_unguided) = compare("sr:2", 0.0, |y| nearest_upsample(y, [1, 32, 32], 2));
+    let (_, _, residual_unguided) = compare("sr:2", 0.0, SR_SAMPLER, |y| {
+        nearest_upsample(y, [1, 32, 32], 2)
+    });
     assert!(
         residual_unguided >= 5.0 * residual,
         "ζ = 0 leaves ‖y − Ax̂‖ = {residual_unguided:.3}, guided {residual:.3}"
@@ -164,7 +178,7 @@ fn sr_2_beats_nearest_neighbour_upsampling() {
 fn an_image_restores_the_same_alone_in_a_batch_and_reordered() {
     let images = demo_images(8);
     for (op, path) in [("cs:256", GradientPath::Dense), ("sr:4", GradientPath::Vjp)] {
-        let mut r = restorer(op, 3.0, 6, Some(path));
+        let mut r = restorer(op, 3.0, (6, Solver::Heun), Some(path));
         let batch = r.restore(&batch_of(&images)).unwrap();
         let alone = r.restore(&batch_of(&images[3..4])).unwrap();
         let mut reversed: Vec<_> = images.clone();
