@@ -4,8 +4,7 @@
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
-use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::io::store::Location;
@@ -25,18 +24,7 @@ pub struct PartRow {
 
 /// Every row of the committed parts under `loc`, sorted by id.
 pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec<PartRow>> {
-    let store = loc.store.clone();
-    let prefix = loc.prefix.clone();
-    let metas = rt
-        .block_on(async move {
-            let p = if prefix.as_ref().is_empty() {
-                None
-            } else {
-                Some(&prefix)
-            };
-            store.list(p).try_collect::<Vec<_>>().await
-        })
-        .with_context(|| format!("cannot list {loc}"))?;
+    let metas = loc.list(rt)?;
     let names: Vec<String> = metas
         .iter()
         .filter_map(|m| m.location.filename().map(str::to_string))

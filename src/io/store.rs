@@ -167,6 +167,18 @@ impl Location {
         self.prefix.clone().join(name)
     }
 
+    /// Every object under this location (recursively), in the store's order.
+    pub fn list(&self, rt: &tokio::runtime::Handle) -> Result<Vec<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        let prefix = self.prefix.clone();
+        let store = self.store.clone();
+        rt.block_on(async move {
+            let p = (!prefix.as_ref().is_empty()).then_some(&prefix);
+            store.list(p).try_collect::<Vec<_>>().await
+        })
+        .with_context(|| format!("cannot list {self}"))
+    }
+
     /// The URL of a file directly under this location, for messages.
     pub fn child_url(&self, name: &str) -> String {
         format!("{}/{}", self.url.trim_end_matches('/'), name)

@@ -1,27 +1,14 @@
-//! List: the input prefix's Parquet shards in lexicographic order, this worker's share
-//! (`[i::n]`, stateless), minus the shards already committed with the same settings.
+//! List: the input prefix's Parquet shards in lexicographic order, and this worker's
+//! share of them (`[i::n]`, stateless). The plan drops those already committed.
 
 use anyhow::{Context, Result};
-use futures::TryStreamExt;
-use object_store::ObjectStore;
 
 use super::Shard;
 use crate::io::store::Location;
 
 /// Every `*.parquet` directly or indirectly under the input prefix, sorted by key.
 pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<Shard>> {
-    let prefix = input.prefix.clone();
-    let store = input.store.clone();
-    let mut metas = rt
-        .block_on(async move {
-            let p = if prefix.as_ref().is_empty() {
-                None
-            } else {
-                Some(&prefix)
-            };
-            store.list(p).try_collect::<Vec<_>>().await
-        })
-        .with_context(|| format!("cannot list input {input}"))?;
+    let mut metas = input.list(rt).context("input")?;
     metas.retain(|m| m.location.as_ref().ends_with(".parquet"));
     metas.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
     Ok(metas
