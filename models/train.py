@@ -111,6 +111,15 @@ def load_state(name, x=None):
     path = os.path.join(CKPT_DIR, f"{name}.pt")
     if os.path.exists(path):
         return torch.load(path, weights_only=False)
+    compact = os.path.join(CKPT_DIR, "compact", f"{name}.pt")
+    if os.path.exists(compact):
+        # Committed float16 copy (compact_checkpoints.py): weights back to float32, fresh Adam.
+        state = torch.load(compact, weights_only=False)
+        for key in ("net", "ema"):
+            state[key] = {k: (v.float() if v.is_floating_point() else v) for k, v in state[key].items()}
+        state.pop("compact", None)
+        print(f"resuming {name} from {compact} (step {state['step']}; Adam restarts)")
+        return state
     if x is None:
         raise SystemExit(f"{path} missing: train the model first (python models/train.py --name {name})")
     return new_state(float(name.split("-p")[1]), x)

@@ -1,0 +1,45 @@
+"""Writes compact copies of the training checkpoints that can be committed.
+
+models/checkpoints/<name>.pt (13.5 MB: weights, EMA weights and Adam moments, git-ignored)
+→ models/checkpoints/compact/<name>.pt (3.4 MB: weights and EMA weights in float16,
+no optimiser state). train.py resumes from a compact checkpoint when the full one is
+missing (a fresh machine); Adam then restarts its moments, everything else (step,
+images seen, seeds, mean image, σ_data, session record) carries on.
+
+    models/.venv/bin/python models/compact_checkpoints.py
+"""
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.path.join(HERE, "checkpoints")
+DST = os.path.join(SRC, "compact")
+
+
+def compact(state):
+    out = dict(state)
+    out["opt"] = None
+    for key in ("net", "ema"):
+        out[key] = {k: (v.half() if v.is_floating_point() else v) for k, v in state[key].items()}
+    out["compact"] = True
+    return out
+
+
+def main():
+    os.makedirs(DST, exist_ok=True)
+    names = sorted(f for f in os.listdir(SRC) if f.endswith(".pt"))
+    if not names:
+        sys.exit(f"no checkpoints in {SRC}")
+    for f in names:
+        state = torch.load(os.path.join(SRC, f), weights_only=False)
+        tmp = os.path.join(DST, f + ".tmp")
+        torch.save(compact(state), tmp)
+        os.replace(tmp, os.path.join(DST, f))
+        size = os.path.getsize(os.path.join(DST, f)) / 2**20
+        print(f"{f}: step {state['step']}, {state['images']} images → compact/{f} ({size:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()
