@@ -81,6 +81,7 @@ fn hf_metadata(schema: &Schema, image_columns: &[&str]) -> String {
                 DataType::Float32 => "float32",
                 DataType::Int32 => "int32",
                 DataType::Int64 => "int64",
+                DataType::Boolean => "bool",
                 _ => "string",
             };
             match f.data_type() {

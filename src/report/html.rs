@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::svg::{self, escape, fmt_num, fmt_short, Errors, LinePlot, Point, Scale, Series};
-use super::{ExampleGrid, SettingSummary};
+use super::{best_of, best_per_model_operator, mse_key, ExampleGrid, SettingSummary};
 
 /// Colour marking the chosen ζ in the sparklines.
 const MARK: &str = "#111827";
@@ -147,24 +147,6 @@ fn kind_info(kind: &str) -> (String, String, Option<&'static str>) {
     }
 }
 
-fn mse_key(r: &SettingSummary) -> f64 {
-    r.metrics
-        .get("mse")
-        .map(|s| s.mean)
-        .filter(|v| v.is_finite())
-        .unwrap_or(f64::INFINITY)
-}
-
-/// The index in `idx` of the best setting by mean MSE (ties: fewer NFE, then first).
-fn best_of(rows: &[SettingSummary], idx: impl IntoIterator<Item = usize>) -> Option<usize> {
-    idx.into_iter().min_by(|&a, &b| {
-        mse_key(&rows[a])
-            .total_cmp(&mse_key(&rows[b]))
-            .then(rows[a].nfe.cmp(&rows[b].nfe))
-            .then(a.cmp(&b))
-    })
-}
-
 fn setting_order(rows: &[SettingSummary], a: usize, b: usize) -> std::cmp::Ordering {
     let (x, y) = (&rows[a], &rows[b]);
     kind_rank(&x.kind)
@@ -221,21 +203,6 @@ fn operators(rows: &[SettingSummary]) -> Vec<(String, String, f64)> {
             .then(a.0.cmp(&b.0))
     });
     ops
-}
-
-/// Best setting (by mean MSE over step counts, solvers and seeds) per (model, operator).
-fn best_per_model_operator(rows: &[SettingSummary]) -> BTreeMap<(String, String), usize> {
-    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        groups
-            .entry((r.model.clone(), r.operator.clone()))
-            .or_default()
-            .push(i);
-    }
-    groups
-        .into_iter()
-        .filter_map(|(k, v)| best_of(rows, v).map(|b| (k, b)))
-        .collect()
 }
 
 fn fmt_stat(s: Option<&super::Stat>) -> String {

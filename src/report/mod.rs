@@ -54,3 +54,37 @@ pub struct ExampleGrid {
     /// Rows: a label (`ground truth`, `measurement`, then one per model) and one PNG per id.
     pub rows: Vec<(String, Vec<Vec<u8>>)>,
 }
+
+/// Mean test MSE of a setting; missing or non-finite ranks last.
+pub fn mse_key(r: &SettingSummary) -> f64 {
+    r.metrics
+        .get("mse")
+        .map(|s| s.mean)
+        .filter(|v| v.is_finite())
+        .unwrap_or(f64::INFINITY)
+}
+
+/// The index in `idx` of the best setting by mean MSE (ties: fewer NFE, then first).
+pub fn best_of(rows: &[SettingSummary], idx: impl IntoIterator<Item = usize>) -> Option<usize> {
+    idx.into_iter().min_by(|&a, &b| {
+        mse_key(&rows[a])
+            .total_cmp(&mse_key(&rows[b]))
+            .then(rows[a].nfe.cmp(&rows[b].nfe))
+            .then(a.cmp(&b))
+    })
+}
+
+/// Best setting (by mean MSE over step counts, solvers and seeds) per (model, operator).
+pub fn best_per_model_operator(rows: &[SettingSummary]) -> BTreeMap<(String, String), usize> {
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        groups
+            .entry((r.model.clone(), r.operator.clone()))
+            .or_default()
+            .push(i);
+    }
+    groups
+        .into_iter()
+        .filter_map(|(k, v)| best_of(rows, v).map(|b| (k, b)))
+        .collect()
+}

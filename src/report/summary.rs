@@ -6,7 +6,9 @@
 //! (list<float64>), then for each metric `<m>_mean`, `<m>_std` (nullable float64) and
 //! `<m>_count` (nullable int64) — always for `mse`, `psnr`, `ssim`, `lpips`, `residual`
 //! (null where a setting lacks the metric), then any other metric keys found, sorted —
-//! and `seconds`. `steps`, `nfe` and `seed` are int64 (`seed` bit-cast from u64, as in
+//! `seconds`, and `best_over_steps` (bool: the row with the lowest mean test MSE among
+//! its model × operator's step counts and seeds — the number the paper reports; filter
+//! on it for the best-over-steps table). `steps`, `nfe` and `seed` are int64 (`seed` bit-cast from u64, as in
 //! the reconstruction tables).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +16,8 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, ListBuilder, RecordBatch, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Builder, Int64Builder, ListBuilder, RecordBatch,
+    StringBuilder,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
@@ -97,6 +100,14 @@ pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
         push(&format!("{key}_count"), true, Arc::new(count.finish()));
     }
     push("seconds", false, f64_col(&|r| r.seconds));
+    let best: BTreeSet<usize> = super::best_per_model_operator(rows).into_values().collect();
+    push(
+        "best_over_steps",
+        false,
+        Arc::new(BooleanArray::from_iter(
+            (0..n).map(|i| Some(best.contains(&i))),
+        )),
+    );
 
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .context("building the summary table")?;
@@ -343,7 +354,7 @@ mod tests {
         );
         assert_eq!(names[12..15], ["mse_mean", "mse_std", "mse_count"]);
         assert!(names.contains(&"fid_mean"));
-        assert_eq!(*names.last().unwrap(), "seconds");
+        assert_eq!(names[names.len() - 2..], ["seconds", "best_over_steps"]);
         let lp = schema.field_with_name("lpips_mean").unwrap();
         assert!(lp.is_nullable());
         assert_eq!(lp.data_type(), &DataType::Float64);
@@ -354,5 +365,36 @@ mod tests {
         let batch = builder.build().unwrap().next().unwrap().unwrap();
         assert_eq!(batch.num_rows(), 2);
         assert!(batch.column_by_name("lpips_mean").unwrap().is_null(1));
+    }
+
+    #[test]
+    fn marks_the_best_step_count_per_model_and_operator() {
+        let mut rows = rows();
+        // A second step count for the first setting, with a lower MSE: it becomes the best.
+        let mut better = rows[0].clone();
+        better.steps = 50;
+        better.nfe = 99;
+        better.metrics.get_mut("mse").unwrap().mean = 0.01;
+        rows.push(better);
+        let bytes = encode_summary(&rows).unwrap();
+        let batch = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .unwrap()
+            .build()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let best = batch
+            .column_by_name("best_over_steps")
+            .unwrap()
+            .as_boolean();
+        let flags: Vec<bool> = (0..best.len()).map(|i| best.value(i)).collect();
+        // Row 0 (cs:256, N=100) lost to row 2 (N=50); row 1 is alone for its operator.
+        assert_eq!(flags, [false, true, true]);
+        // Decoding ignores the derived column.
+        assert_eq!(
+            decode_summary(&encode_summary(&rows).unwrap()).unwrap(),
+            rows
+        );
     }
 }

@@ -84,6 +84,33 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
         }
     }
     assert_eq!(settings.len(), 8);
+    // Exactly one row per (model, operator) is marked best over the step counts, and it
+    // is the one with the lowest mean test MSE.
+    let best = summary
+        .column_by_name("best_over_steps")
+        .expect("no best_over_steps column")
+        .as_boolean()
+        .clone();
+    let mse = summary
+        .column_by_name("mse_mean")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .clone();
+    let mut lowest: std::collections::BTreeMap<(String, String), (f64, bool)> =
+        std::collections::BTreeMap::new();
+    for r in 0..summary.num_rows() {
+        let key = (models.value(r).to_string(), ops.value(r).to_string());
+        let e = lowest.entry(key).or_insert((f64::INFINITY, false));
+        if mse.value(r) < e.0 {
+            *e = (mse.value(r), best.value(r));
+        }
+    }
+    assert_eq!(
+        best.true_count(),
+        lowest.len(),
+        "one best row per model × operator"
+    );
+    assert!(lowest.values().all(|&(_, marked)| marked), "{lowest:?}");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     for (model, op, _) in &settings {
         assert!(
