@@ -392,6 +392,8 @@ fn write_outputs(
     )?;
     let html = crate::report::html::render_report(&spec.title, &intro, summaries, &grids);
     write_atomically(&report, html.as_bytes())?;
+    let markdown = crate::report::markdown::render_markdown(&spec.title, summaries);
+    write_atomically(&dir.join("summary.md"), markdown.as_bytes())?;
     Ok(Outcome {
         summary,
         report,

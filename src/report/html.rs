@@ -122,7 +122,7 @@ fn metric_axis(m: &str) -> String {
 }
 
 /// Sort rank of an operator kind: compressed sensing, super-resolution, then the rest.
-fn kind_rank(kind: &str) -> (u8, &str) {
+pub(crate) fn kind_rank(kind: &str) -> (u8, &str) {
     match kind {
         "cs" => (0, kind),
         "sr" => (1, kind),
@@ -189,7 +189,7 @@ impl Models {
 }
 
 /// Operators in display order: (operator, kind, level).
-fn operators(rows: &[SettingSummary]) -> Vec<(String, String, f64)> {
+pub(crate) fn operators(rows: &[SettingSummary]) -> Vec<(String, String, f64)> {
     let mut ops: Vec<(String, String, f64)> = Vec::new();
     for r in rows {
         if !ops.iter().any(|(o, _, _)| o == &r.operator) {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 pub mod html;
+pub mod markdown;
 pub mod summary;
 pub mod svg;
 

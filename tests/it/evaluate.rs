@@ -123,6 +123,13 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
         "the report loads nothing"
     );
     assert!(html.matches("<table").count() == html.matches("</table>").count());
+    let md = std::fs::read_to_string(report.join("summary.md")).unwrap();
+    for (model, op, _) in &settings {
+        assert!(
+            md.contains(model.as_str()) && md.contains(&format!("`{op}`")),
+            "{model} {op} missing from summary.md"
+        );
+    }
 
     // Rerunning reuses every committed run and rewrites the same summary.
     let again = adps(&args);
