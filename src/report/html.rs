@@ -289,8 +289,14 @@ pub fn render_report(
             .collect::<BTreeSet<_>>()
             .len()
     };
-    let mut nfe_ops: Vec<&(String, String, f64)> =
-        ops.iter().filter(|(op, _, _)| n_steps(op) > 1).collect();
+    // The NFE plots are for the step-count sweep (Fig. 4): when some operators were run at
+    // three or more step counts, those; otherwise every operator with more than one.
+    let widest = ops.iter().map(|(op, _, _)| n_steps(op)).max().unwrap_or(0);
+    let min_steps = if widest >= 3 { 3 } else { 2 };
+    let mut nfe_ops: Vec<&(String, String, f64)> = ops
+        .iter()
+        .filter(|(op, _, _)| n_steps(op) >= min_steps)
+        .collect();
     // Stable: the widest sweeps first, display order within.
     nfe_ops.sort_by_key(|(op, _, _)| std::cmp::Reverse(n_steps(op)));
 
@@ -612,7 +618,7 @@ fn section_nfe(
     ops: &[&(String, String, f64)],
 ) {
     o.push_str(r#"<h2 id="nfe">Speed vs quality <span class="pm">— Figure 4 analogue</span></h2>
-<p class="caption">Mean test MSE against the number of denoiser evaluations per image (NFE), one line per model; bars show ± 1 std over the test images (slightly offset per model so they stay readable). Operators with the most step counts come first. The paper finds models trained with more corruption reach a given quality with fewer NFEs, while cleaner models win at large NFE.</p>
+<p class="caption">Mean test MSE against the number of denoiser evaluations per image (NFE), one line per model; bars show ± 1 std over the test images (slightly offset per model so they stay readable). Operators with the most step counts come first; operators run at only two step counts, when others have more, are left to the table of all settings. The paper finds models trained with more corruption reach a given quality with fewer NFEs, while cleaner models win at large NFE.</p>
 <div class="plots">"#);
     for (op, _, _) in ops {
         let series: Vec<Series> = models
@@ -969,6 +975,20 @@ mod tests {
         edge.metrics.remove("lpips");
         rows.push(edge);
         rows
+    }
+
+    #[test]
+    fn nfe_plots_are_for_the_step_count_sweep() {
+        // Every operator has two step counts; cs:64 also a third: only it gets an NFE plot.
+        let mut rows = fixture();
+        rows.push(setting("clean-p0", 0.0, "cs:64", 25, 0.03));
+        let html = render_report("t", "", &rows, &[]);
+        assert!(html.contains("cs:64 — MSE vs NFE"));
+        assert!(!html.contains("cs:16 — MSE vs NFE"));
+        // With two step counts everywhere, every such operator gets one.
+        let html = render_report("t", "", &fixture(), &[]);
+        assert!(html.contains("cs:16 — MSE vs NFE") && html.contains("sr:4 — MSE vs NFE"));
+        assert!(!html.contains("sr:2 — MSE vs NFE"));
     }
 
     fn examples() -> Vec<ExampleGrid> {
