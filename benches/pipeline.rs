@@ -136,6 +136,7 @@ fn restore_alone(
         name: "bench".into(),
         url: "bench".into(),
         key: "bench".into(),
+        take: None,
     });
     let mut records = Vec::new();
     for entry in std::fs::read_dir(input)? {

@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
         name: "bench".into(),
         url: "bench".into(),
         key: "bench".into(),
+        take: None,
     });
     let mut header = false;
     for (op_str, path) in [

@@ -18,6 +18,39 @@ use arrow::datatypes::{DataType, Float32Type, Int32Type, Int64Type};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+/// A Parquet file's row count from its footer alone (two ranged reads, not the file).
+pub fn row_count(
+    rt: &tokio::runtime::Handle,
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    key: &object_store::path::Path,
+) -> Result<usize> {
+    use object_store::ObjectStoreExt;
+    rt.block_on(async {
+        let size = store.head(key).await.context("cannot read")?.size;
+        if size < 12 {
+            bail!("not a Parquet file ({size} bytes)");
+        }
+        let tail = store
+            .get_range(key, size - 8..size)
+            .await
+            .context("cannot read the footer")?;
+        if &tail[4..] != b"PAR1" {
+            bail!("not a Parquet file (no PAR1 footer)");
+        }
+        let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+        if len + 8 > size {
+            bail!("corrupt Parquet footer (metadata length {len} > file size {size})");
+        }
+        let meta = store
+            .get_range(key, size - 8 - len..size - 8)
+            .await
+            .context("cannot read the footer")?;
+        let meta = parquet::file::metadata::ParquetMetaDataReader::decode_metadata(&meta)
+            .context("corrupt Parquet footer")?;
+        usize::try_from(meta.file_metadata().num_rows()).context("negative row count")
+    })
+}
+
 /// What a row carries.
 #[derive(Debug, Clone)]
 pub enum Payload {

@@ -38,7 +38,8 @@ pub struct RunSpec {
 pub struct InputSpec {
     /// `file://…`, a local path, `s3://bucket/prefix` or `memory://name/prefix`.
     pub url: String,
-    /// Restore at most this many records (taken from the first shards in order).
+    /// Restore only the input's first this-many records (in shard listing order; the same
+    /// records on every rerun and across workers).
     #[serde(default)]
     pub limit: Option<usize>,
 }

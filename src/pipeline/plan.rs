@@ -258,6 +258,10 @@ impl Plan {
         if all.is_empty() {
             bail!("no .parquet shards under {}", self.input);
         }
+        let all = match self.spec.input.limit {
+            Some(limit) => list::apply_limit(rt, &self.input, all, limit)?,
+            None => all,
+        };
         let mine = list::select_for_worker(all, self.worker.0, self.worker.1);
         let mut todo = Vec::new();
         for s in mine {

@@ -7,7 +7,7 @@
 //! (after it): when a downstream stage is slow, the queues fill and upstream stages
 //! block, so memory stays flat however large the dataset is.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,6 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
     let shards = plan.shards_to_run(&counters)?;
     let n_shards = shards.len() as u64;
     let cap = plan.spec.workers.queue_capacity.max(1);
-    let quota = AtomicUsize::new(plan.spec.input.limit.unwrap_or(usize::MAX));
 
     let (shard_tx, shard_rx) = bounded(shards.len().max(1));
     let (fetched_tx, fetched_rx) = bounded(cap);
@@ -65,7 +64,7 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
     let done = AtomicBool::new(false);
     let Engines { restorers, lpips } = engines;
     let failed = std::thread::scope(|scope| {
-        let (plan, counters, rt, quota, done) = (&plan, &*counters, &rt, &quota, &done);
+        let (plan, counters, rt, done) = (&plan, &*counters, &rt, &done);
         scope.spawn(move || {
             stages::fetch::run(
                 rt,
@@ -75,9 +74,7 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
                 plan.spec.workers.fetch_concurrency,
             )
         });
-        scope.spawn(move || {
-            stages::decode::run(&plan.decode, fetched_rx, decoded_tx, quota, counters)
-        });
+        scope.spawn(move || stages::decode::run(&plan.decode, fetched_rx, decoded_tx, counters));
         scope.spawn(move || stages::batch::run(plan.spec.workers.batch_size, decoded_rx, batch_tx));
         for mut r in restorers {
             let (rx, tx) = (batch_rx.clone(), restored_tx.clone());

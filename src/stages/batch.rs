@@ -57,6 +57,7 @@ mod tests {
             name: name.into(),
             url: String::new(),
             key: name.into(),
+            take: None,
         });
         let recs = (0..n)
             .map(|row| Record {

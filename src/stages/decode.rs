@@ -2,7 +2,6 @@
 //! with rayon). A record that cannot be decoded, has the wrong shape or holds NaN/∞
 //! becomes an error row; a shard that is not readable Parquet fails as a whole.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -30,12 +29,12 @@ pub struct DecodeSpec {
 /// A shard's decoded records and the rows that failed.
 pub type Decoded = (Arc<Shard>, Vec<Record>, Vec<ErrorRow>);
 
-/// Runs until `input` closes. `quota` counts down the records still allowed by `--limit`.
+/// Runs until `input` closes. A shard with `take` set (by `input.limit`) keeps only its
+/// first `take` rows.
 pub fn run(
     spec: &DecodeSpec,
     input: Receiver<Fetched>,
     out: Sender<Flow<Decoded>>,
-    quota: &AtomicUsize,
     counters: &Counters,
 ) {
     for fetched in input {
@@ -50,12 +49,9 @@ pub fn run(
                 reason,
             },
             Ok(mut raw) => {
-                let take = take_quota(quota, raw.len());
-                if take == 0 && !raw.is_empty() {
-                    // Past --limit: the shard is left for a run without the limit.
-                    continue;
+                if let Some(take) = shard.take {
+                    raw.truncate(take);
                 }
-                raw.truncate(take);
                 let decoded: Vec<Result<Record, (String, String)>> = raw
                     .into_par_iter()
                     .map(|r| decode_record(r, spec))
@@ -83,16 +79,6 @@ pub fn run(
             return;
         }
     }
-}
-
-/// Takes up to `wanted` from the shared quota; returns how many were granted.
-fn take_quota(quota: &AtomicUsize, wanted: usize) -> usize {
-    let mut granted = 0;
-    let _ = quota.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-        granted = left.min(wanted);
-        Some(left - granted)
-    });
-    granted
 }
 
 /// Decodes one row; a failure is (record id, reason).
@@ -181,14 +167,6 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quota_is_shared_and_never_negative() {
-        let q = AtomicUsize::new(5);
-        assert_eq!(take_quota(&q, 3), 3);
-        assert_eq!(take_quota(&q, 3), 2);
-        assert_eq!(take_quota(&q, 3), 0);
-    }
 
     #[test]
     fn nan_measurements_are_refused_with_the_id() {

@@ -28,9 +28,39 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
                 url: input.child_url(&rel),
                 name,
                 key: m.location,
+                take: None,
             }
         })
         .collect())
+}
+
+/// Applies `input.limit`: the first `limit` records of the input in listing order, the
+/// same on every rerun and for every worker (so resuming never moves the window, and
+/// `n` workers together restore what one would). Reads Parquet footers (row counts) in
+/// order until the limit is covered; later shards are dropped.
+pub fn apply_limit(
+    rt: &tokio::runtime::Handle,
+    input: &Location,
+    shards: Vec<Shard>,
+    limit: usize,
+) -> Result<Vec<Shard>> {
+    let mut left = limit;
+    let mut kept = Vec::new();
+    for mut s in shards {
+        if left == 0 {
+            break;
+        }
+        let rows = crate::io::parquet_in::row_count(rt, &input.store, &s.key)
+            .with_context(|| format!("shard {}", s.url))?;
+        if rows >= left {
+            s.take = Some(left);
+            left = 0;
+        } else {
+            left -= rows;
+        }
+        kept.push(s);
+    }
+    Ok(kept)
 }
 
 /// The shards worker `index` of `count` owns: every `count`-th, starting at `index`.
@@ -51,6 +81,7 @@ mod tests {
             name: format!("s{i}.parquet"),
             url: String::new(),
             key: object_store::path::Path::from(format!("s{i}.parquet")),
+            take: None,
         }
     }
 

@@ -29,6 +29,9 @@ pub struct Shard {
     pub url: String,
     /// Key in the input store.
     pub key: object_store::path::Path,
+    /// Restore only the shard's first `take` records (`input.limit` reaching into it);
+    /// `None`: all of them.
+    pub take: Option<usize>,
 }
 
 impl Shard {

@@ -130,6 +130,46 @@ fn three_workers_together_equal_one() {
 }
 
 #[test]
+fn limit_takes_the_same_first_records_on_rerun_and_across_workers() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let ids = write_image_shards(&input, 3, 4, SHAPE);
+    let first6: Vec<String> = ids[..6].to_vec();
+    let i = s(&input);
+    let out = tmp.path().join("out");
+    let o = s(&out);
+    assert_ok(&adps(&restore_args(&i, &o, &["--limit", "6"])));
+    assert_eq!(
+        committed_rows(&out).keys().cloned().collect::<Vec<_>>(),
+        first6
+    );
+    // A rerun finds both shards committed and restores nothing more: the window does not
+    // move on to the records after it (it once did, skewing a resumed evaluation).
+    let again = adps(&restore_args(&i, &o, &["--limit", "6"]));
+    assert_ok(&again);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("records ok 0"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert_eq!(
+        committed_rows(&out).keys().cloned().collect::<Vec<_>>(),
+        first6
+    );
+    // Two workers together restore the same first six records.
+    let split = tmp.path().join("split");
+    let sp = s(&split);
+    for w in ["0", "1"] {
+        assert_ok(&adps(&restore_args(
+            &i,
+            &sp,
+            &["--limit", "6", "--worker-index", w, "--worker-count", "2"],
+        )));
+    }
+    assert_same_rows(&committed_rows(&split), &committed_rows(&out));
+}
+
+#[test]
 fn worker_index_comes_from_the_batch_system() {
     let tmp = tempdir();
     let input = tmp.path().join("in");

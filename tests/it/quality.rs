@@ -84,6 +84,7 @@ fn batch_of(images: &[(String, Vec<f32>)]) -> Vec<(Arc<Shard>, Record)> {
         name: "t".into(),
         url: "t".into(),
         key: "t".into(),
+        take: None,
     });
     images
         .iter()
