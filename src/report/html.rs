@@ -356,7 +356,7 @@ pub fn render_report(
     section_models(&mut o, rows, &models);
     section_headline(&mut o, rows, &models, &ops, &best);
     for k in &kinds {
-        section_levels(&mut o, rows, &models, &best, k);
+        section_levels(&mut o, rows, &models, k);
     }
     if !nfe_ops.is_empty() {
         section_nfe(&mut o, rows, &models, &nfe_ops);
@@ -466,13 +466,7 @@ fn section_headline(
 }
 
 /// Fig. 2/3 analogue: metrics against the operator level, best step count per point.
-fn section_levels(
-    o: &mut String,
-    rows: &[SettingSummary],
-    models: &Models,
-    best: &BTreeMap<(String, String), usize>,
-    kind: &str,
-) {
+fn section_levels(o: &mut String, rows: &[SettingSummary], models: &Models, kind: &str) {
     let (name, x_label, fig) = kind_info(kind);
     let _ = write!(
         o,
@@ -482,18 +476,35 @@ fn section_levels(
         fig.map(|f| format!(r#" <span class="pm">— {f} analogue</span>"#))
             .unwrap_or_default()
     );
-    // Per model: level → best setting (best over step counts; over operators sharing a level too).
+    // The step counts every operator of this kind was run at: the points of one curve
+    // compare equal budgets, even where an operator also has an NFE sweep (Fig. 4).
+    let mut common: Option<BTreeSet<u32>> = None;
+    for (op, _, _) in operators(rows).iter().filter(|(_, k, _)| k == kind) {
+        let these: BTreeSet<u32> = rows
+            .iter()
+            .filter(|r| &r.operator == op)
+            .map(|r| r.steps)
+            .collect();
+        common = Some(match common {
+            Some(c) => c.intersection(&these).copied().collect(),
+            None => these,
+        });
+    }
+    let common = common.unwrap_or_default();
+    // Per model: level → best setting over those step counts (over operators sharing a
+    // level too); with no step count in common, over all of them.
     let mut per_model: Vec<(&str, BTreeMap<u64, usize>)> = Vec::new();
     for (m, _) in &models.list {
-        let mut by_level: BTreeMap<u64, usize> = BTreeMap::new();
-        for ((bm, _), &i) in best {
-            if bm != m || rows[i].kind != kind {
-                continue;
+        let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            if &r.model == m && r.kind == kind && (common.is_empty() || common.contains(&r.steps)) {
+                groups.entry(r.level.to_bits()).or_default().push(i);
             }
-            let key = rows[i].level.to_bits();
-            let cur = by_level.get(&key).copied();
-            by_level.insert(key, best_of(rows, cur.into_iter().chain([i])).unwrap_or(i));
         }
+        let by_level: BTreeMap<u64, usize> = groups
+            .into_iter()
+            .filter_map(|(level, idx)| best_of(rows, idx).map(|b| (level, b)))
+            .collect();
         if !by_level.is_empty() {
             per_model.push((m, by_level));
         }
@@ -507,14 +518,19 @@ fn section_levels(
         v.sort_by(f64::total_cmp);
         v
     };
-    let steps: BTreeSet<u32> = rows
+    let all_steps: BTreeSet<u32> = rows
         .iter()
         .filter(|r| r.kind == kind)
         .map(|r| r.steps)
         .collect();
+    let steps = if common.is_empty() {
+        all_steps.clone()
+    } else {
+        common.clone()
+    };
     let _ = write!(
         o,
-        r#"<p class="caption">Reconstruction quality against the {x_label} ({}). One line per model; each point is the step count with the lowest mean test MSE for that model and level{}, as in the paper; bars show ± 1 std over the test images.</p>"#,
+        r#"<p class="caption">Reconstruction quality against the {x_label} ({}). One line per model; each point is the step count with the lowest mean test MSE for that model and level{}, as in the paper{}; bars show ± 1 std over the test images.</p>"#,
         levels
             .iter()
             .map(|v| fmt_level(*v))
@@ -531,6 +547,11 @@ fn section_levels(
             )
         } else {
             String::new()
+        },
+        if steps.len() < all_steps.len() {
+            " — the step counts every level was run at, so each curve compares equal budgets (the NFE sweep’s extra step counts are in Figure 4 and the tables)"
+        } else {
+            ""
         }
     );
     let positive = levels.iter().all(|v| *v > 0.0);
@@ -989,6 +1010,27 @@ mod tests {
         let html = render_report("t", "", &fixture(), &[]);
         assert!(html.contains("cs:16 — MSE vs NFE") && html.contains("sr:4 — MSE vs NFE"));
         assert!(!html.contains("sr:2 — MSE vs NFE"));
+    }
+
+    #[test]
+    fn level_curves_compare_the_step_counts_every_level_was_run_at() {
+        // cs:64 also ran at N = 100 with a much lower MSE; the cs curve must not use it,
+        // since cs:16 never ran that long.
+        let mut rows = fixture();
+        let mut long = setting("clean-p0", 0.0, "cs:64", 100, 0.00123);
+        long.metrics.get_mut("mse").unwrap().std = 0.0;
+        rows.push(long);
+        let html = render_report("t", "", &rows, &[]);
+        let fig = &html[html.find("id=\"fig-cs\"").unwrap()..];
+        let fig = &fig[..fig
+            .find("</section>")
+            .unwrap_or(fig.len())
+            .min(fig.find("id=\"fig-sr\"").unwrap())];
+        assert!(fig.contains("N ∈ {10, 50}"), "{fig}");
+        assert!(fig.contains("equal budgets"), "{fig}");
+        assert!(!fig.contains("0.00123"), "the N = 100 point leaked into the curve");
+        // The headline table still reports cs:64's best over all its step counts.
+        assert!(html.contains("0.00123"), "headline lost the N = 100 run");
     }
 
     fn examples() -> Vec<ExampleGrid> {
