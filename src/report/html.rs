@@ -1028,7 +1028,10 @@ mod tests {
             .min(fig.find("id=\"fig-sr\"").unwrap())];
         assert!(fig.contains("N ∈ {10, 50}"), "{fig}");
         assert!(fig.contains("equal budgets"), "{fig}");
-        assert!(!fig.contains("0.00123"), "the N = 100 point leaked into the curve");
+        assert!(
+            !fig.contains("0.00123"),
+            "the N = 100 point leaked into the curve"
+        );
         // The headline table still reports cs:64's best over all its step counts.
         assert!(html.contains("0.00123"), "headline lost the N = 100 run");
     }
