@@ -948,39 +948,16 @@ fn section_examples(o: &mut String, examples: &[ExampleGrid]) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Stat;
     use super::*;
 
-    fn stat(mean: f64, std: f64) -> Stat {
-        Stat {
-            mean,
-            std,
-            count: 16,
-        }
-    }
-
     fn setting(model: &str, p: f64, op: &str, steps: u32, mse: f64) -> SettingSummary {
-        let (kind, level) = op.split_once(':').unwrap();
-        SettingSummary {
-            model: model.into(),
-            train_p: p,
-            operator: op.into(),
-            kind: kind.into(),
-            level: level.parse().unwrap(),
+        crate::report::test_setting(
+            model,
+            p,
+            op,
             steps,
-            solver: "heun".into(),
-            nfe: 2 * steps - 1,
-            seed: 0,
-            zeta: 1.0,
-            zeta_grid: vec![0.1, 0.3, 1.0, 3.0],
-            zeta_val_mse: vec![0.3, 0.1, 0.05, 0.2],
-            metrics: BTreeMap::from([
-                ("mse".to_string(), stat(mse, mse / 4.0)),
-                ("ssim".to_string(), stat(0.8, 0.05)),
-                ("lpips".to_string(), stat(0.2, 0.03)),
-            ]),
-            seconds: 3.0,
-        }
+            &[("mse", mse), ("ssim", 0.8), ("lpips", 0.2)],
+        )
     }
 
     fn fixture() -> Vec<SettingSummary> {

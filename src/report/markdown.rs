@@ -155,43 +155,9 @@ fn push_row(o: &mut String, label: &str, cells: &[Option<f64>], lower_is_better:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::Stat;
 
     fn setting(model: &str, p: f64, op: &str, steps: u32, mse: f64, ssim: f64) -> SettingSummary {
-        let (kind, level) = op.split_once(':').unwrap();
-        SettingSummary {
-            model: model.into(),
-            train_p: p,
-            operator: op.into(),
-            kind: kind.into(),
-            level: level.parse().unwrap(),
-            steps,
-            solver: "heun".into(),
-            nfe: 2 * steps - 1,
-            seed: 0,
-            zeta: 1.0,
-            zeta_grid: vec![1.0],
-            zeta_val_mse: vec![mse],
-            metrics: BTreeMap::from([
-                (
-                    "mse".into(),
-                    Stat {
-                        mean: mse,
-                        std: 0.0,
-                        count: 8,
-                    },
-                ),
-                (
-                    "ssim".into(),
-                    Stat {
-                        mean: ssim,
-                        std: 0.0,
-                        count: 8,
-                    },
-                ),
-            ]),
-            seconds: 1.0,
-        }
+        crate::report::test_setting(model, p, op, steps, &[("mse", mse), ("ssim", ssim)])
     }
 
     #[test]

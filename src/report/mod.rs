@@ -89,3 +89,42 @@ pub fn best_per_model_operator(rows: &[SettingSummary]) -> BTreeMap<(String, Str
         .filter_map(|(k, v)| best_of(rows, v).map(|b| (k, b)))
         .collect()
 }
+
+/// A Heun setting `op` = `kind:level` with the given metric means (std = mean / 4,
+/// count 16), for the renderers' tests.
+#[cfg(test)]
+pub(crate) fn test_setting(
+    model: &str,
+    p: f64,
+    op: &str,
+    steps: u32,
+    metrics: &[(&str, f64)],
+) -> SettingSummary {
+    let (kind, level) = op.split_once(':').expect("op is kind:level");
+    SettingSummary {
+        model: model.into(),
+        train_p: p,
+        operator: op.into(),
+        kind: kind.into(),
+        level: level.parse().expect("numeric level"),
+        steps,
+        solver: "heun".into(),
+        nfe: 2 * steps - 1,
+        seed: 0,
+        zeta: 1.0,
+        zeta_grid: vec![0.1, 0.3, 1.0, 3.0],
+        zeta_val_mse: vec![0.3, 0.1, 0.05, 0.2],
+        metrics: metrics
+            .iter()
+            .map(|&(k, mean)| {
+                let st = Stat {
+                    mean,
+                    std: mean / 4.0,
+                    count: 16,
+                };
+                (k.to_string(), st)
+            })
+            .collect(),
+        seconds: 3.0,
+    }
+}
