@@ -156,7 +156,15 @@ pub fn build(
                 .filter_map(|id| by_id.get(id.as_str()).map(|p| (*p).clone()))
                 .collect();
             let s = &summaries[best];
-            grid_rows.push((format!("{} (N={}, ζ={})", model, s.steps, s.zeta), pngs));
+            grid_rows.push((
+                format!(
+                    "{} (N={}, ζ={})",
+                    model,
+                    s.steps,
+                    crate::report::svg::fmt_short(s.zeta, 3)
+                ),
+                pngs,
+            ));
         }
         grids.push(ExampleGrid {
             operator: op_str.to_string(),

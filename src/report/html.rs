@@ -689,7 +689,23 @@ fn section_nfe(
         } else {
             Scale::Linear
         };
-        plot.y_scale = auto_y_scale("mse", &series);
+        // MSE falls steeply over the first NFEs; on a linear axis that hides the
+        // cross-over at large NFE, so a wide span goes on a log axis like x.
+        let means: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.y))
+            .filter(|y| y.is_finite() && *y > 0.0)
+            .collect();
+        let (y_lo, y_hi) = means
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
+                (a.min(y), b.max(y))
+            });
+        plot.y_scale = if y_hi / y_lo >= 4.0 {
+            Scale::Log10
+        } else {
+            auto_y_scale("mse", &series)
+        };
         plot.y_min = Some(0.0);
         plot.errors = Errors::Bars;
         plot.series = series;
