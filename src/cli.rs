@@ -122,7 +122,8 @@ pub struct RestoreArgs {
     /// cpu, cuda or auto (CUDA where it registers, otherwise CPU with a notice).
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Restore at most N images.
+    /// Restore only the input's first N images (in shard order: the same ones on every rerun
+    /// and across workers).
     #[arg(long)]
     pub limit: Option<usize>,
     /// ONNX Runtime intra-op threads per session (0: its default).
