@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use super::svg::{self, escape, fmt_num, fmt_short, Errors, LinePlot, Point, Scale, Series};
-use super::{best_of, best_per_model_operator, mse_key, ExampleGrid, SettingSummary};
+use super::{best_of, best_per_model_operator, mse_key, steps_of, ExampleGrid, SettingSummary};
 
 /// Colour marking the chosen ζ in the sparklines.
 const MARK: &str = "#111827";
@@ -282,13 +282,7 @@ pub fn render_report(
         .into_iter()
         .collect();
     kinds.sort_by(|a, b| kind_rank(a).cmp(&kind_rank(b)));
-    let n_steps = |op: &str| {
-        rows.iter()
-            .filter(|r| r.operator == op)
-            .map(|r| r.steps)
-            .collect::<BTreeSet<_>>()
-            .len()
-    };
+    let n_steps = |op: &str| steps_of(rows, op).len();
     // The NFE plots are for the step-count sweep (Fig. 4): when some operators were run at
     // three or more step counts, those; otherwise every operator with more than one.
     let widest = ops.iter().map(|(op, _, _)| n_steps(op)).max().unwrap_or(0);
@@ -480,11 +474,7 @@ fn section_levels(o: &mut String, rows: &[SettingSummary], models: &Models, kind
     // compare equal budgets, even where an operator also has an NFE sweep (Fig. 4).
     let mut common: Option<BTreeSet<u32>> = None;
     for (op, _, _) in operators(rows).iter().filter(|(_, k, _)| k == kind) {
-        let these: BTreeSet<u32> = rows
-            .iter()
-            .filter(|r| &r.operator == op)
-            .map(|r| r.steps)
-            .collect();
+        let these = steps_of(rows, op);
         common = Some(match common {
             Some(c) => c.intersection(&these).copied().collect(),
             None => these,
@@ -614,17 +604,23 @@ fn section_levels(o: &mut String, rows: &[SettingSummary], models: &Models, kind
 
 /// Log y for MSE-like metrics spanning more than 30×, linear otherwise.
 fn auto_y_scale(metric: &str, series: &[Series]) -> Scale {
-    if metric != "mse" {
-        return Scale::Linear;
+    if metric == "mse" {
+        log_if_wide(series, 30.0)
+    } else {
+        Scale::Linear
     }
-    let ys: Vec<f64> = series
+}
+
+/// A log axis when the series' positive means span at least `ratio`, else linear.
+fn log_if_wide(series: &[Series], ratio: f64) -> Scale {
+    let (lo, hi) = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.y))
         .filter(|y| y.is_finite())
-        .collect();
-    let lo = ys.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if lo > 0.0 && hi / lo > 30.0 {
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), y| {
+            (a.min(y), b.max(y))
+        });
+    if lo > 0.0 && hi / lo >= ratio {
         Scale::Log10
     } else {
         Scale::Linear
@@ -691,21 +687,7 @@ fn section_nfe(
         };
         // MSE falls steeply over the first NFEs; on a linear axis that hides the
         // cross-over at large NFE, so a wide span goes on a log axis like x.
-        let means: Vec<f64> = series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.y))
-            .filter(|y| y.is_finite() && *y > 0.0)
-            .collect();
-        let (y_lo, y_hi) = means
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &y| {
-                (a.min(y), b.max(y))
-            });
-        plot.y_scale = if y_hi / y_lo >= 4.0 {
-            Scale::Log10
-        } else {
-            auto_y_scale("mse", &series)
-        };
+        plot.y_scale = log_if_wide(&series, 4.0);
         plot.y_min = Some(0.0);
         plot.errors = Errors::Bars;
         plot.series = series;

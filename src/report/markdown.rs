@@ -5,12 +5,12 @@
 //! count — chosen by mean test MSE, as in the report, so the three tables describe the
 //! same runs — and, for operators run at more than one step count, MSE per NFE.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::html::{kind_rank, operators};
 use super::svg::fmt_num;
-use super::{best_per_model_operator, SettingSummary};
+use super::{best_per_model_operator, steps_of, SettingSummary};
 
 /// (metric key, heading, lower is better).
 const TABLES: [(&str, &str, bool); 3] = [
@@ -72,14 +72,7 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
     // MSE against NFE for operators run at several step counts.
     let mut nfe_ops: Vec<&(String, String, f64)> = ops
         .iter()
-        .filter(|(op, _, _)| {
-            rows.iter()
-                .filter(|r| &r.operator == op)
-                .map(|r| r.steps)
-                .collect::<BTreeSet<_>>()
-                .len()
-                > 1
-        })
+        .filter(|(op, _, _)| steps_of(rows, op).len() > 1)
         .collect();
     nfe_ops.sort_by(|a, b| {
         kind_rank(&a.1)

@@ -2,7 +2,7 @@
 //! `report.html` (one self-contained file: tables, plots, example grids). Pure
 //! rendering from the structs below; running the sweep lives in `crate::evaluate`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub mod html;
 pub mod markdown;
@@ -54,6 +54,14 @@ pub struct ExampleGrid {
     pub ids: Vec<String>,
     /// Rows: a label (`ground truth`, `measurement`, then one per model) and one PNG per id.
     pub rows: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+/// The step counts N an operator was run at.
+pub fn steps_of(rows: &[SettingSummary], op: &str) -> BTreeSet<u32> {
+    rows.iter()
+        .filter(|r| r.operator == op)
+        .map(|r| r.steps)
+        .collect()
 }
 
 /// Mean test MSE of a setting; missing or non-finite ranks last.
