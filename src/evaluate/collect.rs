@@ -20,6 +20,8 @@ pub struct PartRow {
     pub ssim: Option<f64>,
     pub lpips: Option<f64>,
     pub residual: Option<f64>,
+    /// The image's share of its batch's restore wall time.
+    pub seconds: Option<f64>,
 }
 
 /// Every row of the committed parts under `loc`, sorted by id.
@@ -64,12 +66,13 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
     let float = |name: &str| -> Result<arrow::array::Float64Array> {
         Ok(col(name)?.as_primitive::<Float64Type>().clone())
     };
-    let (mse, psnr, ssim, lpips, residual) = (
+    let (mse, psnr, ssim, lpips, residual, seconds) = (
         float("mse")?,
         float("psnr")?,
         float("ssim")?,
         float("lpips")?,
         float("residual")?,
+        float("seconds")?,
     );
     let get = |a: &arrow::array::Float64Array, r: usize| (!a.is_null(r)).then(|| a.value(r));
     for r in 0..batch.num_rows() {
@@ -81,6 +84,7 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
             ssim: get(&ssim, r),
             lpips: get(&lpips, r),
             residual: get(&residual, r),
+            seconds: get(&seconds, r),
         });
     }
     Ok(())

@@ -316,10 +316,11 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         let started = std::time::Instant::now();
         let (zeta, grid, curve) = search_zeta(&spec, s, &base)?;
         let test_dir = format!("{base}/test-{}", zeta_dir(zeta));
-        let t0 = std::time::Instant::now();
         run_one(&spec, s, zeta, &spec.images.test, &test_dir)?;
-        let seconds = t0.elapsed().as_secs_f64();
         let rows = rows_of(&test_dir)?;
+        // Read from the committed parts, not timed here: a resumed or re-rendered sweep
+        // skips finished runs and must still report what they cost.
+        let seconds: f64 = rows.iter().filter_map(|r| r.seconds).sum();
         let mut metrics = BTreeMap::new();
         type Pick = fn(&collect::PartRow) -> Option<f64>;
         let picks: [(&str, Pick); 5] = [

@@ -41,7 +41,8 @@ pub struct SettingSummary {
     pub zeta_val_mse: Vec<f64>,
     /// Metrics on the test images: keys `mse`, `psnr`, `ssim`, `lpips`, `residual`.
     pub metrics: BTreeMap<String, Stat>,
-    /// Wall seconds of the test run.
+    /// Restore seconds of the test run: the sum over its images of each image's share of
+    /// its batch's wall time, as recorded in the committed parts.
     pub seconds: f64,
 }
 
