@@ -131,13 +131,12 @@ fn restore_alone(
         sigma_y: 0.0,
     };
     let mut restorer = AdpsRestorer::new(model, settings);
-    let shard = Arc::new(Shard {
-        index: 0,
-        name: "bench".into(),
-        url: "bench".into(),
-        key: "bench".into(),
-        take: None,
-    });
+    let shard = Arc::new(Shard::new(
+        0,
+        "bench".into(),
+        "bench".into(),
+        "bench".into(),
+    ));
     let mut records = Vec::new();
     for entry in std::fs::read_dir(input)? {
         let path = entry?.path();

@@ -36,13 +36,12 @@ fn main() -> anyhow::Result<()> {
                 .map(|m| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let shard = Arc::new(Shard {
-        index: 0,
-        name: "bench".into(),
-        url: "bench".into(),
-        key: "bench".into(),
-        take: None,
-    });
+    let shard = Arc::new(Shard::new(
+        0,
+        "bench".into(),
+        "bench".into(),
+        "bench".into(),
+    ));
     let mut header = false;
     for (op_str, path) in [
         ("cs:256", GradientPath::Dense),

@@ -12,6 +12,7 @@ cat <<TXT
 
 Results are in $PWD/out/demo:
   part-*.parquet            reconstructions (PNG), metrics and settings, one file per input shard
-  part-*.manifest.json      written last: the shard is complete
+  __adps/manifests/         written last: a shard is complete when its manifest is there
+  __adps/errors/            records that failed, with the reason (only where some did)
 Open them with e.g.  python3 -c "import pandas as pd; print(pd.read_parquet('out/demo').describe())"
 TXT

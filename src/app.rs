@@ -58,8 +58,10 @@ pub fn run() -> Result<ExitCode> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ADPS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
+    // Colour only on a terminal: a batch system's log file gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -97,6 +99,40 @@ pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
         if m.lpips_scored > 0 {
             summary.push_str(&format!(", LPIPS {:.4}", m.lpips / m.lpips_scored as f64));
         }
+    }
+    if !report.first_failed_ids.is_empty() {
+        let more = report.records_failed as usize
+            - report
+                .first_failed_ids
+                .len()
+                .min(report.records_failed as usize);
+        summary.push_str(&format!(
+            "; failed ids: {}{}",
+            report.first_failed_ids.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if !report.duplicate_ids.is_empty() {
+        let shown: Vec<String> = report
+            .duplicate_ids
+            .iter()
+            .take(crate::stages::FAILED_IDS_SHOWN)
+            .map(|(id, shards)| format!("{id} (in {})", shards.join(", ")))
+            .collect();
+        tracing::warn!(
+            duplicates = report.duplicate_ids.len(),
+            "ids committed in more than one shard: {}",
+            shown.join("; ")
+        );
+        summary.push_str(&format!(
+            "; {} id(s) committed in more than one shard: {}",
+            report.duplicate_ids.len(),
+            shown.join("; ")
+        ));
     }
     for (shard, reason) in &report.failed_shards {
         tracing::error!("{shard}: {reason}");

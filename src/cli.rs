@@ -44,7 +44,8 @@ pub enum Progress {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Restore (or, for clean input, simulate measurements, restore and score) every image
-    /// under --input, writing part-<shard>.parquet files and manifests under --output.
+    /// under --input, writing part-<shard>.parquet files under --output (manifests, errors
+    /// and failure records under its __adps/ folder).
     ///
     /// Example: adps restore --model models/fmnist-p0.4 --input models/data/demo
     ///          --output out/demo --operator cs:256 --steps 50 --zeta 3
@@ -123,7 +124,8 @@ pub struct RestoreArgs {
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Restore only the input's first N images (in shard order: the same ones on every rerun
-    /// and across workers).
+    /// and across workers). A shard whose row count cannot be read fails alone (exit 3)
+    /// and counts as no images; the window goes on over the next shards.
     #[arg(long)]
     pub limit: Option<usize>,
     /// ONNX Runtime intra-op threads per session (0: its default).

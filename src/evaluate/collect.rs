@@ -26,24 +26,24 @@ pub struct PartRow {
 
 /// Every row of the committed parts under `loc`, sorted by id.
 pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec<PartRow>> {
-    let metas = loc.list(rt)?;
-    let names: Vec<String> = metas
-        .iter()
-        .filter_map(|m| m.location.filename().map(str::to_string))
-        .collect();
     let mut rows = Vec::new();
-    for manifest in names.iter().filter(|n| n.ends_with(".manifest.json")) {
-        let part = manifest.replace(".manifest.json", ".parquet");
-        let key = loc.child(&part);
+    let manifests = crate::stages::commit::read_manifests(rt, loc)?;
+    let parts = manifests
+        .iter()
+        .flat_map(|(_, m)| m.files.iter())
+        .filter(|f| f.name.starts_with("part-"));
+    for f in parts {
+        let part = &f.name;
+        let key = loc.child(part);
         let store = loc.store.clone();
         let bytes = rt
             .block_on(async move { store.get(&key).await?.bytes().await })
-            .with_context(|| format!("reading {}", loc.child_url(&part)))?;
+            .with_context(|| format!("reading {}", loc.child_url(part)))?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .with_context(|| loc.child_url(&part))?
+            .with_context(|| loc.child_url(part))?
             .build()?;
         for batch in reader {
-            read_batch(&batch?, &mut rows).with_context(|| loc.child_url(&part))?;
+            read_batch(&batch?, &mut rows).with_context(|| loc.child_url(part))?;
         }
     }
     rows.sort_by(|a, b| a.id.cmp(&b.id));

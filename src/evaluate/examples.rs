@@ -30,7 +30,7 @@ fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String,
                 store.get(&shard.key).await?.bytes().await
             })
             .with_context(|| shard.url.clone())?;
-        for r in read_shard(bytes, &shard.name)? {
+        for r in read_shard(bytes, &shard.path)? {
             if ids.contains(&r.id) {
                 if let Ok(Payload::Image(png)) = &r.payload {
                     found.insert(r.id.clone(), image::decode(png, channels)?.data);

@@ -14,6 +14,17 @@ pub struct Pixels {
     pub data: Vec<f32>,
 }
 
+/// An image's [height, width] from its header alone: no pixel is decoded, so callers
+/// can refuse a wrong-sized (or huge) image before it costs any memory.
+pub fn dimensions(bytes: &[u8]) -> Result<[usize; 2]> {
+    let (w, h) = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .context("not a readable PNG or JPEG image")?
+        .into_dimensions()
+        .context("not a readable PNG or JPEG image")?;
+    Ok([h as usize, w as usize])
+}
+
 /// Decodes PNG or JPEG bytes into `channels` channels (1 = grey, 3 = RGB).
 pub fn decode(bytes: &[u8], channels: usize) -> Result<Pixels> {
     let img = image::load_from_memory(bytes).context("not a readable PNG or JPEG image")?;
@@ -100,6 +111,13 @@ mod tests {
         let png = encode_png([3, 2, 2], &data).unwrap();
         let back = decode(&png, 3).unwrap();
         assert_eq!(back.data, data);
+    }
+
+    #[test]
+    fn dimensions_come_from_the_header() {
+        let png = encode_png([1, 3, 5], &[0.0; 15]).unwrap();
+        assert_eq!(dimensions(&png).unwrap(), [3, 5]);
+        assert!(dimensions(b"not an image").is_err());
     }
 
     #[test]

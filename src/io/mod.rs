@@ -2,6 +2,7 @@
 //! the sampler or the pipeline's stages.
 
 pub mod image;
+pub mod layout;
 pub mod parquet_in;
 pub mod parquet_out;
 pub mod store;

@@ -26,7 +26,7 @@ pub fn row_count(
 ) -> Result<usize> {
     use object_store::ObjectStoreExt;
     rt.block_on(async {
-        let size = store.head(key).await.context("cannot read")?.size;
+        let size = store.head(key).await?.size;
         if size < 12 {
             bail!("not a Parquet file ({size} bytes)");
         }
@@ -49,6 +49,31 @@ pub fn row_count(
             .context("corrupt Parquet footer")?;
         usize::try_from(meta.file_metadata().num_rows()).context("negative row count")
     })
+}
+
+/// One string (or integer id) column of a Parquet file, read alone (projection);
+/// nulls are skipped.
+pub fn read_string_column(bytes: Bytes, column: &str) -> Result<Vec<String>> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).context("not a readable Parquet file")?;
+    let index = builder
+        .schema()
+        .index_of(column)
+        .with_context(|| format!("no column `{column}`"))?;
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [index]);
+    let mut out = Vec::new();
+    for batch in builder.with_projection(mask).build()? {
+        let batch = batch.context("cannot decode a Parquet row group")?;
+        let col = batch.column(0);
+        for r in 0..batch.num_rows() {
+            if let Some(v) =
+                string_at(col.as_ref(), r).with_context(|| format!("column `{column}`"))?
+            {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What a row carries.
@@ -146,8 +171,7 @@ fn read_batch(
                     shape: i32_list_at(column(batch, "shape").map_err(|e| e.to_string())?, r)?,
                 })
             }),
-        }
-        .map_err(|e| format!("row {row}: {e}"));
+        };
         let mask = match mask {
             Some(col) => image_bytes_at(col.as_ref(), r).ok(),
             None => None,

@@ -162,9 +162,36 @@ fn open_with(url_or_path: &str, create: bool) -> Result<Location> {
 }
 
 impl Location {
-    /// The key of a file directly under this location.
+    /// The key of a file under this location; `/` in `name` separates folders
+    /// (`__adps/manifests/x.json`), each part escaped by object_store as usual.
     pub fn child(&self, name: &str) -> Path {
-        self.prefix.clone().join(name)
+        name.split('/')
+            .filter(|part| !part.is_empty())
+            .fold(self.prefix.clone(), |key, part| key.join(part))
+    }
+
+    /// The names (relative to this location, `/`-separated) of every object under
+    /// `dir`, a folder of this location; empty when the folder does not exist.
+    pub fn list_names(&self, rt: &tokio::runtime::Handle, dir: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let key = self.child(dir);
+        let store = self.store.clone();
+        let metas = rt
+            .block_on(async move { store.list(Some(&key)).try_collect::<Vec<_>>().await })
+            .with_context(|| format!("cannot list {}", self.child_url(dir)))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| self.relative(&m.location))
+            .collect())
+    }
+
+    /// A key of this location as a name relative to its prefix.
+    pub fn relative(&self, key: &Path) -> String {
+        key.as_ref()
+            .strip_prefix(self.prefix.as_ref())
+            .unwrap_or(key.as_ref())
+            .trim_start_matches('/')
+            .to_string()
     }
 
     /// Every object under this location (recursively), in the store's order.
@@ -205,6 +232,7 @@ mod tests {
         let b = open("memory://store-test/b").unwrap();
         assert!(Arc::ptr_eq(&a.store, &b.store));
         assert_eq!(a.child("x.parquet").as_ref(), "a/x.parquet");
+        assert_eq!(a.child("__adps/m/x.json").as_ref(), "a/__adps/m/x.json");
     }
 
     #[test]

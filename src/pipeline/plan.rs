@@ -245,6 +245,22 @@ pub fn kind_and_level(op: &OperatorSpec) -> (String, f64) {
     (op.kind().to_string(), level)
 }
 
+/// Outputs written by adps ≤ 0.1 keep manifests and errors tables beside the parts;
+/// resuming over them would redo every shard and mix two layouts, so the run stops and
+/// says what to do.
+fn refuse_legacy_layout(rt: &tokio::runtime::Handle, output: &Location) -> Result<()> {
+    let names = output.list_names(rt, "")?;
+    if let Some(old) = names.iter().find(|n| crate::io::layout::is_legacy_name(n)) {
+        bail!(
+            "{output} holds outputs in the layout of adps 0.1 ({old}): this version keeps \
+             manifests and errors under {}/ and would restore every shard again. \
+             Write to a new output prefix, or delete the old outputs (part-*, errors-*) first",
+            crate::io::layout::META_DIR
+        );
+    }
+    Ok(())
+}
+
 fn file_sha256(path: &str) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
@@ -254,6 +270,7 @@ impl Plan {
     /// This worker's shards that are not yet committed with these settings.
     pub fn shards_to_run(&self, counters: &Counters) -> Result<Vec<Shard>> {
         let rt = self.runtime.handle();
+        refuse_legacy_layout(rt, &self.output)?;
         let all = list::list_shards(rt, &self.input)?;
         if all.is_empty() {
             bail!("no .parquet shards under {}", self.input);

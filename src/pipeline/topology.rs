@@ -27,6 +27,11 @@ pub struct RunReport {
     pub shards_skipped: u64,
     /// Shards that failed as a whole, with the reason.
     pub failed_shards: Vec<(String, String)>,
+    /// The ids of the first few failed records.
+    pub first_failed_ids: Vec<String>,
+    /// Ids committed in more than one shard of the output (with these settings), with
+    /// the shards that hold them.
+    pub duplicate_ids: Vec<(String, Vec<String>)>,
     pub metrics: MetricSums,
     /// Denoiser evaluations per second over the run (NFE × images / wall seconds).
     pub nfe_per_second: f64,
@@ -109,6 +114,13 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
         failed
     });
 
+    let duplicate_ids = match commit::duplicate_ids(&rt, &plan.output, &plan.settings_hash) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("cannot check the output for duplicate ids: {e:#}");
+            Vec::new()
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     let metrics = counters
         .metric_sums
@@ -125,6 +137,12 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
             .into_iter()
             .map(|(s, r)| (s.url.clone(), r))
             .collect(),
+        first_failed_ids: counters
+            .first_failed_ids
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default(),
+        duplicate_ids,
         metrics,
         nfe_per_second: Counters::get(&counters.nfe_images) as f64 / seconds.max(1e-9),
         seconds,

@@ -52,13 +52,7 @@ mod tests {
     use crate::stages::{Record, Shard};
 
     fn shard(name: &str, n: usize) -> Decoded {
-        let s = Arc::new(Shard {
-            index: 0,
-            name: name.into(),
-            url: String::new(),
-            key: name.into(),
-            take: None,
-        });
+        let s = Arc::new(Shard::new(0, name.into(), String::new(), name.into()));
         let recs = (0..n)
             .map(|row| Record {
                 id: format!("{name}-{row}"),

@@ -1,6 +1,9 @@
 //! Commit: writes a shard's manifest after its data files, which makes the shard
 //! finished. A rerun skips shards whose manifest carries the run's settings hash and
-//! whose files are still there; other settings never reuse stale parts.
+//! whose files are still there; other settings never reuse stale parts. A shard that
+//! fails as a whole leaves a failure record (`__adps/failed/<stem>.json`) that names
+//! the reason, so a scheduler or a person finds it without the log; committing the
+//! shard later removes it.
 
 use std::sync::Arc;
 
@@ -11,14 +14,21 @@ use serde::{Deserialize, Serialize};
 
 use super::write::{upload, ToCommit};
 use super::{Counters, Shard};
+use crate::io::layout;
 use crate::io::store::Location;
 
-/// The manifest of a committed shard: `part-<shard>.manifest.json`.
+/// The manifest of a committed shard: `__adps/manifests/<stem>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The shard's path relative to the input prefix (its identity).
     pub shard: String,
+    /// The shard's URL.
     pub input: String,
     pub settings_hash: String,
+    /// How many of the shard's first records were restored (`input.limit` reaching into
+    /// it); absent: all of them.
+    #[serde(default)]
+    pub take: Option<usize>,
     pub rows: usize,
     pub errors: usize,
     /// Files of this shard with their sizes in bytes.
@@ -30,13 +40,26 @@ pub struct Manifest {
 /// One file a manifest vouches for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestFile {
+    /// The file's name relative to the output prefix, exactly as stored.
     pub name: String,
     pub size: u64,
 }
 
+/// The record a shard that failed as a whole leaves: `__adps/failed/<stem>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub shard: String,
+    pub input: String,
+    pub reason: String,
+    pub settings_hash: String,
+    pub adps_version: String,
+    /// Seconds since the Unix epoch.
+    pub failed_at: u64,
+}
+
 /// The manifest's file name for a shard.
 pub fn manifest_name(shard: &Shard) -> String {
-    format!("part-{}.manifest.json", shard.stem())
+    layout::manifest_name(&shard.stem())
 }
 
 /// Whether a shard is already committed under these settings (manifest present, hash
@@ -54,7 +77,7 @@ pub fn is_committed(
         serde_json::from_slice(&bytes).ok()
     });
     let Some(m) = manifest else { return false };
-    if m.settings_hash != settings_hash {
+    if m.settings_hash != settings_hash || m.take != shard.take {
         return false;
     }
     m.files.iter().all(|f| {
@@ -80,13 +103,17 @@ pub fn run(
             ToCommit::Failed { shard, reason } => {
                 tracing::error!(shard = %shard.url, "shard failed: {reason}");
                 Counters::add(&counters.shards_failed, 1);
+                if let Err(e) = write_failure(rt, output, &shard, &reason, settings_hash) {
+                    tracing::warn!(shard = %shard.url, "cannot record the failure: {e:#}");
+                }
                 failed.push((shard, reason));
             }
             ToCommit::Written(w) => {
                 let manifest = Manifest {
-                    shard: w.shard.name.clone(),
+                    shard: w.shard.path.clone(),
                     input: w.shard.url.clone(),
                     settings_hash: settings_hash.to_string(),
+                    take: w.shard.take,
                     rows: w.rows,
                     errors: w.errors,
                     files: w
@@ -103,6 +130,10 @@ pub fn run(
                 match write_manifest(rt, output, &w.shard, &manifest) {
                     Ok(()) => {
                         Counters::add(&counters.shards_committed, 1);
+                        let store = output.store.clone();
+                        let key = output.child(&layout::failed_name(&w.shard.stem()));
+                        // Absent in the usual case; a stale record must not outlive the commit.
+                        let _ = rt.block_on(async move { store.delete(&key).await });
                         tracing::debug!(
                             shard = %w.shard.url,
                             rows = w.rows,
@@ -121,6 +152,84 @@ pub fn run(
         }
     }
     failed
+}
+
+fn write_failure(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    shard: &Shard,
+    reason: &str,
+    settings_hash: &str,
+) -> Result<()> {
+    let record = FailureRecord {
+        shard: shard.path.clone(),
+        input: shard.url.clone(),
+        reason: reason.to_string(),
+        settings_hash: settings_hash.to_string(),
+        adps_version: env!("CARGO_PKG_VERSION").to_string(),
+        failed_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
+    };
+    let name = layout::failed_name(&shard.stem());
+    let bytes = serde_json::to_vec_pretty(&record)?;
+    upload(rt, output, &name, bytes).with_context(|| format!("writing {}", output.child_url(&name)))
+}
+
+/// The committed manifests under an output prefix (any settings), by file name.
+pub fn read_manifests(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+) -> Result<Vec<(String, Manifest)>> {
+    let mut out = Vec::new();
+    for name in output.list_names(rt, &layout::manifests_dir())? {
+        if !name.ends_with(".json") {
+            continue;
+        }
+        let store = output.store.clone();
+        let key = output.child(&name);
+        let bytes = rt
+            .block_on(async move { store.get(&key).await?.bytes().await })
+            .with_context(|| format!("reading {}", output.child_url(&name)))?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not an adps manifest", output.child_url(&name)))?;
+        out.push((name, m));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Ids committed more than once under an output prefix with these settings (in two
+/// shards: a repeat inside one shard never gets committed), each with the shards that
+/// hold it, sorted by id. Reads only the `id` column of the committed parts.
+pub fn duplicate_ids(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    settings_hash: &str,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let mut seen: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (_, m) in read_manifests(rt, output)? {
+        if m.settings_hash != settings_hash {
+            continue;
+        }
+        for f in m.files.iter().filter(|f| f.name.starts_with("part-")) {
+            let store = output.store.clone();
+            let key = output.child(&f.name);
+            let bytes = rt
+                .block_on(async move { store.get(&key).await?.bytes().await })
+                .with_context(|| format!("reading {}", output.child_url(&f.name)))?;
+            let ids = crate::io::parquet_in::read_string_column(bytes, "id")
+                .with_context(|| output.child_url(&f.name))?;
+            for id in ids {
+                seen.entry(id).or_default().push(m.shard.clone());
+            }
+        }
+    }
+    let mut dups: Vec<(String, Vec<String>)> =
+        seen.into_iter().filter(|(_, s)| s.len() > 1).collect();
+    dups.sort();
+    Ok(dups)
 }
 
 fn write_manifest(

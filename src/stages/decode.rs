@@ -42,7 +42,7 @@ pub fn run(
         let msg = match fetched
             .bytes
             .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|b| parquet_in::read_shard(b, &shard.name).map_err(|e| format!("{e:#}")))
+            .and_then(|b| parquet_in::read_shard(b, &shard.path).map_err(|e| format!("{e:#}")))
         {
             Err(reason) => Flow::Failed {
                 shard: shard.clone(),
@@ -52,9 +52,20 @@ pub fn run(
                 if let Some(take) = shard.take {
                     raw.truncate(take);
                 }
+                let duplicates = duplicate_rows(&raw);
                 let decoded: Vec<Result<Record, (String, String)>> = raw
                     .into_par_iter()
-                    .map(|r| decode_record(r, spec))
+                    .map(|r| match duplicates.get(&r.row) {
+                        Some(first) => Err((
+                            r.id.clone(),
+                            format!(
+                                "row {}: duplicate id `{}`, already at row {first} of this shard \
+                                 (that row is restored, this one is not)",
+                                r.row, r.id
+                            ),
+                        )),
+                        None => decode_record(r, spec),
+                    })
                     .collect();
                 let (mut records, mut errors) = (Vec::new(), Vec::new());
                 for d in decoded {
@@ -62,7 +73,7 @@ pub fn run(
                         Ok(r) => records.push(r),
                         Err((id, reason)) => errors.push(ErrorRow {
                             id,
-                            shard: shard.name.clone(),
+                            shard: shard.path.clone(),
                             stage: "decode".into(),
                             reason,
                         }),
@@ -81,6 +92,25 @@ pub fn run(
     }
 }
 
+/// Rows whose id an earlier row of the shard already has, mapped to that earlier row.
+/// Ids seed each record's randomness and key the outputs, so a repeated id is refused
+/// rather than restored twice with the same draws.
+fn duplicate_rows(raw: &[RawRecord]) -> std::collections::HashMap<usize, usize> {
+    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut duplicates = std::collections::HashMap::new();
+    for r in raw {
+        match first.get(r.id.as_str()) {
+            Some(&row) => {
+                duplicates.insert(r.row, row);
+            }
+            None => {
+                first.insert(&r.id, r.row);
+            }
+        }
+    }
+    duplicates
+}
+
 /// Decodes one row; a failure is (record id, reason).
 fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, String)> {
     let id = raw.id.clone();
@@ -96,13 +126,13 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
     };
     match payload {
         Payload::Image(bytes) => {
-            let px = image::decode(&bytes, c).map_err(|e| fail(format!("{e:#}")))?;
-            if px.shape != spec.shape {
+            let [ih, iw] = image::dimensions(&bytes).map_err(|e| fail(format!("{e:#}")))?;
+            if [ih, iw] != [h, w] {
                 return Err(fail(format!(
-                    "image is {}×{}×{}, the model expects {c}×{h}×{w}",
-                    px.shape[0], px.shape[1], px.shape[2]
+                    "image is {ih}×{iw} pixels, the model expects {h}×{w}"
                 )));
             }
+            let px = image::decode(&bytes, c).map_err(|e| fail(format!("{e:#}")))?;
             record.truth = Some(px.data);
         }
         Payload::Pixels { data, shape } => {
@@ -127,13 +157,15 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
         }
         Payload::YImage(bytes) => {
             let want = spec.y_image_shape.unwrap_or(spec.shape);
-            let px = image::decode(&bytes, want[0]).map_err(|e| fail(format!("{e:#}")))?;
-            if px.shape != want {
+            let [ih, iw] =
+                image::dimensions(&bytes).map_err(|e| fail(format!("y_image: {e:#}")))?;
+            if [ih, iw] != [want[1], want[2]] {
                 return Err(fail(format!(
-                    "y_image is {:?}, the operator measures {want:?}",
-                    px.shape
+                    "y_image is {ih}×{iw} pixels, the operator measures {}×{}",
+                    want[1], want[2]
                 )));
             }
+            let px = image::decode(&bytes, want[0]).map_err(|e| fail(format!("y_image: {e:#}")))?;
             record.y = Some(px.data);
         }
     }
@@ -143,13 +175,13 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
                 "has a `mask`, but the run's operator takes none (use inpaint-random or inpaint-box)".into(),
             ));
         }
-        let px = image::decode(m, c).map_err(|e| fail(format!("mask: {e:#}")))?;
-        if px.shape != spec.shape {
+        let [mh, mw] = image::dimensions(m).map_err(|e| fail(format!("mask: {e:#}")))?;
+        if [mh, mw] != [h, w] {
             return Err(fail(format!(
-                "mask is {:?}, expected {:?}",
-                px.shape, spec.shape
+                "mask is {mh}×{mw} pixels, the model expects {h}×{w}"
             )));
         }
+        let px = image::decode(m, c).map_err(|e| fail(format!("mask: {e:#}")))?;
         record.mask = Some(
             px.data
                 .iter()

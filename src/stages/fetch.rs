@@ -28,6 +28,10 @@ pub fn run(
         .map(|shard| {
             let store = store.clone();
             async move {
+                if let Some(reason) = &shard.unreadable {
+                    let bytes = Err(reason.clone());
+                    return Fetched { shard, bytes };
+                }
                 let bytes = match store.get(&shard.key).await {
                     Ok(r) => r.bytes().await.map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),

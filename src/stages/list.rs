@@ -15,21 +15,8 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
         .into_iter()
         .enumerate()
         .map(|(index, m)| {
-            let name = m.location.filename().unwrap_or_default().to_string();
-            let rel = m
-                .location
-                .as_ref()
-                .strip_prefix(input.prefix.as_ref())
-                .unwrap_or(m.location.as_ref())
-                .trim_start_matches('/')
-                .to_string();
-            Shard {
-                index,
-                url: input.child_url(&rel),
-                name,
-                key: m.location,
-                take: None,
-            }
+            let rel = input.relative(&m.location);
+            Shard::new(index, rel.clone(), input.child_url(&rel), m.location)
         })
         .collect())
 }
@@ -37,7 +24,9 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
 /// Applies `input.limit`: the first `limit` records of the input in listing order, the
 /// same on every rerun and for every worker (so resuming never moves the window, and
 /// `n` workers together restore what one would). Reads Parquet footers (row counts) in
-/// order until the limit is covered; later shards are dropped.
+/// order until the limit is covered; later shards are dropped. A shard whose footer
+/// cannot be read counts as no records: it is kept, marked unreadable, and fails alone
+/// (named, exit 3) while the window goes on over the next shards.
 pub fn apply_limit(
     rt: &tokio::runtime::Handle,
     input: &Location,
@@ -50,8 +39,14 @@ pub fn apply_limit(
         if left == 0 {
             break;
         }
-        let rows = crate::io::parquet_in::row_count(rt, &input.store, &s.key)
-            .with_context(|| format!("shard {}", s.url))?;
+        let rows = match crate::io::parquet_in::row_count(rt, &input.store, &s.key) {
+            Ok(rows) => rows,
+            Err(e) => {
+                s.unreadable = Some(format!("its footer: {e:#}"));
+                kept.push(s);
+                continue;
+            }
+        };
         if rows >= left {
             s.take = Some(left);
             left = 0;
@@ -76,13 +71,12 @@ mod tests {
     use super::*;
 
     fn shard(i: usize) -> Shard {
-        Shard {
-            index: i,
-            name: format!("s{i}.parquet"),
-            url: String::new(),
-            key: object_store::path::Path::from(format!("s{i}.parquet")),
-            take: None,
-        }
+        Shard::new(
+            i,
+            format!("s{i}.parquet"),
+            String::new(),
+            object_store::path::Path::from(format!("s{i}.parquet")),
+        )
     }
 
     #[test]

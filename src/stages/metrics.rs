@@ -31,7 +31,7 @@ pub fn run(
 ) {
     for msg in input {
         if let Flow::Opened { errors, .. } = &msg {
-            Counters::add(&counters.records_failed, errors.len() as u64);
+            counters.add_failed(errors.iter().map(|e| e.id.as_str()));
         }
         let msg = msg
             .map_data(|batch| score_batch(shape, write_f32, lpips.as_deref_mut(), batch, counters));
@@ -83,7 +83,7 @@ fn score_batch(
             let row = r.record.row;
             let fail = |stage: &str, reason: String| ErrorRow {
                 id: r.record.id.clone(),
-                shard: r.shard.name.clone(),
+                shard: r.shard.path.clone(),
                 stage: stage.into(),
                 reason,
             };
@@ -133,6 +133,10 @@ fn score_batch(
     }
     let ok = scored.iter().filter(|s| s.result.is_ok()).count() as u64;
     Counters::add(&counters.records_ok, ok);
-    Counters::add(&counters.records_failed, scored.len() as u64 - ok);
+    counters.add_failed(
+        scored
+            .iter()
+            .filter_map(|s| s.result.as_ref().err().map(|e| e.id.as_str())),
+    );
     scored
 }

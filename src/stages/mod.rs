@@ -23,8 +23,10 @@ use crate::io::parquet_out::{ErrorRow, OutputRow};
 pub struct Shard {
     /// Position in the full, sorted shard list (before worker selection).
     pub index: usize,
-    /// File name, e.g. `shard-00042.parquet`.
-    pub name: String,
+    /// The shard's identity: its path relative to the input prefix, e.g.
+    /// `train/shard-00042.parquet`. Names its outputs (escaped, see `io::layout`),
+    /// default ids and error rows.
+    pub path: String,
     /// The shard's URL, for messages.
     pub url: String,
     /// Key in the input store.
@@ -32,12 +34,27 @@ pub struct Shard {
     /// Restore only the shard's first `take` records (`input.limit` reaching into it);
     /// `None`: all of them.
     pub take: Option<usize>,
+    /// Why the shard is already known to be unusable (its footer could not be read
+    /// while applying `input.limit`): it fails alone, without being fetched.
+    pub unreadable: Option<String>,
 }
 
 impl Shard {
-    /// The file name without `.parquet`: names this shard's outputs.
-    pub fn stem(&self) -> &str {
-        self.name.strip_suffix(".parquet").unwrap_or(&self.name)
+    /// A shard to restore in full.
+    pub fn new(index: usize, path: String, url: String, key: object_store::path::Path) -> Self {
+        Shard {
+            index,
+            path,
+            url,
+            key,
+            take: None,
+            unreadable: None,
+        }
+    }
+
+    /// The escaped, flat name of this shard's outputs (see `io::layout`).
+    pub fn stem(&self) -> String {
+        crate::io::layout::shard_stem(&self.path)
     }
 }
 
@@ -137,7 +154,12 @@ pub struct Counters {
     pub records_expected: std::sync::atomic::AtomicU64,
     /// Sums of the metrics of scored records, for the run summary.
     pub metric_sums: std::sync::Mutex<MetricSums>,
+    /// The ids of the first few failed records, for the final log line.
+    pub first_failed_ids: std::sync::Mutex<Vec<String>>,
 }
+
+/// How many failed record ids the final summary names.
+pub const FAILED_IDS_SHOWN: usize = 5;
 
 /// Running sums of per-image metrics (only records with ground truth count).
 #[derive(Debug, Default, Clone)]
@@ -156,6 +178,19 @@ impl Counters {
     /// Adds `n` to a counter.
     pub fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
         counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts failed records and keeps the first few ids for the summary.
+    pub fn add_failed<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        let mut n = 0;
+        let mut shown = self.first_failed_ids.lock().ok();
+        for id in ids {
+            n += 1;
+            if let Some(v) = shown.as_mut().filter(|v| v.len() < FAILED_IDS_SHOWN) {
+                v.push(id.to_string());
+            }
+        }
+        Counters::add(&self.records_failed, n);
     }
 
     /// Reads a counter.

@@ -14,6 +14,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::AsyncWriteExt;
 
 use super::{Flow, Scored, Shard, Written};
+use crate::io::layout;
 use crate::io::parquet_out::{self, ErrorRow, OutputRow, RowSettings};
 use crate::io::store::Location;
 
@@ -34,16 +35,6 @@ struct Pending {
     done: usize,
 }
 
-/// The output file names of a shard.
-pub fn part_name(shard: &Shard) -> String {
-    format!("part-{}.parquet", shard.stem())
-}
-
-/// The errors table's file name of a shard.
-pub fn errors_name(shard: &Shard) -> String {
-    format!("errors-{}.parquet", shard.stem())
-}
-
 /// Runs until `input` closes.
 pub fn run(
     rt: &tokio::runtime::Handle,
@@ -56,7 +47,7 @@ pub fn run(
     for msg in input {
         let key = match msg {
             Flow::Failed { shard, reason } => {
-                pending.remove(&shard.name);
+                pending.remove(&shard.path);
                 if out.send(ToCommit::Failed { shard, reason }).is_err() {
                     return;
                 }
@@ -67,23 +58,23 @@ pub fn run(
                 records,
                 errors,
             } => {
-                let p = pending.entry(shard.name.clone()).or_default();
+                let p = pending.entry(shard.path.clone()).or_default();
                 p.expected = Some(records);
                 p.errors.extend(errors);
                 p.shard = Some(shard.clone());
-                vec![shard.name.clone()]
+                vec![shard.path.clone()]
             }
             Flow::Data(rows) => {
                 let mut keys = Vec::new();
                 for s in rows {
-                    let p = pending.entry(s.shard.name.clone()).or_default();
+                    let p = pending.entry(s.shard.path.clone()).or_default();
                     p.shard.get_or_insert_with(|| s.shard.clone());
                     p.done += 1;
                     match s.result {
                         Ok(row) => p.rows.push((s.row, row)),
                         Err(e) => p.errors.push(e),
                     }
-                    keys.push(s.shard.name.clone());
+                    keys.push(s.shard.path.clone());
                 }
                 keys.dedup();
                 keys
@@ -132,11 +123,12 @@ fn write_shard(
     let rows: Vec<OutputRow> = p.rows.iter().map(|(_, r)| r.clone()).collect();
     let part = parquet_out::encode_outputs(&rows, settings)?;
     let mut files = Vec::new();
-    let name = part_name(shard);
+    let stem = shard.stem();
+    let name = layout::part_name(&stem);
     upload(rt, output, &name, part.clone())
         .with_context(|| format!("uploading {}", output.child_url(&name)))?;
     files.push((name, part.len() as u64));
-    let errors_key = errors_name(shard);
+    let errors_key = layout::errors_name(&stem);
     if p.errors.is_empty() {
         // A stale errors table from an earlier run with other settings must not linger.
         let store = output.store.clone();

@@ -89,20 +89,51 @@ pub fn read_parquet(path: &Path) -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
+/// The manifest of a shard under an output dir (`stem`: the shard's escaped name).
+pub fn manifest_path(out: &Path, stem: &str) -> std::path::PathBuf {
+    out.join(adps::io::layout::manifest_name(stem))
+}
+
+/// The errors table of a shard under an output dir.
+pub fn errors_path(out: &Path, stem: &str) -> std::path::PathBuf {
+    out.join(adps::io::layout::errors_name(stem))
+}
+
+/// The data part of a shard under an output dir.
+pub fn part_path(out: &Path, stem: &str) -> std::path::PathBuf {
+    out.join(adps::io::layout::part_name(stem))
+}
+
+/// The manifests under an output dir, by file name.
+pub fn manifests(out: &Path) -> BTreeMap<String, serde_json::Value> {
+    let dir = out.join(adps::io::layout::manifests_dir());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let m = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (p.file_name().unwrap().to_string_lossy().to_string(), m)
+        })
+        .collect()
+}
+
 /// Rows of the committed parts under an output dir (parts whose manifest exists),
 /// keyed by id: (reconstruction PNG bytes, mse).
 pub fn committed_rows(out: &Path) -> BTreeMap<String, (Vec<u8>, Option<f64>)> {
     let mut rows = BTreeMap::new();
-    for entry in std::fs::read_dir(out).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let Some(stem) = name.strip_suffix(".manifest.json") else {
-            continue;
-        };
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let part = out.join(format!("{stem}.parquet"));
-        let batch = read_parquet(&part);
+    for (name, manifest) in manifests(out) {
+        let parts: Vec<String> = manifest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .filter(|n| n.starts_with("part-"))
+            .collect();
+        let batches: Vec<RecordBatch> = parts.iter().map(|p| read_parquet(&out.join(p))).collect();
+        let batch = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
         assert_eq!(
             batch.num_rows() as u64,
             manifest["rows"].as_u64().unwrap(),

@@ -223,7 +223,7 @@ fn bad_records_go_to_the_errors_table_and_a_corrupt_shard_fails_alone() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("records ok 7, failed 2"), "{stdout}");
     assert!(stdout.contains("shards committed 3, failed 1"), "{stdout}");
-    let errors = read_parquet(&output.join("errors-shard-00002.parquet"));
+    let errors = read_parquet(&errors_path(&output, "shard-00002"));
     assert_eq!(errors.num_rows(), 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -231,7 +231,7 @@ fn bad_records_go_to_the_errors_table_and_a_corrupt_shard_fails_alone() {
         "the corrupt shard is named: {stderr}"
     );
     assert!(!output.join("part-shard-00003.parquet").exists());
-    assert!(!output.join("part-shard-00003.manifest.json").exists());
+    assert!(!manifest_path(&output, "shard-00003").exists());
 }
 
 #[test]
@@ -412,7 +412,7 @@ fn measured_input_is_restored_and_not_scored() {
         "cpu",
     ]);
     assert_eq!(out.status.code(), Some(3));
-    let errors = read_parquet(&tmp.path().join("o2/errors-measured.parquet"));
+    let errors = read_parquet(&errors_path(&tmp.path().join("o2"), "measured"));
     assert_eq!(errors.num_rows(), 3);
 }
 
@@ -444,7 +444,7 @@ fn memory_store_runs_in_process() {
     let manifest = rt
         .block_on(async {
             out.store
-                .get(&out.child("part-shard-00001.manifest.json"))
+                .get(&out.child(&adps::io::layout::manifest_name("shard-00001")))
                 .await?
                 .bytes()
                 .await

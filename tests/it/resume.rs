@@ -43,17 +43,7 @@ fn sigkill_mid_run_then_rerun_commits_every_id_exactly_once() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let manifests = || {
-        std::fs::read_dir(&output)
-            .map(|d| {
-                d.filter(|e| {
-                    e.as_ref()
-                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".manifest.json"))
-                })
-                .count()
-            })
-            .unwrap_or(0)
-    };
+    let manifests = || crate::common::manifests(&output).len();
     let started = Instant::now();
     while manifests() == 0 {
         assert!(

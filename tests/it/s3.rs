@@ -85,17 +85,17 @@ fn restores_from_and_to_a_real_s3_bucket() {
         )
         .unwrap()
         .into_iter()
-        .map(|m| m.location.filename().unwrap().to_string())
+        .map(|m| output.relative(&m.location))
         .collect();
     names.sort();
     assert_eq!(
         names,
         [
-            "part-shard-00000.manifest.json",
+            "__adps/manifests/shard-00000.json",
+            "__adps/manifests/shard-00001.json",
+            "__adps/manifests/shard-00002.json",
             "part-shard-00000.parquet",
-            "part-shard-00001.manifest.json",
             "part-shard-00001.parquet",
-            "part-shard-00002.manifest.json",
             "part-shard-00002.parquet",
         ]
     );

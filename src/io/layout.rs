@@ -1,0 +1,109 @@
+//! The output layout: every name adps writes under an output prefix, in one place.
+//!
+//! ```text
+//! OUT/part-<stem>.parquet              restored rows (the only files at the top)
+//! OUT/__adps/manifests/<stem>.json     written last: the shard is committed
+//! OUT/__adps/errors/<stem>.parquet     records of the shard that failed
+//! OUT/__adps/failed/<stem>.json        the shard failed as a whole (removed on commit)
+//! ```
+//! Readers skip the metadata folder by convention: pyarrow, pandas, Spark and DuckDB
+//! ignore names starting with `_`, Hugging Face `datasets` ignores folders starting with
+//! `__`, so `pd.read_parquet(OUT)` and `load_dataset(OUT)` see the data parts alone.
+//!
+//! A shard's identity is its path relative to the input prefix (`train/0.parquet`), so
+//! shards with the same file name in two folders never meet. `<stem>` is that path
+//! without `.parquet`, escaped so that it is one flat file name that no store rewrites:
+//! bytes outside `[A-Za-z0-9._-]` become `=XX` (upper-case hex), `/` included
+//! (`train/0.parquet` → `train=2F0`, `ü.parquet` → `=C3=BC`). Hand-written because the
+//! usual percent-encoding is not stable here: object_store escapes `%` itself and the
+//! local store decodes it again on disk, turning `%2F` back into a folder.
+
+/// The folder under an output prefix that holds everything but the data parts.
+pub const META_DIR: &str = "__adps";
+
+/// The escaped, flat name of a shard, from its path relative to the input prefix.
+pub fn shard_stem(rel_path: &str) -> String {
+    let rel = rel_path.strip_suffix(".parquet").unwrap_or(rel_path);
+    let mut out = String::with_capacity(rel.len());
+    for b in rel.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("={b:02X}"));
+        }
+    }
+    out
+}
+
+/// The data part of a shard.
+pub fn part_name(stem: &str) -> String {
+    format!("part-{stem}.parquet")
+}
+
+/// The manifest of a committed shard.
+pub fn manifest_name(stem: &str) -> String {
+    format!("{META_DIR}/manifests/{stem}.json")
+}
+
+/// The errors table of a shard.
+pub fn errors_name(stem: &str) -> String {
+    format!("{META_DIR}/errors/{stem}.parquet")
+}
+
+/// The failure record of a shard that failed as a whole.
+pub fn failed_name(stem: &str) -> String {
+    format!("{META_DIR}/failed/{stem}.json")
+}
+
+/// The folder of the manifests, for listing.
+pub fn manifests_dir() -> String {
+    format!("{META_DIR}/manifests")
+}
+
+/// Whether a file name under an output prefix belongs to the layout of adps ≤ 0.1
+/// (manifests and errors tables beside the parts), which this version does not resume.
+pub fn is_legacy_name(name: &str) -> bool {
+    !name.contains('/')
+        && ((name.starts_with("part-") && name.ends_with(".manifest.json"))
+            || (name.starts_with("errors-") && name.ends_with(".parquet")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_and_flat_names_never_collide() {
+        let names = [
+            "train/0.parquet",
+            "test/0.parquet",
+            "train=2F0.parquet",
+            "train_0.parquet",
+            "train-0.parquet",
+            "0.parquet",
+        ];
+        let stems: std::collections::HashSet<String> =
+            names.iter().map(|n| shard_stem(n)).collect();
+        assert_eq!(stems.len(), names.len(), "{stems:?}");
+        assert_eq!(shard_stem("train/0.parquet"), "train=2F0");
+        assert_eq!(shard_stem("shard-00001.parquet"), "shard-00001");
+    }
+
+    #[test]
+    fn stems_are_plain_ascii_that_no_store_rewrites() {
+        let stem = shard_stem("über räume/ü 1%#~.parquet");
+        assert_eq!(stem, "=C3=BCber=20r=C3=A4ume=2F=C3=BC=201=25=23=7E");
+        // object_store keeps such a name as it is (no percent-encoding).
+        let name = part_name(&stem);
+        let part = object_store::path::PathPart::from(name.as_str());
+        assert_eq!(part.as_ref(), name);
+    }
+
+    #[test]
+    fn legacy_names_are_recognised() {
+        assert!(is_legacy_name("part-shard-00000.manifest.json"));
+        assert!(is_legacy_name("errors-shard-00000.parquet"));
+        assert!(!is_legacy_name("part-shard-00000.parquet"));
+        assert!(!is_legacy_name("__adps/manifests/shard-00000.json"));
+    }
+}

@@ -1,0 +1,337 @@
+//! Nothing lost or merged: shard identity is the path relative to the input prefix,
+//! duplicate ids are refused or reported, huge images are refused from their header,
+//! `--limit` lets an unreadable shard fail alone, and a failed shard leaves a record.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::common::*;
+
+const SHAPE: [usize; 3] = [1, 8, 8];
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().to_string()
+}
+
+fn restore_args(input: &str, output: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "restore",
+        "--model",
+        &s(&gaussian_model()),
+        "--input",
+        input,
+        "--output",
+        output,
+        "--operator",
+        "cs:24",
+        "--steps",
+        "4",
+        "--zeta",
+        "0.5",
+        "--device",
+        "cpu",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn run(args: &[String]) -> std::process::Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    adps(&args)
+}
+
+/// A shard of `n` synthetic images with ids `<prefix>-<k>`.
+fn shard(prefix: &str, n: usize) -> (Vec<String>, Vec<u8>) {
+    let rows: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|k| {
+            let png = adps::io::image::encode_png(SHAPE, &synthetic_image(k, SHAPE)).unwrap();
+            (format!("{prefix}-{k}"), png)
+        })
+        .collect();
+    let ids = rows.iter().map(|(id, _)| id.clone()).collect();
+    (
+        ids,
+        adps::io::parquet_out::encode_image_shard(&rows).unwrap(),
+    )
+}
+
+/// A shard whose rows carry no `id` column (ids default to `<shard path>:<row>`).
+fn shard_without_ids(n: usize) -> Vec<u8> {
+    let pngs: Vec<Vec<u8>> = (0..n)
+        .map(|k| adps::io::image::encode_png(SHAPE, &synthetic_image(k, SHAPE)).unwrap())
+        .collect();
+    let batch = arrow::array::RecordBatch::try_from_iter([(
+        "image",
+        std::sync::Arc::new(arrow::array::BinaryArray::from_iter_values(pngs.iter()))
+            as arrow::array::ArrayRef,
+    )])
+    .unwrap();
+    adps::io::parquet_out::write_parquet(batch, &["image"]).unwrap()
+}
+
+#[test]
+fn same_file_name_in_two_folders_stays_two_shards() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    for split in ["train", "test"] {
+        std::fs::create_dir_all(input.join(split)).unwrap();
+        std::fs::write(input.join(split).join("0.parquet"), shard_without_ids(3)).unwrap();
+    }
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("records ok 6, failed 0"), "{stdout}");
+    assert!(stdout.contains("shards committed 2"), "{stdout}");
+    let rows = committed_rows(&output);
+    let ids: Vec<&String> = rows.keys().collect();
+    assert_eq!(
+        ids,
+        [
+            "test/0.parquet:0",
+            "test/0.parquet:1",
+            "test/0.parquet:2",
+            "train/0.parquet:0",
+            "train/0.parquet:1",
+            "train/0.parquet:2",
+        ]
+    );
+    let m = manifests(&output);
+    assert_eq!(
+        m.keys().collect::<Vec<_>>(),
+        ["test=2F0.json", "train=2F0.json"]
+    );
+    assert_eq!(m["train=2F0.json"]["shard"], "train/0.parquet");
+    assert_eq!(
+        m["train=2F0.json"]["files"][0]["name"],
+        "part-train=2F0.parquet"
+    );
+    assert!(part_path(&output, "test=2F0").is_file());
+    // A rerun recognises both as committed.
+    let again = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_ok(&again);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("skipped 2"), "{stdout}");
+}
+
+#[test]
+fn a_non_ascii_shard_name_is_written_and_listed_one_way() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    let (ids, bytes) = shard("b", 2);
+    std::fs::write(input.join("bücher 1.parquet"), bytes).unwrap();
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_ok(&out);
+    let m = manifests(&output);
+    let (name, manifest) = m.iter().next().expect("one manifest");
+    assert_eq!(name, "b=C3=BCcher=201.json");
+    assert_eq!(manifest["shard"], "bücher 1.parquet");
+    let listed: Vec<String> = std::fs::read_dir(&output)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    // The manifest names the part exactly as it is stored.
+    assert_eq!(listed, [manifest["files"][0]["name"].as_str().unwrap()]);
+    assert_eq!(
+        committed_rows(&output).keys().cloned().collect::<Vec<_>>(),
+        ids
+    );
+}
+
+#[test]
+fn duplicate_ids_are_an_error_row_in_a_shard_and_reported_across_shards() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = |k| adps::io::image::encode_png(SHAPE, &synthetic_image(k, SHAPE)).unwrap();
+    // Shard a: ids x, y, x (rows 0 and 2 share an id). Shard b: y again, z.
+    let a = vec![
+        ("x".into(), png(0)),
+        ("y".into(), png(1)),
+        ("x".into(), png(2)),
+    ];
+    let b = vec![("y".into(), png(3)), ("z".into(), png(4))];
+    for (name, rows) in [("a.parquet", a), ("b.parquet", b)] {
+        let bytes = adps::io::parquet_out::encode_image_shard(&rows).unwrap();
+        std::fs::write(input.join(name), bytes).unwrap();
+    }
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("records ok 4, failed 1"), "{stdout}");
+    assert!(
+        stdout.contains("1 id(s) committed in more than one shard: y (in a.parquet, b.parquet)"),
+        "{stdout}"
+    );
+    let errors = read_parquet(&errors_path(&output, "a"));
+    assert_eq!(errors.num_rows(), 1);
+    use arrow::array::AsArray;
+    let reason = errors
+        .column_by_name("reason")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
+    assert!(
+        reason.contains("row 2") && reason.contains("row 0") && reason.contains("`x`"),
+        "{reason}"
+    );
+    // Row 0 of shard a is restored once; the repeat is not.
+    let part = read_parquet(&part_path(&output, "a"));
+    assert_eq!(part.num_rows(), 2);
+}
+
+#[test]
+fn limit_lets_an_unreadable_shard_fail_alone_and_records_the_failure() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    let (a, bytes_a) = shard("a", 3);
+    std::fs::write(input.join("s0.parquet"), bytes_a).unwrap();
+    std::fs::write(input.join("s1.parquet"), b"PAR1 not parquet at all").unwrap();
+    let (c, bytes_c) = shard("c", 3);
+    std::fs::write(input.join("s2.parquet"), bytes_c).unwrap();
+    let out = run(&restore_args(&s(&input), &s(&output), &["--limit", "5"]));
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("s1.parquet"),
+        "the bad shard is named: {stderr}"
+    );
+    // The window goes on past the unreadable shard: 3 of s0, then 2 of s2.
+    let rows = committed_rows(&output);
+    let want: Vec<String> = a.iter().chain(&c[..2]).cloned().collect();
+    assert_eq!(rows.keys().cloned().collect::<Vec<_>>(), want);
+    // The failure is on record, machine-readable, until the shard commits.
+    let failed = output.join(adps::io::layout::failed_name("s1"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&failed).unwrap()).unwrap();
+    assert_eq!(record["shard"], "s1.parquet");
+    let reason = record["reason"].as_str().unwrap();
+    assert!(reason.contains("Parquet"), "{reason}");
+    assert_eq!(
+        reason.matches("cannot read").count(),
+        1,
+        "said once: {reason}"
+    );
+    let (_, fixed) = shard("b", 2);
+    std::fs::write(input.join("s1.parquet"), fixed).unwrap();
+    let again = run(&restore_args(&s(&input), &s(&output), &["--limit", "5"]));
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    assert!(
+        !failed.exists(),
+        "the failure record goes once the shard commits"
+    );
+    // With s1 readable the window is s0 (3) + s1 (2).
+    let m = manifests(&output);
+    assert_eq!(m["s1.json"]["rows"], 2);
+}
+
+#[test]
+fn an_output_in_the_old_layout_is_refused_with_what_to_do() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    write_image_shards(&input, 1, 2, SHAPE);
+    std::fs::create_dir_all(&output).unwrap();
+    std::fs::write(output.join("part-shard-00000.manifest.json"), b"{}").unwrap();
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("part-shard-00000.manifest.json") && stderr.contains("new output"),
+        "{stderr}"
+    );
+}
+
+/// A 16384×16384 grey PNG written row by row (a few hundred KB, 256 MiB of pixels).
+fn huge_png(dir: &Path) -> Vec<u8> {
+    let side = 16384u32;
+    let path = dir.join("huge.png");
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut enc = png::Encoder::new(file, side, side);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut w = enc.write_header().unwrap().into_stream_writer().unwrap();
+    let row = vec![0u8; side as usize];
+    for _ in 0..side {
+        std::io::Write::write_all(&mut w, &row).unwrap();
+    }
+    w.finish().unwrap();
+    std::fs::read(&path).unwrap()
+}
+
+/// Runs the binary and returns (exit code, peak RSS in bytes, stdout).
+fn run_measuring_rss(args: &[String], dir: &Path) -> (Option<i32>, u64, String) {
+    let stdout_path = dir.join("stdout.txt");
+    let child = Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(args)
+        .env("ADPS_LOG", "warn")
+        .stdout(std::fs::File::create(&stdout_path).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: plain FFI call with valid out-pointers; the child is reaped here, and
+    // `child` is never waited on again.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4 failed");
+    std::mem::forget(child);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    let stdout = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+    (code, usage.ru_maxrss as u64 * 1024, stdout)
+}
+
+#[test]
+fn a_huge_image_is_refused_from_its_header_at_no_memory_cost() {
+    let tmp = tempdir();
+    let png = |k| adps::io::image::encode_png(SHAPE, &synthetic_image(k, SHAPE)).unwrap();
+    let mut peaks = Vec::new();
+    for (case, third) in [("normal", png(2)), ("huge", huge_png(tmp.path()))] {
+        let input = tmp.path().join(case).join("in");
+        let output = tmp.path().join(case).join("out");
+        std::fs::create_dir_all(&input).unwrap();
+        let rows = vec![
+            ("a".into(), png(0)),
+            ("b".into(), png(1)),
+            ("c".into(), third),
+        ];
+        let bytes = adps::io::parquet_out::encode_image_shard(&rows).unwrap();
+        std::fs::write(input.join("s.parquet"), bytes).unwrap();
+        let (code, peak, stdout) =
+            run_measuring_rss(&restore_args(&s(&input), &s(&output), &[]), tmp.path());
+        let want_code = if case == "huge" { 3 } else { 0 };
+        assert_eq!(code, Some(want_code), "{case}: {stdout}");
+        peaks.push(peak);
+        if case == "huge" {
+            let errors = read_parquet(&errors_path(&output, "s"));
+            use arrow::array::AsArray;
+            let reason = errors
+                .column_by_name("reason")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_string();
+            assert!(reason.contains("16384×16384"), "{reason}");
+        }
+    }
+    let (normal, huge) = (peaks[0], peaks[1]);
+    // Decoding the image would cost at least its 256 MiB of pixels; a header costs nothing.
+    assert!(
+        huge <= normal + (32 << 20),
+        "peak RSS {} MiB with the huge image vs {} MiB without",
+        huge >> 20,
+        normal >> 20
+    );
+}
