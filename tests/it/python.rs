@@ -14,17 +14,26 @@ fn python() -> String {
 }
 
 #[test]
-fn parts_open_in_pyarrow_with_image_features() {
+fn the_output_folder_opens_as_one_dataset_in_pyarrow_with_image_features() {
     let tmp = tempdir();
     let input = tmp.path().join("in");
     let output = tmp.path().join("out");
     write_image_shards(&input, 2, 3, [1, 8, 8]);
+    // One more shard with a record that fails, so the metadata folder holds an errors
+    // table that dataset readers must skip.
+    let good = adps::io::image::encode_png([1, 8, 8], &synthetic_image(9, [1, 8, 8])).unwrap();
+    let rows = vec![("z-ok".to_string(), good), ("z-bad".to_string(), b"no png".to_vec())];
+    std::fs::write(
+        input.join("z.parquet"),
+        adps::io::parquet_out::encode_image_shard(&rows).unwrap(),
+    )
+    .unwrap();
     let model = gaussian_model().to_string_lossy().to_string();
     let (i, o) = (
         input.to_string_lossy().to_string(),
         output.to_string_lossy().to_string(),
     );
-    assert_ok(&adps(&[
+    let run = adps(&[
         "restore",
         "--model",
         &model,
@@ -41,19 +50,24 @@ fn parts_open_in_pyarrow_with_image_features() {
         "--device",
         "cpu",
         "--write-f32",
-    ]));
+    ]);
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
     let script = r#"
 import json, sys, glob
 import pyarrow.parquet as pq, pyarrow.dataset as ds
 out = sys.argv[1]
-t = ds.dataset(sorted(glob.glob(out + "/part-*.parquet")), format="parquet").to_table()
-assert t.num_rows == 6, t.num_rows
+# The folder itself, as the README reads it: the __adps/ metadata is skipped.
+t = ds.dataset(out, format="parquet").to_table().sort_by("id")
+assert t.num_rows == 7, t.num_rows
+assert pq.read_table(out).num_rows == 7  # what pandas.read_parquet(out) uses
+errors = ds.dataset(out + "/__adps/errors", format="parquet").to_table()
+assert errors.column("id").to_pylist() == ["z-bad"], errors
 assert str(t.schema.field("reconstruction").type) == "struct<bytes: binary, path: string>", t.schema
 assert t.schema.field("reconstruction_f32").type.value_type == "float"
 meta = json.loads(pq.read_schema(glob.glob(out + "/part-*.parquet")[0]).metadata[b"huggingface"])
 assert meta["info"]["features"]["reconstruction"] == {"_type": "Image"}, meta
 ids = t.column("id").to_pylist()
-assert ids == sorted(ids) and len(set(ids)) == 6, ids
+assert ids == sorted(ids) and len(set(ids)) == 7, ids
 png = t.column("reconstruction").combine_chunks().field("bytes")[0].as_py()
 assert png[:8] == b"\x89PNG\r\n\x1a\n"
 assert all(v == "sr:2" for v in t.column("operator").to_pylist())
