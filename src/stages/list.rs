@@ -15,7 +15,12 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
         .into_iter()
         .enumerate()
         .map(|(index, m)| {
+            // object_store percent-encodes some characters in keys (non-ASCII ones on
+            // S3, not on local disks): the identity is the name as the user wrote it.
             let rel = input.relative(&m.location);
+            let rel = percent_encoding::percent_decode_str(&rel)
+                .decode_utf8_lossy()
+                .into_owned();
             Shard::new(index, rel.clone(), input.child_url(&rel), m.location)
         })
         .collect())

@@ -22,7 +22,10 @@ fn the_output_folder_opens_as_one_dataset_in_pyarrow_with_image_features() {
     // One more shard with a record that fails, so the metadata folder holds an errors
     // table that dataset readers must skip.
     let good = adps::io::image::encode_png([1, 8, 8], &synthetic_image(9, [1, 8, 8])).unwrap();
-    let rows = vec![("z-ok".to_string(), good), ("z-bad".to_string(), b"no png".to_vec())];
+    let rows = vec![
+        ("z-ok".to_string(), good),
+        ("z-bad".to_string(), b"no png".to_vec()),
+    ];
     std::fs::write(
         input.join("z.parquet"),
         adps::io::parquet_out::encode_image_shard(&rows).unwrap(),

@@ -148,3 +148,96 @@ fn wrong_credentials_fail_naming_the_url_not_the_secret() {
     assert!(stderr.contains(&url), "{stderr}");
     assert!(!stderr.contains("definitely-wrong-secret"), "{stderr}");
 }
+
+#[test]
+fn nested_and_non_ascii_shard_names_keep_their_identity_on_s3() {
+    let bucket = bucket();
+    let run = format!("names-{}", std::process::id());
+    let input_url = format!("s3://{bucket}/{run}/in");
+    let output_url = format!("s3://{bucket}/{run}/out");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let input = adps::io::store::open(&input_url).unwrap();
+    let shape = [1, 8, 8];
+    let mut want = Vec::new();
+    for (k, name) in ["train/0.parquet", "test/0.parquet", "bücher 1.parquet"]
+        .iter()
+        .enumerate()
+    {
+        let rows: Vec<(String, Vec<u8>)> = (0..2)
+            .map(|r| {
+                let png =
+                    adps::io::image::encode_png(shape, &synthetic_image(k * 2 + r, shape)).unwrap();
+                (format!("{name}#{r}"), png)
+            })
+            .collect();
+        want.extend(rows.iter().map(|(id, _)| id.clone()));
+        let bytes = adps::io::parquet_out::encode_image_shard(&rows).unwrap();
+        rt.block_on(input.store.put(&input.child(name), PutPayload::from(bytes)))
+            .unwrap();
+    }
+    let model = gaussian_model().to_string_lossy().to_string();
+    let args = [
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &input_url,
+        "--output",
+        &output_url,
+        "--operator",
+        "cs:24",
+        "--steps",
+        "3",
+        "--zeta",
+        "0.5",
+        "--device",
+        "cpu",
+    ];
+    let out = adps(&args);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("records ok 6, failed 0; shards committed 3"),
+        "{out:?}"
+    );
+    let output = adps::io::store::open(&output_url).unwrap();
+    let manifests = adps::stages::commit::read_manifests(rt.handle(), &output).unwrap();
+    let mut shards: Vec<&str> = manifests.iter().map(|(_, m)| m.shard.as_str()).collect();
+    shards.sort();
+    assert_eq!(
+        shards,
+        ["bücher 1.parquet", "test/0.parquet", "train/0.parquet"]
+    );
+    // Every file a manifest names is stored under exactly that name.
+    let stored: std::collections::BTreeSet<String> = output
+        .list_names(rt.handle(), "")
+        .unwrap()
+        .into_iter()
+        .collect();
+    for (_, m) in &manifests {
+        for f in &m.files {
+            assert!(
+                stored.contains(&f.name),
+                "{} not stored: {stored:?}",
+                f.name
+            );
+        }
+    }
+    assert!(stored.contains("part-train=2F0.parquet"), "{stored:?}");
+    assert!(
+        stored.contains("part-b=C3=BCcher=201.parquet"),
+        "{stored:?}"
+    );
+    let mut got = Vec::new();
+    for name in stored.iter().filter(|n| n.starts_with("part-")) {
+        let bytes = rt
+            .block_on(async { output.store.get(&output.child(name)).await?.bytes().await })
+            .unwrap();
+        got.extend(adps::io::parquet_in::read_string_column(bytes, "id").unwrap());
+    }
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "every id once");
+    let again = adps(&args);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("skipped 3"));
+}
