@@ -10,7 +10,7 @@ use ndarray::Array4;
 
 use crate::common::root;
 
-/// Official LPIPS-Alex v0.1 distances (../shared/lpips-calibration/README.md).
+/// Official LPIPS-Alex v0.1 distances (tests/fixtures/lpips-calibration/README.md).
 const OFFICIAL: [(&str, f64); 5] = [
     ("I03", 0.7237),
     ("I04", 0.2572),
@@ -25,7 +25,7 @@ fn graph() -> OnnxLpips {
 }
 
 fn calibration_dir() -> PathBuf {
-    root().join("../shared/lpips-calibration")
+    root().join("tests/fixtures/lpips-calibration")
 }
 
 /// One calibration image as [1, 3, H, W] in [-1, 1].
