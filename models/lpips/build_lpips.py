@@ -14,7 +14,7 @@ Inside: LPIPS scaling layer, AlexNet features at relu1..relu5, channel unit
 normalisation x / (sqrt(sum_c x^2) + 1e-10), squared difference, 1x1 conv heads (no bias),
 spatial mean, sum over the five layers.  No resizing: the caller decides what size goes in.
 
-Before writing, the five calibration pairs in ../shared/lpips-calibration are run through
+Before writing, the five calibration pairs in tests/fixtures/lpips-calibration are run through
 ONNX Runtime; the file is written only if each distance is within 1e-3 of the official
 value.
 
@@ -49,7 +49,7 @@ IR_VERSION = 8  # what opset 17 needs; ONNX Runtime 1.31 refuses onnx 1.23's def
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 OUT = HERE / "lpips-alex.onnx"
-CALIBRATION = REPO.parent / "shared" / "lpips-calibration"
+CALIBRATION = REPO / "tests" / "fixtures" / "lpips-calibration"
 
 # Official LPIPS-Alex v0.1 distances (IQA-PyTorch ResultsCalibra/results_official.csv).
 OFFICIAL = {"I03": 0.7237, "I04": 0.2572, "I06": 0.05079, "I08": 0.05205, "I19": 0.4253}
