@@ -45,7 +45,18 @@ pub fn run() -> Result<ExitCode> {
                 outcome.summary.display(),
                 outcome.report.display()
             );
-            Ok(ExitCode::SUCCESS)
+            if outcome.partial_runs.is_empty() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            for run in &outcome.partial_runs {
+                tracing::error!("partial run: {run}");
+            }
+            println!(
+                "{} run(s) left records or shards failed: {}",
+                outcome.partial_runs.len(),
+                outcome.partial_runs.join("; ")
+            );
+            Ok(ExitCode::from(EXIT_PARTIAL))
         }
         Command::Run(args) => {
             let mut spec = RunSpec::load(&args.spec, &args.set)?;
@@ -137,7 +148,23 @@ pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
     for (shard, reason) in &report.failed_shards {
         tracing::error!("{shard}: {reason}");
     }
-    tracing::info!(output = %output_url, "{summary}");
+    let mean = |sum: f64, n: u64| (n > 0).then(|| sum / n as f64);
+    tracing::info!(
+        output = %output_url,
+        records_ok = report.records_ok,
+        records_failed = report.records_failed,
+        shards_committed = report.shards_committed,
+        shards_failed = report.shards_failed,
+        shards_skipped = report.shards_skipped,
+        duplicate_ids = report.duplicate_ids.len(),
+        seconds = report.seconds,
+        nfe_per_second = report.nfe_per_second,
+        mean_psnr = mean(m.psnr, m.scored),
+        mean_ssim = mean(m.ssim, m.ssim_scored),
+        mean_lpips = mean(m.lpips, m.lpips_scored),
+        first_failed_ids = %report.first_failed_ids.join(","),
+        "run finished"
+    );
     println!("{summary}");
     println!("outputs: {output_url}");
     Ok(if report.is_partial() {

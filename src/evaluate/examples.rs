@@ -30,7 +30,15 @@ fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String,
                 store.get(&shard.key).await?.bytes().await
             })
             .with_context(|| shard.url.clone())?;
-        for r in read_shard(bytes, &shard.path)? {
+        // An unreadable shard already failed (and was named) in the test run.
+        let records = match read_shard(bytes, &shard.path) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::warn!(shard = %shard.url, "no example images from it: {e:#}");
+                continue;
+            }
+        };
+        for r in records {
             if ids.contains(&r.id) {
                 if let Ok(Payload::Image(png)) = &r.payload {
                     found.insert(r.id.clone(), image::decode(png, channels)?.data);

@@ -54,6 +54,8 @@ pub struct Outcome {
     pub summary: PathBuf,
     pub report: PathBuf,
     pub settings: Vec<SettingSummary>,
+    /// Runs of the sweep (validation or test) in which records or shards failed.
+    pub partial_runs: Vec<String>,
 }
 
 /// Checks a sweep before any compute; every problem names its entry.
@@ -184,6 +186,7 @@ fn run_one(
     zeta: f64,
     images: &config::ImageSet,
     out: &str,
+    partial: &mut Vec<String>,
 ) -> Result<()> {
     let d = &spec.defaults;
     let run = RunSpec {
@@ -223,11 +226,12 @@ fn run_one(
     let (plan, engines) = plan::build(run)?;
     let report = topology::run(plan, engines, false)?;
     if report.is_partial() {
-        tracing::warn!(
-            "{out}: {} records and {} shards failed; the summary uses what succeeded",
-            report.records_failed,
-            report.shards_failed
+        let what = format!(
+            "{out}: {} records and {} shards failed",
+            report.records_failed, report.shards_failed
         );
+        tracing::warn!("{what}; the summary uses what succeeded");
+        partial.push(what);
     }
     Ok(())
 }
@@ -250,7 +254,12 @@ fn mean_mse(rows: &[collect::PartRow]) -> f64 {
 
 /// Picks ζ on the validation images: the grid's best by mean MSE; while the best lies on
 /// an edge, the grid is extended past it by the edge's spacing (at most `widen` times).
-fn search_zeta(spec: &SweepSpec, s: &Setting, base: &str) -> Result<(f64, Vec<f64>, Vec<f64>)> {
+fn search_zeta(
+    spec: &SweepSpec,
+    s: &Setting,
+    base: &str,
+    partial: &mut Vec<String>,
+) -> Result<(f64, Vec<f64>, Vec<f64>)> {
     let mut grid = s.zeta_grid.clone();
     grid.sort_by(f64::total_cmp);
     grid.dedup();
@@ -262,7 +271,7 @@ fn search_zeta(spec: &SweepSpec, s: &Setting, base: &str) -> Result<(f64, Vec<f6
                 continue;
             }
             let out = format!("{base}/val/{}", zeta_dir(z));
-            run_one(spec, s, z, &spec.images.validation, &out)?;
+            run_one(spec, s, z, &spec.images.validation, &out, partial)?;
             curve.insert(z.to_bits(), mean_mse(&rows_of(&out)?));
         }
         let mse: Vec<f64> = grid.iter().map(|z| curve[&z.to_bits()]).collect();
@@ -311,12 +320,13 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
     let runs = spec.runs.trim_end_matches('/').to_string();
     let mut summaries = Vec::new();
     let mut test_dirs = Vec::new();
+    let mut partial = Vec::new();
     for (k, s) in settings.iter().enumerate() {
         let base = format!("{runs}/{}", s.slug(&spec.defaults.solver));
         let started = std::time::Instant::now();
-        let (zeta, grid, curve) = search_zeta(&spec, s, &base)?;
+        let (zeta, grid, curve) = search_zeta(&spec, s, &base, &mut partial)?;
         let test_dir = format!("{base}/test-{}", zeta_dir(zeta));
-        run_one(&spec, s, zeta, &spec.images.test, &test_dir)?;
+        run_one(&spec, s, zeta, &spec.images.test, &test_dir, &mut partial)?;
         let rows = rows_of(&test_dir)?;
         // Read from the committed parts, not timed here: a resumed or re-rendered sweep
         // skips finished runs and must still report what they cost.
@@ -372,7 +382,9 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         });
         test_dirs.push(test_dir);
     }
-    write_outputs(&spec, &settings, &summaries, &test_dirs)
+    let mut outcome = write_outputs(&spec, &settings, &summaries, &test_dirs)?;
+    outcome.partial_runs = partial;
+    Ok(outcome)
 }
 
 fn write_outputs(
@@ -399,6 +411,7 @@ fn write_outputs(
         summary,
         report,
         settings: summaries.to_vec(),
+        partial_runs: Vec::new(),
     })
 }
 

@@ -134,10 +134,16 @@ pub fn run(
                         let key = output.child(&layout::failed_name(&w.shard.stem()));
                         // Absent in the usual case; a stale record must not outlive the commit.
                         let _ = rt.block_on(async move { store.delete(&key).await });
-                        tracing::debug!(
-                            shard = %w.shard.url,
+                        // One info event per shard: a batch job's log shows progress at
+                        // the default level, with fields a log system can query.
+                        let images_per_s = w.rows as f64 / w.restore_seconds.max(1e-9);
+                        tracing::info!(
+                            shard = %w.shard.path,
                             rows = w.rows,
                             errors = w.errors,
+                            seconds = w.restore_seconds,
+                            images_per_s,
+                            mean_psnr = w.mean_psnr,
                             "committed"
                         );
                     }

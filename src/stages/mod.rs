@@ -136,6 +136,10 @@ pub struct Written {
     pub errors: usize,
     /// Keys written, with their sizes, for the manifest.
     pub files: Vec<(String, u64)>,
+    /// Restore time of the shard's images (each image's share of its batch's time).
+    pub restore_seconds: f64,
+    /// Mean PSNR over the rows with ground truth, if any.
+    pub mean_psnr: Option<f64>,
 }
 
 /// Counters every stage adds to; read by the progress display and the final summary,

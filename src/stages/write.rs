@@ -100,6 +100,8 @@ pub fn run(
                     rows: p.rows.len(),
                     errors: p.errors.len(),
                     files,
+                    restore_seconds: p.rows.iter().map(|(_, r)| r.seconds).sum(),
+                    mean_psnr: mean(p.rows.iter().filter_map(|(_, r)| r.psnr)),
                 }),
                 Err(e) => ToCommit::Failed {
                     reason: format!("cannot write outputs: {e:#}"),
@@ -111,6 +113,11 @@ pub fn run(
             }
         }
     }
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (n, sum) = values.fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
+    (n > 0).then(|| sum / n as f64)
 }
 
 fn write_shard(

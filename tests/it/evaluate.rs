@@ -205,3 +205,37 @@ fn bad_sweeps_fail_before_any_compute_naming_the_entry() {
         "nothing may run before the sweep is checked"
     );
 }
+
+#[test]
+fn a_sweep_whose_runs_lose_records_exits_3_naming_them() {
+    let tmp = tempdir();
+    let (val, test) = image_sets(tmp.path());
+    // A test shard that is not Parquet: every test run of the sweep fails it.
+    std::fs::write(
+        std::path::Path::new(&test).join("shard-00000.parquet"),
+        b"PAR1 not parquet",
+    )
+    .unwrap();
+    let report = tmp.path().join("report");
+    let sets = [
+        format!("images.validation.url={val}"),
+        format!("images.test.url={test}"),
+        format!("report={}", report.display()),
+        format!("runs={}", tmp.path().join("runs").display()),
+        "images.test.limit=2".to_string(),
+        "images.validation.limit=2".to_string(),
+        "defaults.zeta_grid=[1.0]".to_string(),
+        "defaults.widen=0".to_string(),
+    ];
+    let mut args = vec!["evaluate", "pipelines/sweep-ci.toml"];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let out = adps(&args);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("left records or shards failed") && stdout.contains("test-zeta-1"),
+        "{stdout}"
+    );
+}

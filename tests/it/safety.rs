@@ -335,3 +335,49 @@ fn a_huge_image_is_refused_from_its_header_at_no_memory_cost() {
         normal >> 20
     );
 }
+
+#[test]
+fn json_logs_have_one_info_event_per_shard_and_a_final_event_with_fields() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    write_image_shards(&input, 2, 3, SHAPE);
+    let mut args = vec!["--log-format".to_string(), "json".to_string()];
+    args.extend(restore_args(&s(&input), &s(&output), &[]));
+    let out = Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(&args)
+        .env_remove("ADPS_LOG")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        events.iter().all(|e| !e.to_string().contains("\\u001b[")),
+        "no colour codes off a terminal"
+    );
+    let committed: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["fields"]["message"] == "committed")
+        .collect();
+    assert_eq!(committed.len(), 2, "{events:?}");
+    for e in &committed {
+        assert_eq!(e["level"], "INFO");
+        let f = &e["fields"];
+        assert_eq!(f["rows"], 3);
+        assert_eq!(f["errors"], 0);
+        assert!(f["images_per_s"].as_f64().unwrap() > 0.0, "{f}");
+        assert!(f["mean_psnr"].as_f64().unwrap().is_finite(), "{f}");
+        assert!(
+            f["shard"].as_str().unwrap().starts_with("shard-0000"),
+            "{f}"
+        );
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last["fields"]["message"], "run finished", "{last}");
+    assert_eq!(last["fields"]["records_ok"], 6);
+    assert_eq!(last["fields"]["shards_committed"], 2);
+    assert_eq!(last["fields"]["records_failed"], 0);
+}
