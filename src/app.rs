@@ -27,6 +27,24 @@ pub fn run() -> Result<ExitCode> {
         Progress::Auto => cli.log_format == LogFormat::Text && std::io::stderr().is_terminal(),
     };
     match cli.command {
+        Command::Status(args) => {
+            let st = crate::status::status(&args.target, &args.set)?;
+            if args.json {
+                let mut v = serde_json::to_value(&st)?;
+                v["complete"] = st.is_complete().into();
+                if let Some(n) = args.worker_count {
+                    v["resubmit_indices"] = serde_json::to_value(st.indices_to_resubmit(n))?;
+                }
+                println!("{v}");
+            } else {
+                print!("{}", st.render(args.worker_count));
+            }
+            Ok(if st.is_complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_PARTIAL)
+            })
+        }
         Command::Inspect { dir } => {
             print!("{}", crate::model::inspect(&dir)?);
             Ok(ExitCode::SUCCESS)

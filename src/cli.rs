@@ -57,11 +57,32 @@ pub enum Command {
     /// ζ searched on validation images, test images run once with the chosen ζ; writes
     /// summary.parquet and report.html. Resumable: rerunning skips finished runs.
     Evaluate(RunArgs),
+    /// Where a run stands: shards committed, pending and failed (with reasons), records
+    /// ok and failed, ids committed twice. Exit code 0 only when the run is complete.
+    ///
+    /// Example: adps status pipelines/s3-example.toml --worker-count 16
+    ///          (prints the array indices to resubmit); adps status out/demo --json
+    Status(StatusArgs),
     /// Print a model folder's card and each graph's inputs and outputs.
     Inspect {
         /// The model folder (denoiser.onnx, dps_vjp.onnx, dps_dense.onnx, card.json).
         dir: PathBuf,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// A run spec (pipelines/*.toml) or an output prefix (path, file://, s3://).
+    pub target: String,
+    /// Override a spec entry, as for `adps run` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// The array job's worker count: also print which worker indices to resubmit.
+    #[arg(long)]
+    pub worker_count: Option<usize>,
+    /// Print the status as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which share of the input this process restores, for array jobs on several machines.

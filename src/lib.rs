@@ -8,6 +8,7 @@
 //!   wires stages ([`pipeline::topology`]).
 //! - [`restore`]: pure math — schedule, operators, sampler, DPS guidance, metrics. No I/O.
 //! - [`model`]: ONNX Runtime sessions implementing [`restore::denoiser::Denoiser`].
+//! - [`status`]: where a run stands, read back from its outputs.
 //! - [`cli`] and [`app`]: the command line.
 
 pub mod app;
@@ -19,3 +20,4 @@ pub mod pipeline;
 pub mod report;
 pub mod restore;
 pub mod stages;
+pub mod status;

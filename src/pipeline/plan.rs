@@ -188,22 +188,8 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         seed: spec.sampler.seed as i64,
         sampler: spec.sampler.solver.clone(),
     };
-    let graph_hashes: Vec<(String, String)> = card
-        .graphs
-        .iter()
-        .map(|(name, g)| (name.clone(), g.sha256.clone()))
-        .collect();
-    // Everything that changes an output row; not paths, devices, threads or worker counts.
-    let settings_json = serde_json::json!({
-        "model": card.name,
-        "graphs": graph_hashes,
-        "input": spec.input,
-        "write_f32": spec.output.write_f32,
-        "task": spec.task,
-        "sampler": spec.sampler,
-        "lpips": spec.metrics.lpips.as_ref().map(|p| file_sha256(p).unwrap_or_default()),
-    });
-    let settings_hash = hex::encode(Sha256::digest(settings_json.to_string().as_bytes()));
+    let settings_json = settings_json(&spec, &card);
+    let settings_hash = settings_hash(&settings_json);
     let worker = (
         spec.workers.worker_index.unwrap_or(0),
         spec.workers.worker_count.unwrap_or(1),
@@ -221,6 +207,30 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         worker,
     };
     Ok((plan, Engines { restorers, lpips }))
+}
+
+/// Everything that changes an output row; not paths, devices, threads or worker counts.
+/// Manifests carry its hash: a rerun with other settings redoes the shards.
+pub fn settings_json(spec: &RunSpec, card: &crate::model::card::Card) -> serde_json::Value {
+    let graph_hashes: Vec<(String, String)> = card
+        .graphs
+        .iter()
+        .map(|(name, g)| (name.clone(), g.sha256.clone()))
+        .collect();
+    serde_json::json!({
+        "model": card.name,
+        "graphs": graph_hashes,
+        "input": spec.input,
+        "write_f32": spec.output.write_f32,
+        "task": spec.task,
+        "sampler": spec.sampler,
+        "lpips": spec.metrics.lpips.as_ref().map(|p| file_sha256(p).unwrap_or_default()),
+    })
+}
+
+/// The hash manifests carry, of [`settings_json`].
+pub fn settings_hash(settings: &serde_json::Value) -> String {
+    hex::encode(Sha256::digest(settings.to_string().as_bytes()))
 }
 
 /// The shape of y when it is given as an image (`y_image`): the low-resolution image for

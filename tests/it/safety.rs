@@ -381,3 +381,67 @@ fn json_logs_have_one_info_event_per_shard_and_a_final_event_with_fields() {
     assert_eq!(last["fields"]["shards_committed"], 2);
     assert_eq!(last["fields"]["records_failed"], 0);
 }
+
+#[test]
+fn status_tells_what_is_committed_pending_and_failed_and_what_to_resubmit() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    for k in [0, 2, 3] {
+        std::fs::write(
+            input.join(format!("s{k}.parquet")),
+            shard(&format!("r{k}"), 2).1,
+        )
+        .unwrap();
+    }
+    std::fs::write(input.join("s1.parquet"), b"PAR1 broken").unwrap();
+    let worker = |i: &str| {
+        let mut a = restore_args(&s(&input), &s(&output), &[]);
+        a.extend(["--worker-index", i, "--worker-count", "2"].map(String::from));
+        run(&a)
+    };
+    let status = |extra: &[&str]| {
+        let mut a = vec!["status", output.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        adps(&a)
+    };
+    assert_ok(&worker("0"));
+    let st = status(&["--worker-count", "2"]);
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.contains("committed 2, pending 2, failed 0"), "{text}");
+    assert!(text.contains("resubmit  worker indices 1 of 2"), "{text}");
+
+    assert_eq!(worker("1").status.code(), Some(3));
+    let st = status(&["--json", "--worker-count", "2"]);
+    assert_eq!(st.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["shards_committed"], 3);
+    assert_eq!(v["shards_failed"], 1);
+    assert_eq!(v["records_ok"], 6);
+    assert_eq!(v["complete"], false);
+    assert_eq!(v["resubmit_indices"], serde_json::json!([1]));
+    let failed: Vec<&serde_json::Value> = v["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["shard"], "s1.parquet");
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains("Parquet"),
+        "{v}"
+    );
+
+    std::fs::write(input.join("s1.parquet"), shard("r1", 2).1).unwrap();
+    assert_ok(&worker("1"));
+    let st = status(&[]);
+    assert_ok(&st);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("committed 4, pending 0, failed 0") && !text.contains("not complete"),
+        "{text}"
+    );
+}

@@ -1,0 +1,302 @@
+//! `adps status`: where a run stands, read from what it left under its output prefix
+//! (manifests, failure records) and from its input listing: shards committed, pending
+//! and failed (with reasons), records ok and failed, ids committed by two shards, and
+//! for an array job which indices to resubmit. Nothing is written.
+//!
+//! Given a run spec, its settings hash says which manifests count; given only an output
+//! prefix, the settings come from the manifests themselves (they record the input and
+//! every setting), taking the settings most shards were committed with.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+
+use crate::io::layout;
+use crate::io::store::{self, Location};
+use crate::pipeline::config::{InputSpec, RunSpec};
+use crate::stages::commit::{self, FailureRecord, Manifest};
+use crate::stages::{list, Shard};
+
+/// One input shard and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStatus {
+    /// Position in the sorted shard list: worker `index % count` owns it.
+    pub index: usize,
+    /// The shard's path relative to the input prefix.
+    pub shard: String,
+    /// `committed`, `failed` or `pending`.
+    pub state: &'static str,
+    /// Rows restored and rows failed, for a committed shard.
+    pub rows: Option<usize>,
+    pub errors: Option<usize>,
+    /// Why it failed, for a failed shard; for a pending one committed with other
+    /// settings, says so.
+    pub reason: Option<String>,
+}
+
+/// Where a run stands.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunStatus {
+    pub output: String,
+    pub input: Option<String>,
+    pub settings_hash: Option<String>,
+    pub shards: Vec<ShardStatus>,
+    pub shards_committed: usize,
+    pub shards_pending: usize,
+    pub shards_failed: usize,
+    pub records_ok: u64,
+    pub records_failed: u64,
+    /// Ids committed by more than one shard, with those shards.
+    pub duplicate_ids: Vec<(String, Vec<String>)>,
+    /// Failure records of shards that are no longer in the input listing.
+    pub orphan_failures: Vec<String>,
+}
+
+impl RunStatus {
+    /// Every shard committed, no record failed, no id twice.
+    pub fn is_complete(&self) -> bool {
+        self.shards_pending == 0
+            && self.shards_failed == 0
+            && self.records_failed == 0
+            && self.duplicate_ids.is_empty()
+            && !self.shards.is_empty()
+    }
+
+    /// The worker indices (of `count`) that own an unfinished shard.
+    pub fn indices_to_resubmit(&self, count: usize) -> Vec<usize> {
+        let mut idx: Vec<usize> = self
+            .shards
+            .iter()
+            .filter(|s| s.state != "committed")
+            .map(|s| s.index % count.max(1))
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx
+    }
+
+    /// A human-readable report.
+    pub fn render(&self, worker_count: Option<usize>) -> String {
+        let mut out = String::new();
+        let mut line = |s: String| {
+            out.push_str(&s);
+            out.push('\n');
+        };
+        line(format!("output    {}", self.output));
+        if let Some(i) = &self.input {
+            line(format!("input     {i} ({} shards)", self.shards.len()));
+        }
+        if let Some(h) = &self.settings_hash {
+            line(format!("settings  {}", &h[..h.len().min(16)]));
+        }
+        line(format!(
+            "shards    committed {}, pending {}, failed {}",
+            self.shards_committed, self.shards_pending, self.shards_failed
+        ));
+        line(format!(
+            "records   ok {}, failed {}",
+            self.records_ok, self.records_failed
+        ));
+        for s in self.shards.iter().filter(|s| s.state != "committed") {
+            let why = s
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default();
+            line(format!(
+                "{:<9} {} (index {}){why}",
+                s.state, s.shard, s.index
+            ));
+        }
+        for f in &self.orphan_failures {
+            line(format!("failed    {f} (no longer in the input)"));
+        }
+        for (id, shards) in &self.duplicate_ids {
+            line(format!("duplicate {id}: in {}", shards.join(", ")));
+        }
+        if let Some(n) = worker_count {
+            let idx = self.indices_to_resubmit(n);
+            if !idx.is_empty() {
+                let list: Vec<String> = idx.iter().map(usize::to_string).collect();
+                line(format!(
+                    "resubmit  worker indices {} of {n} (e.g. sbatch --array={})",
+                    list.join(","),
+                    list.join(",")
+                ));
+            }
+        }
+        line(if self.is_complete() {
+            "complete".into()
+        } else {
+            "not complete".to_string()
+        });
+        out
+    }
+}
+
+/// The status of a run given by a spec file (`*.toml`, with `--set` overrides) or by its
+/// output prefix.
+pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
+    let rt = rt.handle();
+    let is_spec = target.ends_with(".toml") && std::path::Path::new(target).is_file();
+    let (output_url, wanted) = if is_spec {
+        let spec = RunSpec::load(std::path::Path::new(target), sets)?;
+        let folder = crate::model::ModelFolder::open(&spec.model.dir)
+            .with_context(|| format!("model {}", spec.model.dir))?;
+        let json = crate::pipeline::plan::settings_json(&spec, folder.card());
+        let hash = crate::pipeline::plan::settings_hash(&json);
+        (spec.output.url.clone(), Some((spec.input.clone(), hash)))
+    } else {
+        if !sets.is_empty() {
+            bail!("--set applies to a run spec, not to an output prefix");
+        }
+        (target.to_string(), None)
+    };
+    let output = store::open(&output_url).with_context(|| format!("output {output_url}"))?;
+    let manifests = commit::read_manifests(rt, &output)?;
+    let failures = read_failures(rt, &output)?;
+    let (input, hash) = match wanted {
+        Some((input, hash)) => (Some(input), Some(hash)),
+        None => match settings_from_manifests(&manifests) {
+            Some((input, hash)) => (Some(input), Some(hash)),
+            None => (None, None),
+        },
+    };
+    let by_stem: BTreeMap<String, &Manifest> = manifests
+        .iter()
+        .filter_map(|(name, m)| {
+            let stem = name
+                .strip_prefix(&format!("{}/", layout::manifests_dir()))?
+                .strip_suffix(".json")?;
+            Some((stem.to_string(), m))
+        })
+        .collect();
+    let mut st = RunStatus {
+        output: output.url.clone(),
+        input: input.as_ref().map(|i| i.url.clone()),
+        settings_hash: hash.clone(),
+        shards: Vec::new(),
+        shards_committed: 0,
+        shards_pending: 0,
+        shards_failed: 0,
+        records_ok: 0,
+        records_failed: 0,
+        duplicate_ids: Vec::new(),
+        orphan_failures: Vec::new(),
+    };
+    let Some(input) = input else {
+        // Nothing committed yet: only the failure records can be reported.
+        for f in failures.values() {
+            st.orphan_failures
+                .push(format!("{}: {}", f.shard, f.reason));
+            st.shards_failed += 1;
+        }
+        return Ok(st);
+    };
+    let hash = hash.unwrap_or_default();
+    let shards = input_shards(rt, &input)?;
+    let mut listed = std::collections::BTreeSet::new();
+    for shard in &shards {
+        let stem = shard.stem();
+        listed.insert(stem.clone());
+        let manifest = by_stem.get(&stem);
+        let mut s = ShardStatus {
+            index: shard.index,
+            shard: shard.path.clone(),
+            state: "pending",
+            rows: None,
+            errors: None,
+            reason: None,
+        };
+        match (manifest, failures.get(&stem)) {
+            (Some(m), _) if m.settings_hash == hash && m.take == shard.take => {
+                s.state = "committed";
+                s.rows = Some(m.rows);
+                s.errors = Some(m.errors);
+                st.records_ok += m.rows as u64;
+                st.records_failed += m.errors as u64;
+            }
+            (_, Some(f)) if f.settings_hash == hash => {
+                s.state = "failed";
+                s.reason = Some(f.reason.clone());
+            }
+            (Some(_), _) => s.reason = Some("committed with other settings".into()),
+            _ => {}
+        }
+        if let Some(reason) = &shard.unreadable {
+            s.state = "failed";
+            s.reason = Some(format!("cannot read: {reason}"));
+        }
+        match s.state {
+            "committed" => st.shards_committed += 1,
+            "failed" => st.shards_failed += 1,
+            _ => st.shards_pending += 1,
+        }
+        st.shards.push(s);
+    }
+    for (stem, f) in &failures {
+        if !listed.contains(stem) && f.settings_hash == hash {
+            st.orphan_failures
+                .push(format!("{}: {}", f.shard, f.reason));
+        }
+    }
+    st.duplicate_ids = commit::duplicate_ids(rt, &output, &hash)?;
+    Ok(st)
+}
+
+/// The input's shards as a run with these input settings takes them.
+fn input_shards(rt: &tokio::runtime::Handle, input: &InputSpec) -> Result<Vec<Shard>> {
+    let loc: Location = store::open(&input.url).with_context(|| format!("input {}", input.url))?;
+    let all = list::list_shards(rt, &loc)?;
+    Ok(match input.limit {
+        Some(limit) => list::apply_limit(rt, &loc, all, limit)?,
+        None => all,
+    })
+}
+
+/// The input and settings hash most committed shards share.
+fn settings_from_manifests(manifests: &[(String, Manifest)]) -> Option<(InputSpec, String)> {
+    let mut votes: BTreeMap<&str, (usize, &Manifest)> = BTreeMap::new();
+    for (_, m) in manifests {
+        votes.entry(&m.settings_hash).or_insert((0, m)).0 += 1;
+    }
+    let (hash, (_, m)) = votes.into_iter().max_by_key(|(_, (n, _))| *n)?;
+    let input: InputSpec = serde_json::from_value(m.settings.get("input")?.clone()).ok()?;
+    Some((input, hash.to_string()))
+}
+
+/// The failure records under an output prefix, by shard stem.
+fn read_failures(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+) -> Result<BTreeMap<String, FailureRecord>> {
+    let dir = format!("{}/failed", layout::META_DIR);
+    let mut out = BTreeMap::new();
+    for name in output.list_names(rt, &dir)? {
+        let Some(stem) = name
+            .strip_prefix(&format!("{dir}/"))
+            .and_then(|n| n.strip_suffix(".json"))
+        else {
+            continue;
+        };
+        let store = output.store.clone();
+        let key = output.child(&name);
+        let bytes = rt
+            .block_on(async move {
+                use object_store::ObjectStoreExt;
+                store.get(&key).await?.bytes().await
+            })
+            .with_context(|| format!("reading {}", output.child_url(&name)))?;
+        let record: FailureRecord = serde_json::from_slice(&bytes).with_context(|| {
+            format!("{} is not an adps failure record", output.child_url(&name))
+        })?;
+        out.insert(stem.to_string(), record);
+    }
+    Ok(out)
+}
