@@ -76,6 +76,83 @@ pub fn read_string_column(bytes: Bytes, column: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Reads a Parquet object through ranged requests (the footer, then the row groups a
+/// reader asks for), so a shard is never fetched whole. A thin adapter written here
+/// because parquet's own object_store reader is deprecated in favour of implementing
+/// `AsyncFileReader`; the size is known from a HEAD, so the footer needs no suffix
+/// request (which not every S3-compatible server supports).
+pub struct ObjectReader {
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    key: object_store::path::Path,
+    size: u64,
+}
+
+impl ObjectReader {
+    /// Opens `key`: one HEAD for its size.
+    pub async fn open(
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+        key: object_store::path::Path,
+    ) -> object_store::Result<Self> {
+        use object_store::ObjectStoreExt;
+        let size = store.head(&key).await?.size;
+        Ok(Self { store, key, size })
+    }
+}
+
+fn store_error(e: object_store::Error) -> parquet::errors::ParquetError {
+    parquet::errors::ParquetError::External(Box::new(e))
+}
+
+impl parquet::arrow::async_reader::AsyncFileReader for ObjectReader {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        use futures::FutureExt;
+        use object_store::ObjectStoreExt;
+        async move {
+            self.store
+                .get_range(&self.key, range)
+                .await
+                .map_err(store_error)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        use futures::FutureExt;
+        async move {
+            self.store
+                .get_ranges(&self.key, &ranges)
+                .await
+                .map_err(store_error)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        parquet::errors::Result<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        use futures::FutureExt;
+        async move {
+            let size = self.size;
+            let metadata = parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(std::sync::Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
 /// What a row carries.
 #[derive(Debug, Clone)]
 pub enum Payload {
@@ -104,20 +181,17 @@ pub struct RawRecord {
 
 /// Which layout a shard uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub enum Layout {
     Image,
     Pixels,
     Y,
     YImage,
 }
 
-/// Reads a whole shard. `shard_name` names default ids and errors.
-pub fn read_shard(bytes: Bytes, shard_name: &str) -> Result<Vec<RawRecord>> {
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(bytes).context("not a readable Parquet file")?;
-    let schema = builder.schema().clone();
+/// The layout a shard's schema has, or why it has none.
+pub fn layout_of(schema: &arrow::datatypes::Schema) -> Result<Layout> {
     let has = |name: &str| schema.column_with_name(name).is_some();
-    let layout = if has("image") {
+    Ok(if has("image") {
         Layout::Image
     } else if has("pixels") {
         if !has("shape") {
@@ -134,12 +208,33 @@ pub fn read_shard(bytes: Bytes, shard_name: &str) -> Result<Vec<RawRecord>> {
             "no image column: expected `image`, `pixels`+`shape`, `y` or `y_image`, found [{}]",
             cols.join(", ")
         );
-    };
+    })
+}
+
+/// The rows of one record batch of a shard; `first_row` is the batch's first row
+/// number in the shard. `shard_name` names default ids.
+pub fn records_of(
+    batch: &RecordBatch,
+    layout: Layout,
+    shard_name: &str,
+    first_row: usize,
+) -> Result<Vec<RawRecord>> {
+    let mut out = Vec::with_capacity(batch.num_rows());
+    read_batch(batch, layout, shard_name, first_row, &mut out)?;
+    Ok(out)
+}
+
+/// Reads a whole shard from its bytes. `shard_name` names default ids and errors.
+pub fn read_shard(bytes: Bytes, shard_name: &str) -> Result<Vec<RawRecord>> {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).context("not a readable Parquet file")?;
+    let layout = layout_of(builder.schema())?;
     let reader = builder.with_batch_size(1024).build()?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.context("cannot decode a Parquet row group")?;
-        read_batch(&batch, layout, shard_name, &mut out)?;
+        let first_row = out.len();
+        read_batch(&batch, layout, shard_name, first_row, &mut out)?;
     }
     Ok(out)
 }
@@ -148,9 +243,9 @@ fn read_batch(
     batch: &RecordBatch,
     layout: Layout,
     shard_name: &str,
+    base: usize,
     out: &mut Vec<RawRecord>,
 ) -> Result<()> {
-    let base = out.len();
     let ids = batch.column_by_name("id");
     let mask = batch.column_by_name("mask");
     for r in 0..batch.num_rows() {

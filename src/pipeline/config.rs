@@ -140,10 +140,13 @@ pub struct WorkerSpec {
     pub batch_size: usize,
     /// Restore workers, one ONNX Runtime session set each.
     pub restore_workers: usize,
-    /// Shards fetched concurrently.
+    /// Shards whose footers are read ahead concurrently (rows stream one shard at a time).
     pub fetch_concurrency: usize,
-    /// Capacity, in messages, of every queue between stages (a message is a shard before
-    /// `batch` and a batch after it). Small: the restore stage is the bottleneck, and a
+    /// Rows read from a shard at a time: the input side holds a few such chunks, however
+    /// large the shard.
+    pub chunk_rows: usize,
+    /// Capacity, in messages, of every queue between stages (a message is a chunk of a
+    /// shard's rows before `batch` and a batch after it). Small: the restore stage is the bottleneck, and a
     /// few batches ahead are enough to keep it busy while holding memory flat.
     pub queue_capacity: usize,
     /// This machine's index among `worker_count` machines sharing the input (shards i::n).
@@ -158,6 +161,7 @@ impl Default for WorkerSpec {
             batch_size: 8,
             restore_workers: 1,
             fetch_concurrency: 4,
+            chunk_rows: 256,
             queue_capacity: 4,
             worker_index: None,
             worker_count: None,

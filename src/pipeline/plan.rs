@@ -81,6 +81,9 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
     if w.batch_size < 1 {
         problems.push("workers.batch_size must be at least 1".into());
     }
+    if w.chunk_rows < 1 {
+        problems.push("workers.chunk_rows must be at least 1".into());
+    }
     if w.restore_workers < 1 {
         problems.push("workers.restore_workers must be at least 1".into());
     }

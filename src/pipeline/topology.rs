@@ -77,6 +77,7 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
                 shard_rx,
                 fetched_tx,
                 plan.spec.workers.fetch_concurrency,
+                plan.spec.workers.chunk_rows,
             )
         });
         scope.spawn(move || stages::decode::run(&plan.decode, fetched_rx, decoded_tx, counters));

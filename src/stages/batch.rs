@@ -13,10 +13,10 @@ pub fn run(batch_size: usize, input: Receiver<Flow<Decoded>>, out: Sender<Flow<B
     let mut current: Batch = Vec::with_capacity(batch_size);
     for msg in input {
         let forwarded = match msg {
-            Flow::Data((shard, records, errors)) => {
+            Flow::Data((shard, records, errors, total)) => {
                 let opened = Flow::Opened {
                     shard: shard.clone(),
-                    records: records.len(),
+                    records: total,
                     errors,
                 };
                 if out.send(opened).is_err() {
@@ -62,7 +62,7 @@ mod tests {
                 mask: None,
             })
             .collect();
-        (s, recs, vec![])
+        (s, recs, vec![], Some(n))
     }
 
     #[test]

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::fetch::Fetched;
 use super::{Counters, Flow, Record, Shard};
 use crate::io::image;
-use crate::io::parquet_in::{self, Payload, RawRecord};
+use crate::io::parquet_in::{Payload, RawRecord};
 use crate::io::parquet_out::ErrorRow;
 
 /// What the records must look like.
@@ -26,34 +26,42 @@ pub struct DecodeSpec {
     pub takes_mask: bool,
 }
 
-/// A shard's decoded records and the rows that failed.
-pub type Decoded = (Arc<Shard>, Vec<Record>, Vec<ErrorRow>);
+/// A chunk of a shard's decoded records and the rows of it that failed; on the shard's
+/// last chunk, the number of records (not failed) the whole shard sends.
+pub type Decoded = (Arc<Shard>, Vec<Record>, Vec<ErrorRow>, Option<usize>);
 
-/// Runs until `input` closes. A shard with `take` set (by `input.limit`) keeps only its
-/// first `take` rows.
+/// What decode keeps of a shard between its chunks.
+#[derive(Default)]
+struct ShardState {
+    /// The first row of each id seen so far.
+    first_row: std::collections::HashMap<String, usize>,
+    /// Records sent so far.
+    records: usize,
+}
+
+/// Runs until `input` closes.
 pub fn run(
     spec: &DecodeSpec,
     input: Receiver<Fetched>,
     out: Sender<Flow<Decoded>>,
     counters: &Counters,
 ) {
+    let mut shards: std::collections::HashMap<String, ShardState> = Default::default();
     for fetched in input {
         let shard = fetched.shard;
-        let msg = match fetched
-            .bytes
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|b| parquet_in::read_shard(b, &shard.path).map_err(|e| format!("{e:#}")))
-        {
-            Err(reason) => Flow::Failed {
-                shard: shard.clone(),
-                reason,
-            },
-            Ok(mut raw) => {
-                if let Some(take) = shard.take {
-                    raw.truncate(take);
+        let msg = match fetched.chunk {
+            Err(reason) => {
+                shards.remove(&shard.path);
+                Flow::Failed {
+                    shard: shard.clone(),
+                    reason: format!("cannot read: {reason}"),
                 }
-                let duplicates = duplicate_rows(&raw);
-                let decoded: Vec<Result<Record, (String, String)>> = raw
+            }
+            Ok(chunk) => {
+                let state = shards.entry(shard.path.clone()).or_default();
+                let duplicates = duplicate_rows(&chunk.records, &mut state.first_row);
+                let decoded: Vec<Result<Record, (String, String)>> = chunk
+                    .records
                     .into_par_iter()
                     .map(|r| match duplicates.get(&r.row) {
                         Some(first) => Err((
@@ -83,7 +91,12 @@ pub fn run(
                     &counters.records_expected,
                     (records.len() + errors.len()) as u64,
                 );
-                Flow::Data((shard, records, errors))
+                state.records += records.len();
+                let total = chunk.last.then_some(state.records);
+                if chunk.last {
+                    shards.remove(&shard.path);
+                }
+                Flow::Data((shard, records, errors, total))
             }
         };
         if out.send(msg).is_err() {
@@ -92,19 +105,22 @@ pub fn run(
     }
 }
 
-/// Rows whose id an earlier row of the shard already has, mapped to that earlier row.
-/// Ids seed each record's randomness and key the outputs, so a repeated id is refused
-/// rather than restored twice with the same draws.
-fn duplicate_rows(raw: &[RawRecord]) -> std::collections::HashMap<usize, usize> {
-    let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+/// Rows whose id an earlier row of the shard already has, mapped to that earlier row;
+/// `first_row` carries the ids seen in the shard's earlier chunks. Ids seed each
+/// record's randomness and key the outputs, so a repeated id is refused rather than
+/// restored twice with the same draws.
+fn duplicate_rows(
+    raw: &[RawRecord],
+    first_row: &mut std::collections::HashMap<String, usize>,
+) -> std::collections::HashMap<usize, usize> {
     let mut duplicates = std::collections::HashMap::new();
     for r in raw {
-        match first.get(r.id.as_str()) {
+        match first_row.get(r.id.as_str()) {
             Some(&row) => {
                 duplicates.insert(r.row, row);
             }
             None => {
-                first.insert(&r.id, r.row);
+                first_row.insert(r.id.clone(), r.row);
             }
         }
     }

@@ -1,51 +1,127 @@
-//! Fetch: reads whole shards from the object store, several at a time, in list order.
+//! Fetch: streams each shard's rows from the object store in chunks of at most
+//! `chunk_rows` rows, reading row groups through ranged requests (Parquet's async reader
+//! over object_store), so a shard of any size costs the memory of a few chunks, not of
+//! the whole file. Footers of the next shards are read ahead, several at a time.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
+use parquet::arrow::async_reader::ParquetRecordBatchStream;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
 use super::Shard;
+use crate::io::parquet_in::{self, Layout, ObjectReader, RawRecord};
 
-/// A shard's bytes, or why they could not be read (after the store's own retries).
-pub struct Fetched {
-    pub shard: Arc<Shard>,
-    pub bytes: Result<Bytes, String>,
+/// Rows of a shard, in order: one chunk, and whether it is the shard's last.
+#[derive(Debug)]
+pub struct Chunk {
+    pub records: Vec<RawRecord>,
+    pub last: bool,
 }
 
-/// Runs until `shards` closes. At most `concurrency` reads are in flight; when the
-/// downstream queue is full the stage stops reading.
+/// A chunk of a shard's rows, or why the shard cannot be read (after the store's own
+/// retries). After an error no more chunks of that shard follow.
+pub struct Fetched {
+    pub shard: Arc<Shard>,
+    pub chunk: Result<Chunk, String>,
+}
+
+/// Runs until `shards` closes. The footers of at most `concurrency` shards are read at
+/// once; rows are streamed one shard after the other, in list order, and reading stops
+/// while the downstream queue is full.
 pub fn run(
     rt: &tokio::runtime::Handle,
     store: Arc<dyn ObjectStore>,
     shards: Receiver<Shard>,
     out: Sender<Fetched>,
     concurrency: usize,
+    chunk_rows: usize,
 ) {
-    let reads = futures::stream::iter(shards.into_iter().map(Arc::new))
+    let opened = futures::stream::iter(shards.into_iter().map(Arc::new))
         .map(|shard| {
             let store = store.clone();
             async move {
-                if let Some(reason) = &shard.unreadable {
-                    let bytes = Err(reason.clone());
-                    return Fetched { shard, bytes };
-                }
-                let bytes = match store.get(&shard.key).await {
-                    Ok(r) => r.bytes().await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                Fetched { shard, bytes }
+                let stream = open(store, &shard, chunk_rows).await;
+                (shard, stream)
             }
         })
         .buffered(concurrency.max(1));
     rt.block_on(async move {
-        futures::pin_mut!(reads);
-        while let Some(f) = reads.next().await {
-            if out.send(f).is_err() {
+        futures::pin_mut!(opened);
+        while let Some((shard, stream)) = opened.next().await {
+            let Ok(()) = stream_rows(&shard, stream, &out).await else {
                 break; // downstream stopped
-            }
+            };
         }
     });
+}
+
+/// Opens a shard: reads its footer (ranged requests) and checks its layout.
+async fn open(
+    store: Arc<dyn ObjectStore>,
+    shard: &Shard,
+    chunk_rows: usize,
+) -> Result<(ParquetRecordBatchStream<ObjectReader>, Layout), String> {
+    if let Some(reason) = &shard.unreadable {
+        return Err(reason.clone());
+    }
+    let reader = ObjectReader::open(store, shard.key.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| format!("not a readable Parquet file: {e}"))?;
+    let layout = parquet_in::layout_of(builder.schema()).map_err(|e| format!("{e:#}"))?;
+    let mut builder = builder.with_batch_size(chunk_rows.max(1));
+    if let Some(take) = shard.take {
+        builder = builder.with_limit(take);
+    }
+    let stream = builder.build().map_err(|e| e.to_string())?;
+    Ok((stream, layout))
+}
+
+/// Sends a shard's chunks downstream; `Err` only when downstream has stopped. One chunk
+/// is held back so that the last one can be marked.
+async fn stream_rows(
+    shard: &Arc<Shard>,
+    opened: Result<(ParquetRecordBatchStream<ObjectReader>, Layout), String>,
+    out: &Sender<Fetched>,
+) -> Result<(), ()> {
+    let send = |chunk: Result<Chunk, String>| {
+        out.send(Fetched {
+            shard: shard.clone(),
+            chunk,
+        })
+        .map_err(|_| ())
+    };
+    let (mut stream, layout) = match opened {
+        Ok(s) => s,
+        Err(reason) => return send(Err(reason)),
+    };
+    let mut held: Option<Vec<RawRecord>> = None;
+    let mut row = 0;
+    while let Some(batch) = stream.next().await {
+        let records = batch
+            .map_err(|e| format!("cannot decode a Parquet row group: {e}"))
+            .and_then(|b| {
+                parquet_in::records_of(&b, layout, &shard.path, row).map_err(|e| format!("{e:#}"))
+            });
+        let records = match records {
+            Ok(r) => r,
+            Err(reason) => return send(Err(reason)),
+        };
+        row += records.len();
+        if let Some(previous) = held.replace(records) {
+            send(Ok(Chunk {
+                records: previous,
+                last: false,
+            }))?;
+        }
+    }
+    send(Ok(Chunk {
+        records: held.unwrap_or_default(),
+        last: true,
+    }))
 }

@@ -76,10 +76,13 @@ pub struct Record {
 /// What flows between stages after `decode`: shard bookkeeping or a payload.
 #[derive(Debug)]
 pub enum Flow<T> {
-    /// A shard was read: `records` will arrive, `errors` already failed while decoding.
+    /// A chunk of a shard was read: `errors` failed while decoding; its records follow
+    /// as payload. The shard's last chunk says how many records the whole shard sends
+    /// (`records`), so the shard is complete once that many have arrived, whatever the
+    /// order in which chunks and payload reach a later stage.
     Opened {
         shard: Arc<Shard>,
-        records: usize,
+        records: Option<usize>,
         errors: Vec<ErrorRow>,
     },
     /// A shard failed as a whole (unreadable, corrupt): nothing of it is written.

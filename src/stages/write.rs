@@ -44,10 +44,13 @@ pub fn run(
     out: Sender<ToCommit>,
 ) {
     let mut pending: HashMap<String, Pending> = HashMap::new();
+    // Shards that failed: rows of theirs still in flight are dropped, not re-gathered.
+    let mut failed: std::collections::HashSet<String> = Default::default();
     for msg in input {
         let key = match msg {
             Flow::Failed { shard, reason } => {
                 pending.remove(&shard.path);
+                failed.insert(shard.path.clone());
                 if out.send(ToCommit::Failed { shard, reason }).is_err() {
                     return;
                 }
@@ -58,8 +61,13 @@ pub fn run(
                 records,
                 errors,
             } => {
+                if failed.contains(&shard.path) {
+                    continue;
+                }
                 let p = pending.entry(shard.path.clone()).or_default();
-                p.expected = Some(records);
+                if records.is_some() {
+                    p.expected = records;
+                }
                 p.errors.extend(errors);
                 p.shard = Some(shard.clone());
                 vec![shard.path.clone()]
@@ -67,6 +75,9 @@ pub fn run(
             Flow::Data(rows) => {
                 let mut keys = Vec::new();
                 for s in rows {
+                    if failed.contains(&s.shard.path) {
+                        continue;
+                    }
                     let p = pending.entry(s.shard.path.clone()).or_default();
                     p.shard.get_or_insert_with(|| s.shard.clone());
                     p.done += 1;

@@ -445,3 +445,70 @@ fn status_tells_what_is_committed_pending_and_failed_and_what_to_resubmit() {
         "{text}"
     );
 }
+
+#[test]
+fn a_shard_streams_in_chunks_with_limits_and_duplicates_across_chunks() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let png = |k| adps::io::image::encode_png(SHAPE, &synthetic_image(k, SHAPE)).unwrap();
+    // 20 rows; row 17 repeats the id of row 1, three chunks apart at 3 rows a chunk.
+    let rows: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|k| {
+            (
+                if k == 17 {
+                    "r-1".into()
+                } else {
+                    format!("r-{k}")
+                },
+                png(k),
+            )
+        })
+        .collect();
+    let bytes = adps::io::parquet_out::encode_image_shard(&rows).unwrap();
+    std::fs::write(input.join("big.parquet"), bytes).unwrap();
+    let spec = tmp.path().join("spec.toml");
+    let write_spec = |out: &Path, limit: &str| {
+        std::fs::write(
+            &spec,
+            format!(
+                "[input]\nurl = {:?}\n{limit}\n[output]\nurl = {:?}\n[model]\ndir = {:?}\ndevice = \"cpu\"\n\
+                 [task]\noperator = \"cs:24\"\n[sampler]\nsteps = 3\nzeta = 0.5\n\
+                 [workers]\nbatch_size = 4\nchunk_rows = 3\n",
+                s(&input),
+                s(out),
+                s(&gaussian_model())
+            ),
+        )
+        .unwrap()
+    };
+    let all = tmp.path().join("all");
+    write_spec(&all, "");
+    let out = adps(&["run", spec.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("records ok 19, failed 1"), "{stdout}");
+    let rows = committed_rows(&all);
+    assert_eq!(rows.len(), 19);
+    let errors = read_parquet(&errors_path(&all, "big"));
+    use arrow::array::AsArray;
+    let reason = errors
+        .column_by_name("reason")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
+    assert!(
+        reason.contains("row 17") && reason.contains("row 1 "),
+        "{reason}"
+    );
+    // A limit that ends inside a chunk.
+    let some = tmp.path().join("some");
+    write_spec(&some, "limit = 8");
+    let out = adps(&["run", spec.to_str().unwrap()]);
+    assert_ok(&out);
+    let got: Vec<String> = committed_rows(&some).into_keys().collect();
+    let mut want: Vec<String> = (0..8).map(|k| format!("r-{k}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
