@@ -9,3 +9,4 @@ mod python;
 mod quality;
 mod resume;
 mod s3;
+mod slurm;
