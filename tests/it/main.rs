@@ -10,3 +10,4 @@ mod quality;
 mod resume;
 mod s3;
 mod safety;
+mod slurm;
