@@ -38,6 +38,14 @@ fn restore_args(input: &str, output: &str, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// A temporary folder with an (empty) input folder and an output path in it.
+fn workspace() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let tmp = tempdir();
+    let (input, output) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    (tmp, input, output)
+}
+
 fn run(args: &[String]) -> std::process::Output {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     adps(&args)
@@ -74,9 +82,7 @@ fn shard_without_ids(n: usize) -> Vec<u8> {
 
 #[test]
 fn same_file_name_in_two_folders_stays_two_shards() {
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
+    let (_tmp, input, output) = workspace();
     for split in ["train", "test"] {
         std::fs::create_dir_all(input.join(split)).unwrap();
         std::fs::write(input.join(split).join("0.parquet"), shard_without_ids(3)).unwrap();
@@ -119,10 +125,7 @@ fn same_file_name_in_two_folders_stays_two_shards() {
 
 #[test]
 fn a_non_ascii_shard_name_is_written_and_listed_one_way() {
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
-    std::fs::create_dir_all(&input).unwrap();
+    let (_tmp, input, output) = workspace();
     let (ids, bytes) = shard("b", 2);
     std::fs::write(input.join("bücher 1.parquet"), bytes).unwrap();
     let out = run(&restore_args(&s(&input), &s(&output), &[]));
@@ -146,10 +149,7 @@ fn a_non_ascii_shard_name_is_written_and_listed_one_way() {
 
 #[test]
 fn duplicate_ids_are_an_error_row_in_a_shard_and_reported_across_shards() {
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
-    std::fs::create_dir_all(&input).unwrap();
+    let (_tmp, input, output) = workspace();
     let png = |k| adps::io::image::encode_png(SHAPE, &synthetic_image(k, SHAPE)).unwrap();
     // Shard a: ids x, y, x (rows 0 and 2 share an id). Shard b: y again, z.
     let a = vec![
@@ -190,10 +190,7 @@ fn duplicate_ids_are_an_error_row_in_a_shard_and_reported_across_shards() {
 
 #[test]
 fn limit_lets_an_unreadable_shard_fail_alone_and_records_the_failure() {
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
-    std::fs::create_dir_all(&input).unwrap();
+    let (_tmp, input, output) = workspace();
     let (a, bytes_a) = shard("a", 3);
     std::fs::write(input.join("s0.parquet"), bytes_a).unwrap();
     std::fs::write(input.join("s1.parquet"), b"PAR1 not parquet at all").unwrap();
@@ -237,9 +234,7 @@ fn limit_lets_an_unreadable_shard_fail_alone_and_records_the_failure() {
 
 #[test]
 fn an_output_in_the_old_layout_is_refused_with_what_to_do() {
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
+    let (_tmp, input, output) = workspace();
     write_image_shards(&input, 1, 2, SHAPE);
     std::fs::create_dir_all(&output).unwrap();
     std::fs::write(output.join("part-shard-00000.manifest.json"), b"{}").unwrap();
@@ -338,9 +333,7 @@ fn a_huge_image_is_refused_from_its_header_at_no_memory_cost() {
 
 #[test]
 fn json_logs_have_one_info_event_per_shard_and_a_final_event_with_fields() {
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
+    let (_tmp, input, output) = workspace();
     write_image_shards(&input, 2, 3, SHAPE);
     let mut args = vec!["--log-format".to_string(), "json".to_string()];
     args.extend(restore_args(&s(&input), &s(&output), &[]));
@@ -384,10 +377,7 @@ fn json_logs_have_one_info_event_per_shard_and_a_final_event_with_fields() {
 
 #[test]
 fn status_tells_what_is_committed_pending_and_failed_and_what_to_resubmit() {
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
-    std::fs::create_dir_all(&input).unwrap();
+    let (_tmp, input, output) = workspace();
     for k in [0, 2, 3] {
         std::fs::write(
             input.join(format!("s{k}.parquet")),
