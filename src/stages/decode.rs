@@ -197,7 +197,9 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
                 "mask is {mh}×{mw} pixels, the model expects {h}×{w}"
             )));
         }
-        let px = image::decode(m, c).map_err(|e| fail(format!("mask: {e:#}")))?;
+        // A mask is per pixel (all channels at once): read as grey, H·W values, whatever
+        // the image's own channel count.
+        let px = image::decode(m, 1).map_err(|e| fail(format!("mask: {e:#}")))?;
         record.mask = Some(
             px.data
                 .iter()
@@ -215,6 +217,30 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rgb_mask_is_one_flag_per_pixel() {
+        let spec = DecodeSpec {
+            shape: [3, 2, 2],
+            y_len: 12,
+            y_image_shape: None,
+            takes_mask: true,
+        };
+        // An RGB mask image: pixel 1 erased (black), the others kept (white).
+        let mut rgb = vec![1.0f32; 12];
+        for ch in 0..3 {
+            rgb[ch * 4 + 1] = -1.0;
+        }
+        let mask = image::encode_png([3, 2, 2], &rgb).unwrap();
+        let raw = RawRecord {
+            id: "m".into(),
+            row: 0,
+            payload: Ok(Payload::Y(vec![0.0; 12])),
+            mask: Some(mask),
+        };
+        let record = decode_record(raw, &spec).unwrap();
+        assert_eq!(record.mask, Some(vec![1.0, 0.0, 1.0, 1.0]));
+    }
 
     #[test]
     fn nan_measurements_are_refused_with_the_id() {

@@ -69,7 +69,8 @@ pub struct Record {
     pub truth: Option<Vec<f32>>,
     /// The measurement y, for measured input.
     pub y: Option<Vec<f32>>,
-    /// A per-record inpainting mask (1 = kept), C·H·W, where the input has one.
+    /// A per-record inpainting mask (1 = kept), one value per pixel (H·W, shared by
+    /// every channel), where the input has one.
     pub mask: Option<Vec<f32>>,
 }
 

@@ -24,6 +24,11 @@ pub trait Restorer: Send {
     fn restore(&mut self, batch: &[(Arc<Shard>, Record)]) -> anyhow::Result<Vec<(Vec<f32>, f64)>>;
     /// Denoiser evaluations per image of one restoration.
     fn nfe(&self) -> usize;
+    /// Why a record cannot be restored (y or mask of the wrong size, non-finite values),
+    /// checked before its batch runs, so that one bad record fails alone.
+    fn check(&self, _record: &Record) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Runs until `input` closes. Bookkeeping messages pass through unchanged.
@@ -34,41 +39,77 @@ pub fn run(
     counters: &Counters,
 ) {
     for msg in input {
-        let msg = msg.map_data(|batch| {
-            let started = Instant::now();
-            let result = restorer.restore(&batch);
-            let per_image = started.elapsed().as_secs_f64() / batch.len().max(1) as f64;
-            match result {
-                Ok(xs) => {
-                    Counters::add(&counters.nfe_images, (restorer.nfe() * xs.len()) as u64);
-                    batch
-                        .into_iter()
-                        .zip(xs)
-                        .map(|((shard, record), (x, residual))| Restored {
-                            shard,
-                            record,
-                            result: Ok((x, residual, per_image)),
-                        })
-                        .collect()
-                }
-                Err(e) => {
-                    let reason = format!("{e:#}");
-                    tracing::error!("a batch of {} failed: {reason}", batch.len());
-                    batch
-                        .into_iter()
-                        .map(|(shard, record)| Restored {
-                            shard,
-                            record,
-                            result: Err(reason.clone()),
-                        })
-                        .collect()
-                }
-            }
-        });
+        let msg = msg.map_data(|batch| restore_batch(restorer, batch, counters));
         if out.send(msg).is_err() {
             return;
         }
     }
+}
+
+/// Restores the records of a batch that pass the restorer's check; the others, and all
+/// of them if the model call fails, come back as errors.
+fn restore_batch(restorer: &mut dyn Restorer, batch: Batch, counters: &Counters) -> Vec<Restored> {
+    let checks: Vec<Result<(), String>> = batch.iter().map(|(_, r)| restorer.check(r)).collect();
+    let (good, bad): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .zip(checks)
+        .enumerate()
+        .partition(|(_, (_, check))| check.is_ok());
+    let good: Vec<(usize, (Arc<Shard>, Record))> =
+        good.into_iter().map(|(i, (item, _))| (i, item)).collect();
+    let mut out: Vec<(usize, Restored)> = bad
+        .into_iter()
+        .map(|(i, ((shard, record), check))| {
+            let reason = check.err().unwrap_or_default();
+            (
+                i,
+                Restored {
+                    shard,
+                    record,
+                    result: Err(reason),
+                },
+            )
+        })
+        .collect();
+    if !good.is_empty() {
+        let items: Vec<(Arc<Shard>, Record)> = good.iter().map(|(_, item)| item.clone()).collect();
+        let started = Instant::now();
+        let result = restorer.restore(&items);
+        let per_image = started.elapsed().as_secs_f64() / items.len() as f64;
+        match result {
+            Ok(xs) => {
+                Counters::add(&counters.nfe_images, (restorer.nfe() * xs.len()) as u64);
+                for ((i, (shard, record)), (x, residual)) in good.into_iter().zip(xs) {
+                    let result = Ok((x, residual, per_image));
+                    out.push((
+                        i,
+                        Restored {
+                            shard,
+                            record,
+                            result,
+                        },
+                    ));
+                }
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::error!("a batch of {} failed: {reason}", items.len());
+                for (i, (shard, record)) in good {
+                    let result = Err(reason.clone());
+                    out.push((
+                        i,
+                        Restored {
+                            shard,
+                            record,
+                            result,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Everything a restore worker needs besides its model; shared by all workers of a run.
@@ -227,5 +268,49 @@ impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {
 
     fn nfe(&self) -> usize {
         self.settings.nfe()
+    }
+
+    fn check(&self, record: &Record) -> Result<(), String> {
+        let [c, h, w] = self.settings.shape;
+        if let Some(mask) = &record.mask {
+            if mask.len() != h * w {
+                return Err(format!(
+                    "the mask has {} values, a {h}×{w} image needs {}",
+                    mask.len(),
+                    h * w
+                ));
+            }
+        }
+        let values = match (&record.y, &record.truth) {
+            (Some(y), _) => {
+                // A per-record mask measures the full image, like every per-image operator.
+                let want = if record.mask.is_some() {
+                    c * h * w
+                } else {
+                    self.settings.measurements()
+                };
+                if y.len() != want {
+                    return Err(format!(
+                        "y has {} values, the operator measures {want}",
+                        y.len()
+                    ));
+                }
+                y
+            }
+            (None, Some(x0)) => {
+                if x0.len() != c * h * w {
+                    return Err(format!(
+                        "the image has {} values, the model expects {c}×{h}×{w}",
+                        x0.len()
+                    ));
+                }
+                x0
+            }
+            (None, None) => return Err("the record has neither y nor an image".into()),
+        };
+        match values.iter().find(|v| !v.is_finite()) {
+            Some(bad) => Err(format!("holds a non-finite value ({bad})")),
+            None => Ok(()),
+        }
     }
 }

@@ -502,3 +502,83 @@ fn a_shard_streams_in_chunks_with_limits_and_duplicates_across_chunks() {
     want.sort();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_bad_record_in_the_middle_of_a_batch_fails_alone() {
+    use adps::model::{Device, OnnxDenoiser, SessionConfig};
+    use adps::restore::guidance::GradientPath;
+    use adps::restore::operators::OperatorSpec;
+    use adps::restore::sampler::SamplerConfig;
+    use adps::stages::restore::{AdpsRestorer, RestoreSettings};
+    use adps::stages::{Counters, Flow, Record, Shard};
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    let model = OnnxDenoiser::load(gaussian_model(), &SessionConfig::new(Device::Cpu, 1)).unwrap();
+    let card = model.card().clone();
+    let family = OperatorSpec::from_str("cs:24")
+        .unwrap()
+        .build(card.shape, 0)
+        .unwrap();
+    let settings = RestoreSettings {
+        shape: card.shape,
+        path: GradientPath::auto(&family),
+        family: Arc::new(family),
+        sampler: SamplerConfig {
+            steps: 3,
+            zeta: 0.5,
+            ..SamplerConfig::default()
+        }
+        .clamped_to_model(card.sigma_min, card.sigma_max),
+        keep_prob: card.keep_probability(),
+        seed: 0,
+        sigma_y: 0.0,
+    };
+    let mut restorer = AdpsRestorer::new(model, settings);
+    let shard = Arc::new(Shard::new(0, "s".into(), "s".into(), "s".into()));
+    let batch: Vec<(Arc<Shard>, Record)> = (0..8)
+        .map(|row| {
+            let len = if row == 4 { 5 } else { 24 };
+            let mut y = vec![0.1f32; len];
+            if row == 6 {
+                y[3] = f32::NAN;
+            }
+            let record = Record {
+                id: format!("r{row}"),
+                row,
+                truth: None,
+                y: Some(y),
+                mask: None,
+            };
+            (shard.clone(), record)
+        })
+        .collect();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (otx, orx) = crossbeam_channel::unbounded();
+    tx.send(Flow::Data(batch)).unwrap();
+    drop(tx);
+    let counters = Counters::default();
+    adps::stages::restore::run(&mut restorer, rx, otx, &counters);
+    let Some(Flow::Data(out)) = orx.iter().next() else {
+        panic!("no restored batch")
+    };
+    let ids: Vec<&str> = out.iter().map(|r| r.record.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"],
+        "batch order kept"
+    );
+    for r in &out {
+        match r.record.row {
+            4 => {
+                let e = r.result.as_ref().unwrap_err();
+                assert!(
+                    e.contains("y has 5 values, the operator measures 24"),
+                    "{e}"
+                );
+            }
+            6 => assert!(r.result.as_ref().unwrap_err().contains("non-finite")),
+            _ => assert!(r.result.is_ok(), "{}: {:?}", r.record.id, r.result),
+        }
+    }
+}
