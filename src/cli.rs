@@ -164,6 +164,11 @@ pub struct RestoreArgs {
     /// Also write reconstructions as float32 (`reconstruction_f32`).
     #[arg(long)]
     pub write_f32: bool,
+    /// Rows per output part: a shard is written and committed in parts of this many
+    /// rows, so its outputs never pile up in memory and a killed run goes on after the
+    /// last committed part.
+    #[arg(long, default_value_t = crate::pipeline::config::default_part_rows())]
+    pub part_rows: usize,
     /// LPIPS ONNX graph for the `lpips` column.
     #[arg(long)]
     pub lpips: Option<String>,
@@ -189,6 +194,7 @@ impl RestoreArgs {
             output: OutputSpec {
                 url: self.output.clone(),
                 write_f32: self.write_f32,
+                part_rows: self.part_rows,
             },
             model: ModelSpec {
                 dir: self.model.clone(),

@@ -197,6 +197,7 @@ fn run_one(
         output: OutputSpec {
             url: out.to_string(),
             write_f32: false,
+            part_rows: crate::pipeline::config::default_part_rows(),
         },
         model: ModelSpec {
             dir: s.model_dir.clone(),

@@ -2,10 +2,15 @@
 //!
 //! ```text
 //! OUT/part-<stem>.parquet              restored rows (the only files at the top)
+//! OUT/part-<stem>=P00001.parquet       the shard's next parts, when it has more rows
+//!                                      than `output.part_rows`
 //! OUT/__adps/manifests/<stem>.json     written last: the shard is committed
-//! OUT/__adps/errors/<stem>.parquet     records of the shard that failed
+//! OUT/__adps/errors/<stem>.parquet     records of the shard that failed (per part)
+//! OUT/__adps/progress/<stem>.json      parts committed so far of an unfinished shard
 //! OUT/__adps/failed/<stem>.json        the shard failed as a whole (removed on commit)
 //! ```
+//! `=P` never occurs in a stem (`=` is always followed by two hex digits there), so
+//! part names of different shards never meet.
 //! Readers skip the metadata folder by convention: pyarrow, pandas, Spark and DuckDB
 //! ignore names starting with `_`, Hugging Face `datasets` ignores folders starting with
 //! `__`, so `pd.read_parquet(OUT)` and `load_dataset(OUT)` see the data parts alone.
@@ -35,9 +40,12 @@ pub fn shard_stem(rel_path: &str) -> String {
     out
 }
 
-/// The data part of a shard.
-pub fn part_name(stem: &str) -> String {
-    format!("part-{stem}.parquet")
+/// The data part `k` of a shard (0 for its first, and usually only, part).
+pub fn part_name(stem: &str, k: usize) -> String {
+    match k {
+        0 => format!("part-{stem}.parquet"),
+        k => format!("part-{stem}=P{k:05}.parquet"),
+    }
 }
 
 /// The manifest of a committed shard.
@@ -45,9 +53,17 @@ pub fn manifest_name(stem: &str) -> String {
     format!("{META_DIR}/manifests/{stem}.json")
 }
 
-/// The errors table of a shard.
-pub fn errors_name(stem: &str) -> String {
-    format!("{META_DIR}/errors/{stem}.parquet")
+/// The errors table of part `k` of a shard.
+pub fn errors_name(stem: &str, k: usize) -> String {
+    match k {
+        0 => format!("{META_DIR}/errors/{stem}.parquet"),
+        k => format!("{META_DIR}/errors/{stem}=P{k:05}.parquet"),
+    }
+}
+
+/// The progress record of a shard whose first parts are committed.
+pub fn progress_name(stem: &str) -> String {
+    format!("{META_DIR}/progress/{stem}.json")
 }
 
 /// The failure record of a shard that failed as a whole.
@@ -94,9 +110,20 @@ mod tests {
         let stem = shard_stem("über räume/ü 1%#~.parquet");
         assert_eq!(stem, "=C3=BCber=20r=C3=A4ume=2F=C3=BC=201=25=23=7E");
         // object_store keeps such a name as it is (no percent-encoding).
-        let name = part_name(&stem);
+        let name = part_name(&stem, 0);
         let part = object_store::path::PathPart::from(name.as_str());
         assert_eq!(part.as_ref(), name);
+    }
+
+    #[test]
+    fn later_parts_never_meet_another_shards_names() {
+        assert_eq!(part_name("a", 0), "part-a.parquet");
+        assert_eq!(part_name("a", 3), "part-a=P00003.parquet");
+        // A shard literally named `a=P00003` is escaped: its `=` becomes `=3D`.
+        assert_eq!(
+            part_name(&shard_stem("a=P00003.parquet"), 0),
+            "part-a=3DP00003.parquet"
+        );
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct OutputRow {
 #[derive(Debug, Clone)]
 pub struct ErrorRow {
     pub id: String,
+    /// Row in its shard.
+    pub row: usize,
     pub shard: String,
     pub stage: String,
     pub reason: String,
@@ -229,19 +231,23 @@ pub fn encode_outputs(rows: &[OutputRow], settings: &RowSettings) -> Result<Vec<
 /// Encodes the per-record errors of a shard.
 pub fn encode_errors(rows: &[ErrorRow]) -> Result<Vec<u8>> {
     let mut cols: [StringBuilder; 4] = std::array::from_fn(|_| StringBuilder::new());
+    let mut row = Int64Builder::new();
     for r in rows {
         for (b, v) in cols.iter_mut().zip([&r.id, &r.shard, &r.stage, &r.reason]) {
             b.append_value(v);
         }
+        row.append_value(r.row as i64);
     }
-    let fields: Vec<Field> = ["id", "shard", "stage", "reason"]
+    let mut fields: Vec<Field> = ["id", "shard", "stage", "reason"]
         .iter()
         .map(|n| Field::new(*n, DataType::Utf8, false))
         .collect();
-    let columns: Vec<ArrayRef> = cols
+    fields.insert(1, Field::new("row", DataType::Int64, false));
+    let mut columns: Vec<ArrayRef> = cols
         .iter_mut()
         .map(|b| Arc::new(b.finish()) as ArrayRef)
         .collect();
+    columns.insert(1, Arc::new(row.finish()) as ArrayRef);
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     write_parquet(batch, &[])
 }

@@ -53,6 +53,15 @@ pub struct OutputSpec {
     /// Also write each reconstruction as float32 (`reconstruction_f32`), lossless.
     #[serde(default)]
     pub write_f32: bool,
+    /// Rows per output part: a shard's rows are written (and committed, so a killed run
+    /// resumes after them) in parts of this many rows, which bounds the memory a shard's
+    /// outputs take.
+    #[serde(default = "default_part_rows")]
+    pub part_rows: usize,
+}
+
+pub fn default_part_rows() -> usize {
+    1000
 }
 
 /// The model folder (spec §2) and its runtime.

@@ -81,6 +81,9 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
     if w.batch_size < 1 {
         problems.push("workers.batch_size must be at least 1".into());
     }
+    if spec.output.part_rows < 1 {
+        problems.push("output.part_rows must be at least 1".into());
+    }
     if w.chunk_rows < 1 {
         problems.push("workers.chunk_rows must be at least 1".into());
     }
@@ -299,6 +302,19 @@ impl Plan {
                 tracing::info!(shard = %s.url, "already committed with these settings, skipped");
                 Counters::add(&counters.shards_skipped, 1);
             } else {
+                let mut s = s;
+                s.resume = commit::resume_point(rt, &self.output, &s, &self.settings_hash);
+                if s.resume.is_none() {
+                    commit::remove_superseded(rt, &self.output, &s);
+                }
+                if let Some(r) = &s.resume {
+                    tracing::info!(
+                        shard = %s.url,
+                        rows_done = r.rows_done,
+                        parts = r.parts,
+                        "going on after the parts an earlier run committed"
+                    );
+                }
                 todo.push(s);
             }
         }

@@ -98,7 +98,14 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
             )
         });
         scope.spawn(move || {
-            stages::write::run(rt, &plan.output, &plan.row_settings, scored_rx, written_tx)
+            stages::write::run(
+                rt,
+                &plan.output,
+                &plan.row_settings,
+                plan.spec.output.part_rows,
+                scored_rx,
+                written_tx,
+            )
         });
         if progress {
             scope.spawn(move || draw_progress(counters, n_shards, done));

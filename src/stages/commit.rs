@@ -57,6 +57,76 @@ pub struct FailureRecord {
     pub failed_at: u64,
 }
 
+/// What an unfinished shard's committed parts are: `__adps/progress/<stem>.json`,
+/// rewritten after each part, removed when the shard commits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProgressRecord {
+    pub shard: String,
+    pub settings_hash: String,
+    #[serde(default)]
+    pub take: Option<usize>,
+    #[serde(flatten)]
+    pub progress: crate::stages::Resume,
+}
+
+/// Where an unfinished shard can go on from: its progress record, if it was written
+/// with these settings and every file it names is there with its recorded size.
+pub fn resume_point(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    shard: &Shard,
+    settings_hash: &str,
+) -> Option<crate::stages::Resume> {
+    let store = output.store.clone();
+    let key = output.child(&layout::progress_name(&shard.stem()));
+    let record: ProgressRecord = rt.block_on(async {
+        let bytes = store.get(&key).await.ok()?.bytes().await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    })?;
+    if record.settings_hash != settings_hash || record.take != shard.take {
+        return None;
+    }
+    let intact = record.progress.files.iter().all(|(name, size)| {
+        let key = output.child(name);
+        let store = output.store.clone();
+        rt.block_on(async move { store.head(&key).await })
+            .is_ok_and(|meta| meta.size == *size)
+    });
+    intact.then_some(record.progress)
+}
+
+/// Removes what an earlier run with other settings left of a shard (its manifest,
+/// progress record and the files they name), so that a shard restored again never
+/// leaves stale parts beside its new ones.
+pub fn remove_superseded(rt: &tokio::runtime::Handle, output: &Location, shard: &Shard) {
+    let stem = shard.stem();
+    let read = |name: String| -> Option<serde_json::Value> {
+        let store = output.store.clone();
+        let key = output.child(&name);
+        rt.block_on(async move {
+            let bytes = store.get(&key).await.ok()?.bytes().await.ok()?;
+            serde_json::from_slice(&bytes).ok()
+        })
+    };
+    let mut names = vec![layout::manifest_name(&stem), layout::progress_name(&stem)];
+    for record in [read(names[0].clone()), read(names[1].clone())]
+        .into_iter()
+        .flatten()
+    {
+        for f in record["files"].as_array().into_iter().flatten() {
+            // Manifests list {name, size}; progress records [name, size].
+            if let Some(name) = f["name"].as_str().or_else(|| f[0].as_str()) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    for name in names {
+        let store = output.store.clone();
+        let key = output.child(&name);
+        let _ = rt.block_on(async move { store.delete(&key).await });
+    }
+}
+
 /// The manifest's file name for a shard.
 pub fn manifest_name(shard: &Shard) -> String {
     layout::manifest_name(&shard.stem())
@@ -108,6 +178,22 @@ pub fn run(
                 }
                 failed.push((shard, reason));
             }
+            ToCommit::Progress { shard, progress } => {
+                let record = ProgressRecord {
+                    shard: shard.path.clone(),
+                    settings_hash: settings_hash.to_string(),
+                    take: shard.take,
+                    progress,
+                };
+                let name = layout::progress_name(&shard.stem());
+                let written = serde_json::to_vec_pretty(&record)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|bytes| upload(rt, output, &name, bytes));
+                if let Err(e) = written {
+                    // The parts stay; a rerun just redoes them.
+                    tracing::warn!(shard = %shard.url, "cannot record progress: {e:#}");
+                }
+            }
             ToCommit::Written(w) => {
                 let manifest = Manifest {
                     shard: w.shard.path.clone(),
@@ -130,10 +216,15 @@ pub fn run(
                 match write_manifest(rt, output, &w.shard, &manifest) {
                     Ok(()) => {
                         Counters::add(&counters.shards_committed, 1);
-                        let store = output.store.clone();
-                        let key = output.child(&layout::failed_name(&w.shard.stem()));
-                        // Absent in the usual case; a stale record must not outlive the commit.
-                        let _ = rt.block_on(async move { store.delete(&key).await });
+                        // Absent in the usual case; stale records must not outlive the commit.
+                        for name in [
+                            layout::failed_name(&w.shard.stem()),
+                            layout::progress_name(&w.shard.stem()),
+                        ] {
+                            let store = output.store.clone();
+                            let key = output.child(&name);
+                            let _ = rt.block_on(async move { store.delete(&key).await });
+                        }
                         // One info event per shard: a batch job's log shows progress at
                         // the default level, with fields a log system can query.
                         let images_per_s = w.rows as f64 / w.restore_seconds.max(1e-9);

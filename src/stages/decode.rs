@@ -27,7 +27,7 @@ pub struct DecodeSpec {
 }
 
 /// A chunk of a shard's decoded records and the rows of it that failed; on the shard's
-/// last chunk, the number of records (not failed) the whole shard sends.
+/// last chunk, the number of rows (records and failed rows) the whole shard sent.
 pub type Decoded = (Arc<Shard>, Vec<Record>, Vec<ErrorRow>, Option<usize>);
 
 /// What decode keeps of a shard between its chunks.
@@ -35,8 +35,8 @@ pub type Decoded = (Arc<Shard>, Vec<Record>, Vec<ErrorRow>, Option<usize>);
 struct ShardState {
     /// The first row of each id seen so far.
     first_row: std::collections::HashMap<String, usize>,
-    /// Records sent so far.
-    records: usize,
+    /// Rows (records and failed rows) sent so far.
+    rows: usize,
 }
 
 /// Runs until `input` closes.
@@ -60,27 +60,32 @@ pub fn run(
             Ok(chunk) => {
                 let state = shards.entry(shard.path.clone()).or_default();
                 let duplicates = duplicate_rows(&chunk.records, &mut state.first_row);
-                let decoded: Vec<Result<Record, (String, String)>> = chunk
+                let decoded: Vec<Result<Record, (String, usize, String)>> = chunk
                     .records
                     .into_par_iter()
                     .map(|r| match duplicates.get(&r.row) {
                         Some(first) => Err((
                             r.id.clone(),
+                            r.row,
                             format!(
                                 "row {}: duplicate id `{}`, already at row {first} of this shard \
                                  (that row is restored, this one is not)",
                                 r.row, r.id
                             ),
                         )),
-                        None => decode_record(r, spec),
+                        None => {
+                            let row = r.row;
+                            decode_record(r, spec).map_err(|(id, reason)| (id, row, reason))
+                        }
                     })
                     .collect();
                 let (mut records, mut errors) = (Vec::new(), Vec::new());
                 for d in decoded {
                     match d {
                         Ok(r) => records.push(r),
-                        Err((id, reason)) => errors.push(ErrorRow {
+                        Err((id, row, reason)) => errors.push(ErrorRow {
                             id,
+                            row,
                             shard: shard.path.clone(),
                             stage: "decode".into(),
                             reason,
@@ -91,8 +96,8 @@ pub fn run(
                     &counters.records_expected,
                     (records.len() + errors.len()) as u64,
                 );
-                state.records += records.len();
-                let total = chunk.last.then_some(state.records);
+                state.rows += records.len() + errors.len();
+                let total = chunk.last.then_some(state.rows);
                 if chunk.last {
                     shards.remove(&shard.path);
                 }

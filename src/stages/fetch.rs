@@ -74,9 +74,11 @@ async fn open(
         .await
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let layout = parquet_in::layout_of(builder.schema()).map_err(|e| format!("{e:#}"))?;
-    let mut builder = builder.with_batch_size(chunk_rows.max(1));
+    // Rows committed by an earlier run are skipped, not read again.
+    let skip = shard.resume.as_ref().map_or(0, |r| r.rows_done);
+    let mut builder = builder.with_batch_size(chunk_rows.max(1)).with_offset(skip);
     if let Some(take) = shard.take {
-        builder = builder.with_limit(take);
+        builder = builder.with_limit(take.saturating_sub(skip));
     }
     let stream = builder.build().map_err(|e| e.to_string())?;
     Ok((stream, layout))
@@ -101,7 +103,7 @@ async fn stream_rows(
         Err(reason) => return send(Err(reason)),
     };
     let mut held: Option<Vec<RawRecord>> = None;
-    let mut row = 0;
+    let mut row = shard.resume.as_ref().map_or(0, |r| r.rows_done);
     while let Some(batch) = stream.next().await {
         let records = batch
             .map_err(|e| format!("cannot decode a Parquet row group: {e}"))

@@ -83,6 +83,7 @@ fn score_batch(
             let row = r.record.row;
             let fail = |stage: &str, reason: String| ErrorRow {
                 id: r.record.id.clone(),
+                row: r.record.row,
                 shard: r.shard.path.clone(),
                 stage: stage.into(),
                 reason,

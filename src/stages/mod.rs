@@ -37,6 +37,23 @@ pub struct Shard {
     /// Why the shard is already known to be unusable (its footer could not be read
     /// while applying `input.limit`): it fails alone, without being fetched.
     pub unreadable: Option<String>,
+    /// Parts of this shard an earlier run committed with these settings: the run goes on
+    /// from the row after them.
+    pub resume: Option<Resume>,
+}
+
+/// Where an interrupted shard stands: its first `parts` parts are committed.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Resume {
+    /// Rows of the shard (from its first) that the committed parts account for.
+    pub rows_done: usize,
+    /// Parts committed.
+    pub parts: usize,
+    /// Their files (data parts and errors tables) with sizes.
+    pub files: Vec<(String, u64)>,
+    /// Rows restored and rows failed in them.
+    pub rows_ok: usize,
+    pub rows_failed: usize,
 }
 
 impl Shard {
@@ -49,6 +66,7 @@ impl Shard {
             key,
             take: None,
             unreadable: None,
+            resume: None,
         }
     }
 
@@ -78,9 +96,9 @@ pub struct Record {
 #[derive(Debug)]
 pub enum Flow<T> {
     /// A chunk of a shard was read: `errors` failed while decoding; its records follow
-    /// as payload. The shard's last chunk says how many records the whole shard sends
-    /// (`records`), so the shard is complete once that many have arrived, whatever the
-    /// order in which chunks and payload reach a later stage.
+    /// as payload. The shard's last chunk says how many rows the whole shard sent
+    /// (`records`: records and failed rows), so the shard is complete once that many are
+    /// accounted for, whatever the order in which chunks and payload reach a later stage.
     Opened {
         shard: Arc<Shard>,
         records: Option<usize>,

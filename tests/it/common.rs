@@ -96,12 +96,12 @@ pub fn manifest_path(out: &Path, stem: &str) -> std::path::PathBuf {
 
 /// The errors table of a shard under an output dir.
 pub fn errors_path(out: &Path, stem: &str) -> std::path::PathBuf {
-    out.join(adps::io::layout::errors_name(stem))
+    out.join(adps::io::layout::errors_name(stem, 0))
 }
 
 /// The data part of a shard under an output dir.
 pub fn part_path(out: &Path, stem: &str) -> std::path::PathBuf {
-    out.join(adps::io::layout::part_name(stem))
+    out.join(adps::io::layout::part_name(stem, 0))
 }
 
 /// The manifests under an output dir, by file name.

@@ -87,3 +87,104 @@ fn sigkill_mid_run_then_rerun_commits_every_id_exactly_once() {
         assert_eq!(&rows[id], before, "{id} changed across the rerun");
     }
 }
+
+#[test]
+fn sigkill_inside_a_large_shard_resumes_after_its_last_committed_part() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    let ids = write_image_shards(&input, 1, 40, [1, 8, 8]);
+    let model = gaussian_model().to_string_lossy().to_string();
+    let (i, o) = (
+        input.to_string_lossy().to_string(),
+        output.to_string_lossy().to_string(),
+    );
+    let args = [
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--operator",
+        "cs:24",
+        "--steps",
+        "300",
+        "--zeta",
+        "0.5",
+        "--batch-size",
+        "4",
+        "--part-rows",
+        "4",
+        "--device",
+        "cpu",
+    ];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(args)
+        .env("ADPS_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let progress = output.join(adps::io::layout::progress_name("shard-00000"));
+    let started = Instant::now();
+    while !progress.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no part committed in 2 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        crate::common::manifests(&output).is_empty(),
+        "the shard finished before the kill; make it longer"
+    );
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&progress).unwrap()).unwrap();
+    let rows_done = record["rows_done"].as_u64().unwrap() as usize;
+    assert!(
+        (4..40).contains(&rows_done) && rows_done.is_multiple_of(4),
+        "{record}"
+    );
+    // Every part on disk is whole.
+    for entry in std::fs::read_dir(&output).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "parquet") {
+            read_parquet(&path);
+        }
+    }
+    let first_part = read_parquet(&part_path(&output, "shard-00000"));
+
+    let out = adps(&args);
+    assert_ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("records ok {}, failed 0", 40 - rows_done)),
+        "only the rows after the committed parts are restored again: {stdout}"
+    );
+    assert!(
+        !progress.exists(),
+        "the progress record goes once the shard commits"
+    );
+    let rows = committed_rows(&output);
+    assert_eq!(
+        rows.keys().cloned().collect::<Vec<_>>(),
+        ids,
+        "every id exactly once"
+    );
+    let m = crate::common::manifests(&output);
+    let parts = m["shard-00000.json"]["files"].as_array().unwrap().len();
+    assert_eq!(parts, 10, "40 rows in parts of 4");
+    assert_eq!(
+        read_parquet(&part_path(&output, "shard-00000")),
+        first_part,
+        "the parts committed before the kill are kept as they were"
+    );
+}

@@ -582,3 +582,40 @@ fn a_bad_record_in_the_middle_of_a_batch_fails_alone() {
         }
     }
 }
+
+#[test]
+fn a_shard_is_written_in_parts_and_a_rerun_with_other_settings_leaves_no_stale_part() {
+    let (_tmp, input, output) = workspace();
+    let (ids, bytes) = shard("p", 10);
+    std::fs::write(input.join("s.parquet"), bytes).unwrap();
+    let out = run(&restore_args(
+        &s(&input),
+        &s(&output),
+        &["--part-rows", "4"],
+    ));
+    assert_ok(&out);
+    let sizes: Vec<usize> = (0..3)
+        .map(|k| read_parquet(&output.join(adps::io::layout::part_name("s", k))).num_rows())
+        .collect();
+    assert_eq!(sizes, [4, 4, 2]);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(
+        committed_rows(&output).into_keys().collect::<Vec<_>>(),
+        sorted
+    );
+    // Other settings, bigger parts: the three old parts go, one new part stays.
+    let out = run(&restore_args(
+        &s(&input),
+        &s(&output),
+        &["--part-rows", "100", "--seed", "7"],
+    ));
+    assert_ok(&out);
+    let parts: Vec<String> = std::fs::read_dir(&output)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".parquet"))
+        .collect();
+    assert_eq!(parts, ["part-s.parquet"]);
+    assert_eq!(committed_rows(&output).len(), 10);
+}
