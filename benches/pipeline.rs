@@ -3,7 +3,10 @@
 //!    restore stage alone on the same images: ≥ 0.9 means fetch, decode, encode and
 //!    upload overlap the compute;
 //! 2. peak RSS of `adps run` for 1,000 and for 10,000 images: memory must not grow with
-//!    the dataset.
+//!    the dataset;
+//! 3. peak RSS for ONE shard of 1,000 and of 100,000 images (the tiny Gaussian test model,
+//!    8×8, so that 100k images take a minute): memory must not grow with the shard
+//!    either (inputs stream by row group, outputs go out in parts).
 //!
 //!   cargo bench --bench pipeline
 //!   ADPS_BENCH_MODEL=models/fmnist-p0.0 ADPS_BENCH_STEPS=4 cargo bench --bench pipeline
@@ -57,7 +60,7 @@ fn run_pipeline(
 ) -> anyhow::Result<(f64, f64)> {
     let _ = std::fs::remove_dir_all(output);
     let started = Instant::now();
-    let mut child = Command::new(adps)
+    let child = Command::new(adps)
         .args([
             "restore",
             "--model",
@@ -83,6 +86,66 @@ fn run_pipeline(
         .env("ADPS_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .spawn()?;
+    let peak = watch_peak_rss(child)?;
+    Ok((started.elapsed().as_secs_f64(), peak))
+}
+
+/// One shard of `n` synthetic 8×8 images.
+fn make_single_shard(dir: &Path, n: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let rows: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let px: Vec<f32> = (0..64)
+                .map(|k| (((k * 7 + i * 13) % 64) as f32 / 32.0 - 1.0) * 0.8)
+                .collect();
+            Ok((
+                format!("one-{i:06}"),
+                adps::io::image::encode_png([1, 8, 8], &px)?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let shard = adps::io::parquet_out::encode_image_shard(&rows)?;
+    std::fs::write(dir.join("single.parquet"), shard)?;
+    Ok(())
+}
+
+/// Peak RSS (MiB) of restoring one shard of `n` images with the Gaussian test model.
+fn single_shard_rss(adps: &Path, tmp: &Path, n: usize) -> anyhow::Result<(f64, f64)> {
+    let input = tmp.join(format!("single-{n}"));
+    make_single_shard(&input, n)?;
+    let output = tmp.join(format!("single-out-{n}"));
+    let started = Instant::now();
+    let child = Command::new(adps)
+        .args([
+            "restore",
+            "--model",
+            "tests/fixtures/gaussian-model",
+            "--operator",
+            "cs:24",
+            "--zeta",
+            "0.5",
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "64",
+            "--progress",
+            "never",
+        ])
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .env("ADPS_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let peak = watch_peak_rss(child)?;
+    Ok((started.elapsed().as_secs_f64(), peak))
+}
+
+/// Waits for a child, sampling its peak RSS (VmHWM); MiB.
+fn watch_peak_rss(mut child: std::process::Child) -> anyhow::Result<f64> {
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0u64;
     loop {
@@ -102,7 +165,7 @@ fn run_pipeline(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok((started.elapsed().as_secs_f64(), peak_kib as f64 / 1024.0))
+    Ok(peak_kib as f64 / 1024.0)
 }
 
 /// The restore stage alone: the same images, already decoded, through one restorer.
@@ -176,6 +239,13 @@ fn main() -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     println!("model {model}, {OPERATOR}, Euler {steps} steps, batch {batch}, {cpus} CPUs\n");
+    if std::env::var("ADPS_BENCH_SINGLE_SHARD_ONLY").is_ok() {
+        println!("| measurement | value |");
+        println!("|---|---|");
+        single_shard_lines(adps, &tmp)?;
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Ok(());
+    }
 
     let small = tmp.join("in-1000");
     make_input(&small, 1000)?;
@@ -209,6 +279,19 @@ fn main() -> anyhow::Result<()> {
         "| whole pipeline, 10,000 images | {:.1} images/s |",
         10_000.0 / wall_10k
     );
+    single_shard_lines(adps, &tmp)?;
     let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// Part 3: one shard of 1,000 vs 100,000 images.
+fn single_shard_lines(adps: &Path, tmp: &Path) -> anyhow::Result<()> {
+    let (t1, one_1k) = single_shard_rss(adps, tmp, 1000)?;
+    let (t2, one_100k) = single_shard_rss(adps, tmp, 100_000)?;
+    println!("| peak RSS, one shard of 1,000 images (8×8) | {one_1k:.0} MiB ({t1:.0} s) |");
+    println!(
+        "| peak RSS, one shard of 100,000 images (8×8) | {one_100k:.0} MiB ({:+.0}%, {t2:.0} s) |",
+        100.0 * (one_100k / one_1k - 1.0)
+    );
     Ok(())
 }
