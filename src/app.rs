@@ -17,6 +17,21 @@ pub const EXIT_ERROR: u8 = 1;
 /// should treat it as partial (the errors tables say what failed; a rerun retries it).
 pub const EXIT_PARTIAL: u8 = 3;
 
+/// An error and its causes on one line, each said once: object_store's errors already
+/// include their source's text, so a cause whose text the previous one contains is not
+/// repeated (otherwise an S3 error body appears four times).
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|prev| prev.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
 /// Runs the command line.
 pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
@@ -190,4 +205,40 @@ pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_its_parent_is_said_once() {
+        #[derive(Debug)]
+        struct Inner;
+        impl std::fmt::Display for Inner {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("403 Forbidden: <Error>bad key</Error>")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Outer(Inner);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "list request failed: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let err = anyhow::Error::new(Outer(Inner)).context("cannot list s3://b/x");
+        let text = describe(&err);
+        assert_eq!(
+            text,
+            "cannot list s3://b/x: list request failed: 403 Forbidden: <Error>bad key</Error>"
+        );
+        assert_eq!(text.matches("403").count(), 1);
+    }
 }

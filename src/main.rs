@@ -6,7 +6,7 @@ fn main() -> ExitCode {
     match adps::app::run() {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", adps::app::describe(&err));
             ExitCode::from(adps::app::EXIT_ERROR)
         }
     }

@@ -240,7 +240,7 @@ pub fn run(
                     }
                     Err(e) => {
                         Counters::add(&counters.shards_failed, 1);
-                        let reason = format!("{e:#}");
+                        let reason = crate::app::describe(&e);
                         tracing::error!(shard = %w.shard.url, "commit failed: {reason}");
                         failed.push((w.shard, reason));
                     }

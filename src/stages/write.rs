@@ -152,7 +152,7 @@ pub fn run(
                 Err(e) => {
                     pending.remove(&shard.path);
                     failed.insert(shard.path.clone());
-                    let reason = format!("cannot write outputs: {e:#}");
+                    let reason = format!("cannot write outputs: {}", crate::app::describe(&e));
                     vec![ToCommit::Failed {
                         shard: shard.clone(),
                         reason,
