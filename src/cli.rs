@@ -219,6 +219,7 @@ impl RestoreArgs {
             metrics: MetricsSpec {
                 lpips: self.lpips.clone(),
             },
+            store: Default::default(),
         }
     }
 }

@@ -9,4 +9,5 @@ mod python;
 mod quality;
 mod resume;
 mod s3;
+mod s3_restart;
 mod safety;
