@@ -3,10 +3,21 @@
 #   scripts/s3-server.sh start   # starts it (if not running), creates the test bucket,
 #                                # prints the environment to `eval`
 #   scripts/s3-server.sh stop    # stops it and removes its data
+#   scripts/s3-server.sh kill    # kills it (SIGKILL, like a crash) and keeps its data:
+#                                # `start` again restarts it on the same data
+# A second server beside the shared one (tests/it/s3_restart.rs) sets ADPS_S3_DIR and
+# every port: ADPS_S3_PORT (S3), ADPS_S3_MASTER_PORT, ADPS_S3_VOLUME_PORT,
+# ADPS_S3_FILER_PORT, ADPS_S3_ADMIN_PORT (each also takes the port + 10000 for gRPC);
+# unset ones keep weed's defaults. WebDAV, Iceberg and Lance are off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${ADPS_S3_DIR:-$PWD/target/s3-server}
 port=${ADPS_S3_PORT:-8333}
+ports=()
+for p in master:${ADPS_S3_MASTER_PORT:-} volume:${ADPS_S3_VOLUME_PORT:-} \
+         filer:${ADPS_S3_FILER_PORT:-} admin:${ADPS_S3_ADMIN_PORT:-}; do
+  if [ -n "${p#*:}" ]; then ports+=("-${p%%:*}.port=${p#*:}"); fi
+done
 bucket=${ADPS_S3_BUCKET:-adps-test}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-adps-test}
 export AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-adps-test-secret}
@@ -16,8 +27,9 @@ case "${1:-}" in
     mkdir -p "$dir"
     if ! (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
       nohup "$venv/bin/weed" mini -dir="$dir" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-        -master.telemetry=false -admin.ui=false -s3.port="$port" -bucket="$bucket" \
-        > "$dir/weed.log" 2>&1 &
+        -master.telemetry=false -admin.ui=false -webdav=false -s3.port.iceberg=0 \
+        -s3.port.lance=0 -s3.port="$port" ${ports[@]+"${ports[@]}"} -bucket="$bucket" \
+        >> "$dir/weed.log" 2>&1 &
       echo $! > "$dir/weed.pid"
       for _ in $(seq 1 120); do
         (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
@@ -58,5 +70,17 @@ ENV
     fi
     rm -rf "$dir"
     ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2;;
+  kill)
+    if [ -f "$dir/weed.pid" ]; then
+      pid=$(cat "$dir/weed.pid")
+      kill -9 "$pid" 2>/dev/null || true
+      # Gone once its S3 port no longer answers.
+      for _ in $(seq 1 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null || break
+        sleep 0.1
+      done
+      rm -f "$dir/weed.pid"
+    fi
+    ;;
+  *) echo "usage: $0 start|stop|kill" >&2; exit 2;;
 esac

@@ -225,6 +225,7 @@ impl RestoreArgs {
             metrics: MetricsSpec {
                 lpips: self.lpips.clone(),
             },
+            store: Default::default(),
         }
     }
 }

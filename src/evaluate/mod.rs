@@ -223,6 +223,7 @@ fn run_one(
         metrics: MetricsSpec {
             lpips: d.lpips.clone(),
         },
+        store: Default::default(),
     };
     let (plan, engines) = plan::build(run)?;
     let report = topology::run(plan, engines, false)?;

@@ -5,6 +5,22 @@
 //! AWS_REGION, AWS_ENDPOINT_URL); plain-http endpoints are allowed because local
 //! S3 servers (MinIO, SeaweedFS) rarely have TLS. Credentials never appear in any
 //! `Display` of a [`Location`].
+//!
+//! Retries (S3 only; local and memory stores have none). object_store 0.14 retries each
+//! HTTP request itself: 5xx, 408 and 429 answers, refused connections and connections
+//! closed before an answer on every request, and timeouts and resets on idempotent ones
+//! (GET, HEAD, overwriting PUT, multipart steps; not DELETE). Between tries it sleeps by
+//! "decorrelated jitter": first `init_backoff`, then each sleep drawn uniformly between
+//! `init_backoff` and `base` × the previous one, capped at `max_backoff`. It gives up at
+//! `max_retries` retries, or at the first failure once `retry_timeout` has passed since
+//! the request's first try, whichever comes first. With base 2 the sleeps hardly grow
+//! (each is on average only init/2 longer than the last), so the ten retries we used to
+//! allow were spent in 2–3 s and a gateway that restarts in 5–7 s failed the shard. The
+//! budget here is therefore time alone ([`Retry`]; `store.retry_max_seconds` in a run
+//! spec): it is `retry_timeout`, and `max_retries` is derived so that it never ends the
+//! retries first. object_store's own loop honours that for every error class it retries,
+//! refused connections included, so no wrapper of ours is needed; what it does not retry
+//! (403, 404 and other 4xx, undecodable answers) is not cured by waiting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -40,19 +56,64 @@ impl std::fmt::Display for Location {
     }
 }
 
-/// Retries for transient store errors (5xx, timeouts, connection resets): object_store
-/// retries them itself with exponential backoff and jitter; these are its settings.
-/// Ten tries over at most three minutes ride out a restarting S3 gateway without
-/// hiding a store that is really down.
-fn retry_config() -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig {
-            init_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(15),
-            base: 2.0,
-        },
-        max_retries: 10,
-        retry_timeout: Duration::from_secs(180),
+/// The retry budget of a run's store requests, in seconds, where a spec does not set
+/// `store.retry_max_seconds`: enough to ride out a restarting S3 gateway (tens of seconds)
+/// without hiding a store that is really down.
+pub const DEFAULT_RETRY_MAX_SECONDS: u64 = 120;
+
+/// The most a budget may be: object_store re-sends a request with its first signature,
+/// and advises keeping retries under five minutes so that it does not expire.
+pub const MAX_RETRY_MAX_SECONDS: u64 = 300;
+
+/// How long one store request is retried (see the module header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// Retry a failing request until this long after its first try; zero: never retry.
+    pub max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self::seconds(DEFAULT_RETRY_MAX_SECONDS)
+    }
+}
+
+impl Retry {
+    /// The shortest sleep between two tries; the first sleep is exactly this.
+    const INIT_BACKOFF: Duration = Duration::from_millis(100);
+    /// The longest sleep: a gateway that is back is noticed at most this late.
+    const MAX_BACKOFF: Duration = Duration::from_secs(5);
+    /// Decorrelated jitter grows only for a base above e (the log of the next sleep over
+    /// the last has mean ln(base) − 1); 3 is AWS's choice.
+    const BASE: f64 = 3.0;
+
+    /// A budget of `seconds`.
+    pub fn seconds(seconds: u64) -> Self {
+        Self {
+            max: Duration::from_secs(seconds),
+        }
+    }
+
+    /// object_store's settings for this budget. `max_retries` is one more than the
+    /// number of shortest sleeps that fit in the budget: by the time that many retries
+    /// are spent, more than the budget has passed, so the time check always ends the
+    /// retries first.
+    pub fn config(&self) -> RetryConfig {
+        let max_retries = if self.max.is_zero() {
+            0
+        } else {
+            usize::try_from(self.max.as_nanos() / Self::INIT_BACKOFF.as_nanos())
+                .map_or(usize::MAX, |n| n.saturating_add(1))
+        };
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: Self::INIT_BACKOFF,
+                max_backoff: Self::MAX_BACKOFF,
+                base: Self::BASE,
+            },
+            max_retries,
+            retry_timeout: self.max,
+        }
     }
 }
 
@@ -71,17 +132,27 @@ fn redact(url: &url::Url) -> String {
 }
 
 /// Opens the store a URL (or a local path) points at, for reading: a local directory
-/// must exist.
+/// must exist. S3 requests get the default retry budget.
 pub fn open(url_or_path: &str) -> Result<Location> {
-    open_with(url_or_path, false)
+    open_with(url_or_path, false, Retry::default())
 }
 
 /// Opens a location for writing: a local directory is created if missing.
 pub fn open_output(url_or_path: &str) -> Result<Location> {
-    open_with(url_or_path, true)
+    open_with(url_or_path, true, Retry::default())
 }
 
-fn open_with(url_or_path: &str, create: bool) -> Result<Location> {
+/// [`open`] with a retry budget of its own.
+pub fn open_with_retry(url_or_path: &str, retry: Retry) -> Result<Location> {
+    open_with(url_or_path, false, retry)
+}
+
+/// [`open_output`] with a retry budget of its own.
+pub fn open_output_with_retry(url_or_path: &str, retry: Retry) -> Result<Location> {
+    open_with(url_or_path, true, retry)
+}
+
+fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> {
     let url = if url_or_path.contains("://") {
         url::Url::parse(url_or_path)
             .with_context(|| format!("`{url_or_path}` is not a valid URL"))?
@@ -119,7 +190,7 @@ fn open_with(url_or_path: &str, create: bool) -> Result<Location> {
                 .with_context(|| format!("`{shown}` names no bucket (s3://BUCKET/prefix)"))?;
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
-                .with_retry(retry_config());
+                .with_retry(retry.config());
             // Local S3 servers (MinIO, SeaweedFS) want path-style requests over plain http.
             let endpoint = std::env::var("AWS_ENDPOINT_URL")
                 .or_else(|_| std::env::var("AWS_ENDPOINT"))
@@ -233,6 +304,23 @@ mod tests {
         assert!(Arc::ptr_eq(&a.store, &b.store));
         assert_eq!(a.child("x.parquet").as_ref(), "a/x.parquet");
         assert_eq!(a.child("__adps/m/x.json").as_ref(), "a/__adps/m/x.json");
+    }
+
+    #[test]
+    fn retries_end_on_time_not_on_count() {
+        let zero = Retry::seconds(0).config();
+        assert_eq!((zero.max_retries, zero.retry_timeout), (0, Duration::ZERO));
+        for seconds in [1, 7, DEFAULT_RETRY_MAX_SECONDS, MAX_RETRY_MAX_SECONDS] {
+            let c = Retry::seconds(seconds).config();
+            assert_eq!(c.retry_timeout, Duration::from_secs(seconds));
+            // Every sleep is at least init_backoff: the retries object_store allows would
+            // sleep, at the least, longer than the budget, so the budget ends them.
+            let least = c.backoff.init_backoff * c.max_retries as u32;
+            assert!(least > c.retry_timeout, "{seconds}s: {least:?}");
+            assert!(least <= c.retry_timeout + c.backoff.init_backoff);
+            // Decorrelated jitter grows only for a base above e.
+            assert!(c.backoff.base > std::f64::consts::E);
+        }
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct RunSpec {
     /// Optional metrics beyond MSE/PSNR/SSIM.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// How the object stores behave (not part of the settings hash).
+    #[serde(default)]
+    pub store: StoreSpec,
 }
 
 /// Input shards: Parquet files under a prefix, taken in lexicographic order.
@@ -186,6 +189,30 @@ pub struct MetricsSpec {
     pub lpips: Option<String>,
 }
 
+/// Object-store behaviour; it never changes an output, so it is not in the settings hash.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSpec {
+    /// How long a failing S3 request (5xx, refused connection, timeout) is retried, in
+    /// seconds from its first try; 0 turns retries off. At most 300.
+    pub retry_max_seconds: u64,
+}
+
+impl Default for StoreSpec {
+    fn default() -> Self {
+        Self {
+            retry_max_seconds: crate::io::store::DEFAULT_RETRY_MAX_SECONDS,
+        }
+    }
+}
+
+impl StoreSpec {
+    /// The stores' retry budget.
+    pub fn retry(&self) -> crate::io::store::Retry {
+        crate::io::store::Retry::seconds(self.retry_max_seconds)
+    }
+}
+
 impl RunSpec {
     /// Reads a spec file and applies `--set key=value` overrides.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
@@ -252,6 +279,15 @@ mod tests {
         assert_eq!(s.sampler.steps, 100);
         assert_eq!(s.sampler.churn, 0.0);
         assert_eq!(s.workers.batch_size, 8);
+        assert_eq!(s.store.retry_max_seconds, 120);
+    }
+
+    #[test]
+    fn store_retry_budget_is_set_by_name() {
+        let s = RunSpec::parse(MINIMAL, &["store.retry_max_seconds=30".into()]).unwrap();
+        assert_eq!(s.store.retry().max, std::time::Duration::from_secs(30));
+        let err = RunSpec::parse(MINIMAL, &["store.retry_max_tries=3".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("retry_max_tries"), "{err:#}");
     }
 
     #[test]

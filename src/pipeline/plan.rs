@@ -104,6 +104,14 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
     if let Err(e) = OperatorSpec::from_str(&spec.task.operator) {
         problems.push(format!("task.operator: {e:#}"));
     }
+    if spec.store.retry_max_seconds > store::MAX_RETRY_MAX_SECONDS {
+        problems.push(format!(
+            "store.retry_max_seconds {} is above {} (object_store re-sends a request with \
+             its first signature)",
+            spec.store.retry_max_seconds,
+            store::MAX_RETRY_MAX_SECONDS
+        ));
+    }
     if spec.input.limit == Some(0) {
         problems.push("input.limit 0 restores nothing".into());
     }
@@ -149,9 +157,10 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         .enable_all()
         .build()
         .context("cannot start the I/O runtime")?;
-    let input =
-        store::open(&spec.input.url).with_context(|| format!("input {}", spec.input.url))?;
-    let output = store::open_output(&spec.output.url)
+    let retry = spec.store.retry();
+    let input = store::open_with_retry(&spec.input.url, retry)
+        .with_context(|| format!("input {}", spec.input.url))?;
+    let output = store::open_output_with_retry(&spec.output.url, retry)
         .with_context(|| format!("output {}", spec.output.url))?;
 
     let card = folder.card().clone();
@@ -215,7 +224,8 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     Ok((plan, Engines { restorers, lpips }))
 }
 
-/// Everything that changes an output row; not paths, devices, threads or worker counts.
+/// Everything that changes an output row; not paths, devices, threads, worker counts or
+/// store retries.
 /// Manifests carry its hash: a rerun with other settings redoes the shards.
 pub fn settings_json(spec: &RunSpec, card: &crate::model::card::Card) -> serde_json::Value {
     let graph_hashes: Vec<(String, String)> = card

@@ -9,5 +9,6 @@ mod python;
 mod quality;
 mod resume;
 mod s3;
+mod s3_restart;
 mod safety;
 mod slurm;
