@@ -90,6 +90,86 @@ print("ok", t.num_rows)
 }
 
 #[test]
+fn the_readme_readers_open_the_output_folder_with_exactly_the_restored_rows() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    let output = tmp.path().join("out");
+    write_image_shards(&input, 2, 3, [1, 8, 8]);
+    let good = adps::io::image::encode_png([1, 8, 8], &synthetic_image(9, [1, 8, 8])).unwrap();
+    let rows = vec![
+        ("z-ok".to_string(), good),
+        ("z-bad".to_string(), b"no png".to_vec()),
+    ];
+    std::fs::write(
+        input.join("z.parquet"),
+        adps::io::parquet_out::encode_image_shard(&rows).unwrap(),
+    )
+    .unwrap();
+    let model = gaussian_model().to_string_lossy().to_string();
+    let (i, o) = (
+        input.to_string_lossy().to_string(),
+        output.to_string_lossy().to_string(),
+    );
+    let run = adps(&[
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--operator",
+        "cs:24",
+        "--steps",
+        "3",
+        "--zeta",
+        "0.5",
+        "--device",
+        "cpu",
+        "--part-rows",
+        "2",
+    ]);
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
+    // Exactly as the README and the demo's closing hint read it.
+    let script = r#"
+import sys
+out = sys.argv[1]
+want = sorted(["img-00000", "img-00001", "img-00002", "img-00003", "img-00004", "img-00005", "z-ok"])
+import pandas as pd
+df = pd.read_parquet(out)
+assert sorted(df["id"]) == want, list(df["id"])
+assert df["reconstruction"].iloc[0]["bytes"][1:4] == b"PNG"
+import pyarrow.dataset as ds
+assert sorted(ds.dataset(out, format="parquet").to_table().column("id").to_pylist()) == want
+import duckdb
+ids = [r[0] for r in duckdb.sql(f"select id from read_parquet('{out}/*.parquet') order by id").fetchall()]
+assert ids == want, ids
+import datasets
+for d in (datasets.load_dataset("parquet", data_dir=out)["train"], datasets.load_dataset(out)["train"]):
+    assert sorted(d["id"]) == want, d
+    assert d.features["reconstruction"] == datasets.Image(), d.features
+    assert d[0]["reconstruction"].size == (8, 8)
+errors = pd.read_parquet(out + "/__adps/errors")
+assert list(errors["id"]) == ["z-bad"], errors
+print("ok")
+"#;
+    let hf_home = tmp.path().join("hf");
+    let out = std::process::Command::new(python())
+        .args(["-c", script, &o])
+        .env("HF_HOME", &hf_home)
+        .env("HF_DATASETS_OFFLINE", "1")
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "a reader failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn kubernetes_manifest_matches_the_schema() {
     let validator = std::path::Path::new(&python())
         .parent()
