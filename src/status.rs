@@ -145,12 +145,14 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         .context("cannot start the I/O runtime")?;
     let rt = rt.handle();
     let is_spec = target.ends_with(".toml") && std::path::Path::new(target).is_file();
+    let mut retry = store::Retry::default();
     let (output_url, wanted) = if is_spec {
         let spec = RunSpec::load(std::path::Path::new(target), sets)?;
         let folder = crate::model::ModelFolder::open(&spec.model.dir)
             .with_context(|| format!("model {}", spec.model.dir))?;
         let json = crate::pipeline::plan::settings_json(&spec, folder.card());
         let hash = crate::pipeline::plan::settings_hash(&json);
+        retry = spec.store.retry();
         (spec.output.url.clone(), Some((spec.input.clone(), hash)))
     } else {
         if !sets.is_empty() {
@@ -158,12 +160,15 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         }
         (target.to_string(), None)
     };
-    let output = store::open(&output_url).with_context(|| format!("output {output_url}"))?;
+    let output = store::open_with_retry(&output_url, retry)
+        .with_context(|| format!("output {output_url}"))?;
     let manifests = commit::read_manifests(rt, &output)?;
     let failures = read_failures(rt, &output)?;
     let (input, hash) = match wanted {
         Some((input, hash)) => (Some(input), Some(hash)),
-        None => match settings_from_manifests(&manifests) {
+        None => match settings_from_manifests(&manifests)
+            .or_else(|| settings_from_progress(rt, &output))
+        {
             Some((input, hash)) => (Some(input), Some(hash)),
             None => (None, None),
         },
@@ -200,7 +205,7 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         return Ok(st);
     };
     let hash = hash.unwrap_or_default();
-    let shards = input_shards(rt, &input)?;
+    let shards = input_shards(rt, &input, retry)?;
     let mut listed = std::collections::BTreeSet::new();
     for shard in &shards {
         let stem = shard.stem();
@@ -227,7 +232,17 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
                 s.reason = Some(f.reason.clone());
             }
             (Some(_), _) => s.reason = Some("committed with other settings".into()),
-            _ => {}
+            _ => {
+                if let Some(r) = commit::resume_point(rt, &output, shard, &hash) {
+                    s.reason = Some(format!(
+                        "rows 0–{} committed in {} part(s); a rerun goes on from there",
+                        r.rows_done.saturating_sub(1),
+                        r.parts
+                    ));
+                    st.records_ok += r.rows_ok as u64;
+                    st.records_failed += r.rows_failed as u64;
+                }
+            }
         }
         if let Some(reason) = &shard.unreadable {
             s.state = "failed";
@@ -251,8 +266,13 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
 }
 
 /// The input's shards as a run with these input settings takes them.
-fn input_shards(rt: &tokio::runtime::Handle, input: &InputSpec) -> Result<Vec<Shard>> {
-    let loc: Location = store::open(&input.url).with_context(|| format!("input {}", input.url))?;
+fn input_shards(
+    rt: &tokio::runtime::Handle,
+    input: &InputSpec,
+    retry: store::Retry,
+) -> Result<Vec<Shard>> {
+    let loc: Location = store::open_with_retry(&input.url, retry)
+        .with_context(|| format!("input {}", input.url))?;
     let all = list::list_shards(rt, &loc)?;
     Ok(match input.limit {
         Some(limit) => list::apply_limit(rt, &loc, all, limit)?,
@@ -269,6 +289,29 @@ fn settings_from_manifests(manifests: &[(String, Manifest)]) -> Option<(InputSpe
     let (hash, (_, m)) = votes.into_iter().max_by_key(|(_, (n, _))| *n)?;
     let input: InputSpec = serde_json::from_value(m.settings.get("input")?.clone()).ok()?;
     Some((input, hash.to_string()))
+}
+
+/// The input and settings hash of the first progress record (a run killed before its
+/// first shard committed leaves only those).
+fn settings_from_progress(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+) -> Option<(InputSpec, String)> {
+    let dir = format!("{}/progress", layout::META_DIR);
+    for name in output.list_names(rt, &dir).ok()? {
+        let store = output.store.clone();
+        let key = output.child(&name);
+        let record: Option<commit::ProgressRecord> = rt.block_on(async move {
+            use object_store::ObjectStoreExt;
+            let bytes = store.get(&key).await.ok()?.bytes().await.ok()?;
+            serde_json::from_slice(&bytes).ok()
+        });
+        if let Some(r) = record {
+            let input = serde_json::from_value(r.settings.get("input")?.clone()).ok()?;
+            return Some((input, r.settings_hash));
+        }
+    }
+    None
 }
 
 /// The failure records under an output prefix, by shard stem.

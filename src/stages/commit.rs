@@ -63,6 +63,9 @@ pub struct FailureRecord {
 pub struct ProgressRecord {
     pub shard: String,
     pub settings_hash: String,
+    /// The run's settings, as in a manifest (so `adps status` knows the input).
+    #[serde(default)]
+    pub settings: serde_json::Value,
     #[serde(default)]
     pub take: Option<usize>,
     #[serde(flatten)]
@@ -182,6 +185,7 @@ pub fn run(
                 let record = ProgressRecord {
                     shard: shard.path.clone(),
                     settings_hash: settings_hash.to_string(),
+                    settings: settings.clone(),
                     take: shard.take,
                     progress,
                 };

@@ -161,6 +161,17 @@ fn sigkill_inside_a_large_shard_resumes_after_its_last_committed_part() {
         }
     }
     let first_part = read_parquet(&part_path(&output, "shard-00000"));
+    let st = adps(&["status", &o]);
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains(&format!(
+            "rows 0–{} committed in {} part(s)",
+            rows_done - 1,
+            rows_done / 4
+        )),
+        "{text}"
+    );
 
     let out = adps(&args);
     assert_ok(&out);
