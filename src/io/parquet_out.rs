@@ -99,6 +99,9 @@ fn hf_metadata(schema: &Schema, image_columns: &[&str]) -> String {
     serde_json::json!({"info": {"features": features}}).to_string()
 }
 
+/// Rows per row group in the Parquet files adps writes.
+pub const ROW_GROUP_ROWS: usize = 1024;
+
 /// Encodes one batch as a Snappy-compressed Parquet file carrying Hugging Face feature
 /// metadata (`image_columns` load as images there).
 pub fn write_parquet(batch: RecordBatch, image_columns: &[&str]) -> Result<Vec<u8>> {
@@ -114,8 +117,11 @@ pub fn write_parquet(batch: RecordBatch, image_columns: &[&str]) -> Result<Vec<u
             )])),
     );
     let batch = batch.with_schema(schema.clone())?;
+    // Row groups of at most ROW_GROUP_ROWS rows: a row group is what a reader fetches at
+    // once, so readers of our files (adps included) stream them in bounded memory.
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build();
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
