@@ -309,11 +309,15 @@ pub fn duplicate_ids(
     output: &Location,
     settings_hash: &str,
 ) -> Result<Vec<(String, Vec<String>)>> {
-    let mut seen: std::collections::HashMap<String, Vec<String>> = Default::default();
-    for (_, m) in read_manifests(rt, output)? {
-        if m.settings_hash != settings_hash {
-            continue;
-        }
+    // Per id only its digest and first shard are kept; ids seen twice are collected.
+    let mut first: std::collections::HashMap<u128, u32> = Default::default();
+    let mut dups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let manifests: Vec<Manifest> = read_manifests(rt, output)?
+        .into_iter()
+        .map(|(_, m)| m)
+        .filter(|m| m.settings_hash == settings_hash)
+        .collect();
+    for (k, m) in manifests.iter().enumerate() {
         for f in m.files.iter().filter(|f| f.name.starts_with("part-")) {
             let store = output.store.clone();
             let key = output.child(&f.name);
@@ -323,14 +327,21 @@ pub fn duplicate_ids(
             let ids = crate::io::parquet_in::read_string_column(bytes, "id")
                 .with_context(|| output.child_url(&f.name))?;
             for id in ids {
-                seen.entry(id).or_default().push(m.shard.clone());
+                match first.entry(crate::stages::id_digest(&id)) {
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(k as u32);
+                    }
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        let shards = dups
+                            .entry(id)
+                            .or_insert_with(|| vec![manifests[*e.get() as usize].shard.clone()]);
+                        shards.push(m.shard.clone());
+                    }
+                }
             }
         }
     }
-    let mut dups: Vec<(String, Vec<String>)> =
-        seen.into_iter().filter(|(_, s)| s.len() > 1).collect();
-    dups.sort();
-    Ok(dups)
+    Ok(dups.into_iter().collect())
 }
 
 fn write_manifest(

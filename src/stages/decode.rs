@@ -33,8 +33,8 @@ pub type Decoded = (Arc<Shard>, Vec<Record>, Vec<ErrorRow>, Option<usize>);
 /// What decode keeps of a shard between its chunks.
 #[derive(Default)]
 struct ShardState {
-    /// The first row of each id seen so far.
-    first_row: std::collections::HashMap<String, usize>,
+    /// The first row of each id seen so far, by id digest.
+    first_row: std::collections::HashMap<u128, usize>,
     /// Rows (records and failed rows) sent so far.
     rows: usize,
 }
@@ -116,16 +116,16 @@ pub fn run(
 /// restored twice with the same draws.
 fn duplicate_rows(
     raw: &[RawRecord],
-    first_row: &mut std::collections::HashMap<String, usize>,
+    first_row: &mut std::collections::HashMap<u128, usize>,
 ) -> std::collections::HashMap<usize, usize> {
     let mut duplicates = std::collections::HashMap::new();
     for r in raw {
-        match first_row.get(r.id.as_str()) {
-            Some(&row) => {
-                duplicates.insert(r.row, row);
+        match first_row.entry(super::id_digest(&r.id)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                duplicates.insert(r.row, *e.get());
             }
-            None => {
-                first_row.insert(r.id.clone(), r.row);
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(r.row);
             }
         }
     }

@@ -56,6 +56,17 @@ pub struct Resume {
     pub rows_failed: usize,
 }
 
+/// A 128-bit digest of a record id: duplicate checks keep these, not the ids, so that
+/// their memory stays small per row (a collision between two ids is ~1e-29 likely for a
+/// million ids).
+pub fn id_digest(id: &str) -> u128 {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(id.as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    u128::from_le_bytes(b)
+}
+
 impl Shard {
     /// A shard to restore in full.
     pub fn new(index: usize, path: String, url: String, key: object_store::path::Path) -> Self {
