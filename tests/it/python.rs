@@ -13,14 +13,12 @@ fn python() -> String {
     })
 }
 
-#[test]
-fn the_output_folder_opens_as_one_dataset_in_pyarrow_with_image_features() {
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
+/// Input of 7 good images and 1 undecodable one (shards of 3, 3 and 2) under `tmp`.
+fn input_with_one_bad_record(tmp: &std::path::Path) -> String {
+    let input = tmp.join("in");
     write_image_shards(&input, 2, 3, [1, 8, 8]);
-    // One more shard with a record that fails, so the metadata folder holds an errors
-    // table that dataset readers must skip.
+    // The bad record puts an errors table in the metadata folder, which dataset readers
+    // must skip.
     let good = adps::io::image::encode_png([1, 8, 8], &synthetic_image(9, [1, 8, 8])).unwrap();
     let rows = vec![
         ("z-ok".to_string(), good),
@@ -31,11 +29,15 @@ fn the_output_folder_opens_as_one_dataset_in_pyarrow_with_image_features() {
         adps::io::parquet_out::encode_image_shard(&rows).unwrap(),
     )
     .unwrap();
+    input.to_string_lossy().to_string()
+}
+
+#[test]
+fn the_output_folder_opens_as_one_dataset_in_pyarrow_with_image_features() {
+    let tmp = tempdir();
+    let i = input_with_one_bad_record(tmp.path());
+    let o = tmp.path().join("out").to_string_lossy().to_string();
     let model = gaussian_model().to_string_lossy().to_string();
-    let (i, o) = (
-        input.to_string_lossy().to_string(),
-        output.to_string_lossy().to_string(),
-    );
     let run = adps(&[
         "restore",
         "--model",
@@ -92,24 +94,9 @@ print("ok", t.num_rows)
 #[test]
 fn the_readme_readers_open_the_output_folder_with_exactly_the_restored_rows() {
     let tmp = tempdir();
-    let input = tmp.path().join("in");
-    let output = tmp.path().join("out");
-    write_image_shards(&input, 2, 3, [1, 8, 8]);
-    let good = adps::io::image::encode_png([1, 8, 8], &synthetic_image(9, [1, 8, 8])).unwrap();
-    let rows = vec![
-        ("z-ok".to_string(), good),
-        ("z-bad".to_string(), b"no png".to_vec()),
-    ];
-    std::fs::write(
-        input.join("z.parquet"),
-        adps::io::parquet_out::encode_image_shard(&rows).unwrap(),
-    )
-    .unwrap();
+    let i = input_with_one_bad_record(tmp.path());
+    let o = tmp.path().join("out").to_string_lossy().to_string();
     let model = gaussian_model().to_string_lossy().to_string();
-    let (i, o) = (
-        input.to_string_lossy().to_string(),
-        output.to_string_lossy().to_string(),
-    );
     let run = adps(&[
         "restore",
         "--model",
