@@ -67,6 +67,42 @@ pub fn adps(args: &[&str]) -> Output {
         .expect("cannot start adps")
 }
 
+/// `adps restore` of `input` into `output` with the Gaussian test model at cs:24,
+/// ζ = 0.5 on CPU, `steps` sampler steps, then `extra` flags.
+pub fn gaussian_restore_args(
+    input: &str,
+    output: &str,
+    steps: usize,
+    extra: &[&str],
+) -> Vec<String> {
+    let model = gaussian_model().to_string_lossy().to_string();
+    let steps = steps.to_string();
+    let base = [
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        input,
+        "--output",
+        output,
+        "--operator",
+        "cs:24",
+        "--steps",
+        &steps,
+        "--zeta",
+        "0.5",
+        "--device",
+        "cpu",
+    ];
+    base.iter().chain(extra).map(|a| a.to_string()).collect()
+}
+
+/// Runs the `adps` binary with owned arguments.
+pub fn adps_owned(args: &[String]) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    adps(&args)
+}
+
 /// Asserts a command succeeded, printing its output otherwise.
 pub fn assert_ok(out: &Output) {
     assert!(

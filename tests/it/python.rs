@@ -96,26 +96,7 @@ fn the_readme_readers_open_the_output_folder_with_exactly_the_restored_rows() {
     let tmp = tempdir();
     let i = input_with_one_bad_record(tmp.path());
     let o = tmp.path().join("out").to_string_lossy().to_string();
-    let model = gaussian_model().to_string_lossy().to_string();
-    let run = adps(&[
-        "restore",
-        "--model",
-        &model,
-        "--input",
-        &i,
-        "--output",
-        &o,
-        "--operator",
-        "cs:24",
-        "--steps",
-        "3",
-        "--zeta",
-        "0.5",
-        "--device",
-        "cpu",
-        "--part-rows",
-        "2",
-    ]);
+    let run = adps_owned(&gaussian_restore_args(&i, &o, 3, &["--part-rows", "2"]));
     assert_eq!(run.status.code(), Some(3), "{run:?}");
     // Exactly as the README and the demo's closing hint read it.
     let script = r#"

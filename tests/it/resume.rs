@@ -94,34 +94,14 @@ fn sigkill_inside_a_large_shard_resumes_after_its_last_committed_part() {
     let input = tmp.path().join("in");
     let output = tmp.path().join("out");
     let ids = write_image_shards(&input, 1, 40, [1, 8, 8]);
-    let model = gaussian_model().to_string_lossy().to_string();
     let (i, o) = (
         input.to_string_lossy().to_string(),
         output.to_string_lossy().to_string(),
     );
-    let args = [
-        "restore",
-        "--model",
-        &model,
-        "--input",
-        &i,
-        "--output",
-        &o,
-        "--operator",
-        "cs:24",
-        "--steps",
-        "300",
-        "--zeta",
-        "0.5",
-        "--batch-size",
-        "4",
-        "--part-rows",
-        "4",
-        "--device",
-        "cpu",
-    ];
+    let extra = ["--batch-size", "4", "--part-rows", "4"];
+    let args = gaussian_restore_args(&i, &o, 300, &extra);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
-        .args(args)
+        .args(&args)
         .env("ADPS_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -173,7 +153,7 @@ fn sigkill_inside_a_large_shard_resumes_after_its_last_committed_part() {
         "{text}"
     );
 
-    let out = adps(&args);
+    let out = adps_owned(&args);
     assert_ok(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -175,25 +175,8 @@ fn nested_and_non_ascii_shard_names_keep_their_identity_on_s3() {
         rt.block_on(input.store.put(&input.child(name), PutPayload::from(bytes)))
             .unwrap();
     }
-    let model = gaussian_model().to_string_lossy().to_string();
-    let args = [
-        "restore",
-        "--model",
-        &model,
-        "--input",
-        &input_url,
-        "--output",
-        &output_url,
-        "--operator",
-        "cs:24",
-        "--steps",
-        "3",
-        "--zeta",
-        "0.5",
-        "--device",
-        "cpu",
-    ];
-    let out = adps(&args);
+    let args = gaussian_restore_args(&input_url, &output_url, 3, &[]);
+    let out = adps_owned(&args);
     assert_ok(&out);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("records ok 6, failed 0; shards committed 3"),
@@ -237,7 +220,7 @@ fn nested_and_non_ascii_shard_names_keep_their_identity_on_s3() {
     got.sort();
     want.sort();
     assert_eq!(got, want, "every id once");
-    let again = adps(&args);
+    let again = adps_owned(&args);
     assert_ok(&again);
     assert!(String::from_utf8_lossy(&again.stdout).contains("skipped 3"));
 }

@@ -14,28 +14,7 @@ fn s(p: &Path) -> String {
 }
 
 fn restore_args(input: &str, output: &str, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "restore",
-        "--model",
-        &s(&gaussian_model()),
-        "--input",
-        input,
-        "--output",
-        output,
-        "--operator",
-        "cs:24",
-        "--steps",
-        "4",
-        "--zeta",
-        "0.5",
-        "--device",
-        "cpu",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
-    args.extend(extra.iter().map(|a| a.to_string()));
-    args
+    gaussian_restore_args(input, output, 4, extra)
 }
 
 /// A temporary folder with an (empty) input folder and an output path in it.
@@ -47,8 +26,7 @@ fn workspace() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn run(args: &[String]) -> std::process::Output {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    adps(&args)
+    adps_owned(args)
 }
 
 /// A shard of `n` synthetic images with ids `<prefix>-<k>`.
