@@ -256,6 +256,24 @@ impl Location {
             .collect())
     }
 
+    /// The names of the objects directly under this location (not in its folders): one
+    /// delimited listing, however many objects the folders hold.
+    pub fn list_top(&self, rt: &tokio::runtime::Handle) -> Result<Vec<String>> {
+        let store = self.store.clone();
+        let prefix = self.prefix.clone();
+        let listing = rt
+            .block_on(async move {
+                let p = (!prefix.as_ref().is_empty()).then_some(&prefix);
+                store.list_with_delimiter(p).await
+            })
+            .with_context(|| format!("cannot list {self}"))?;
+        Ok(listing
+            .objects
+            .iter()
+            .map(|m| self.relative(&m.location))
+            .collect())
+    }
+
     /// A key of this location as a name relative to its prefix.
     pub fn relative(&self, key: &Path) -> String {
         key.as_ref()

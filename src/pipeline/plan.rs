@@ -275,7 +275,7 @@ pub fn kind_and_level(op: &OperatorSpec) -> (String, f64) {
 /// resuming over them would redo every shard and mix two layouts, so the run stops and
 /// says what to do.
 fn refuse_legacy_layout(rt: &tokio::runtime::Handle, output: &Location) -> Result<()> {
-    let names = output.list_names(rt, "")?;
+    let names = output.list_top(rt)?;
     if let Some(old) = names.iter().find(|n| crate::io::layout::is_legacy_name(n)) {
         bail!(
             "{output} holds outputs in the layout of adps 0.1 ({old}): this version keeps \
