@@ -55,8 +55,8 @@ fn restore_batch(restorer: &mut dyn Restorer, batch: Batch, counters: &Counters)
         .zip(checks)
         .enumerate()
         .partition(|(_, (_, check))| check.is_ok());
-    let good: Vec<(usize, (Arc<Shard>, Record))> =
-        good.into_iter().map(|(i, (item, _))| (i, item)).collect();
+    let (good_at, items): (Vec<usize>, Vec<(Arc<Shard>, Record)>) =
+        good.into_iter().map(|(i, (item, _))| (i, item)).unzip();
     let mut out: Vec<(usize, Restored)> = bad
         .into_iter()
         .map(|(i, ((shard, record), check))| {
@@ -71,15 +71,15 @@ fn restore_batch(restorer: &mut dyn Restorer, batch: Batch, counters: &Counters)
             )
         })
         .collect();
-    if !good.is_empty() {
-        let items: Vec<(Arc<Shard>, Record)> = good.iter().map(|(_, item)| item.clone()).collect();
+    if !items.is_empty() {
         let started = Instant::now();
         let result = restorer.restore(&items);
         let per_image = started.elapsed().as_secs_f64() / items.len() as f64;
         match result {
             Ok(xs) => {
                 Counters::add(&counters.nfe_images, (restorer.nfe() * xs.len()) as u64);
-                for ((i, (shard, record)), (x, residual)) in good.into_iter().zip(xs) {
+                for ((i, (shard, record)), (x, residual)) in good_at.into_iter().zip(items).zip(xs)
+                {
                     let result = Ok((x, residual, per_image));
                     out.push((
                         i,
@@ -94,7 +94,7 @@ fn restore_batch(restorer: &mut dyn Restorer, batch: Batch, counters: &Counters)
             Err(e) => {
                 let reason = format!("{e:#}");
                 tracing::error!("a batch of {} failed: {reason}", items.len());
-                for (i, (shard, record)) in good {
+                for (i, (shard, record)) in good_at.into_iter().zip(items) {
                     let result = Err(reason.clone());
                     out.push((
                         i,
