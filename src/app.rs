@@ -60,6 +60,13 @@ pub fn run() -> Result<ExitCode> {
                 ExitCode::from(EXIT_PARTIAL)
             })
         }
+        Command::Report(args) => {
+            let report = crate::run_report::collect(&args.target, args.examples)?;
+            let page = crate::report::run_page::render_run_report(&report)?;
+            let written = crate::run_report::write(&report, &args.html, page)?;
+            println!("report: {written}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect { dir } => {
             print!("{}", crate::model::inspect(&dir)?);
             Ok(ExitCode::SUCCESS)

@@ -63,6 +63,16 @@ pub enum Command {
     /// Example: adps status pipelines/s3-example.toml --worker-count 16
     ///          (prints the array indices to resubmit); adps status out/demo --json
     Status(StatusArgs),
+    /// Write one self-contained HTML page about a run (restoration or evaluation): its
+    /// settings and provenance, counts (ok, failed, pending, duplicates), restore time
+    /// per shard, the distribution of the measurement residual ‖y − A x̂‖ (the check a
+    /// restoration without ground truth has), metric distributions where ground truth
+    /// exists, the first errors, and an example grid (measurement, reconstruction,
+    /// ground truth when present).
+    ///
+    /// Example: adps report out/demo   (writes out/demo/__adps/report.html)
+    ///          adps report s3://bucket/restored --html report.html
+    Report(ReportArgs),
     /// Print a model folder's card and each graph's inputs and outputs.
     Inspect {
         /// The model folder (denoiser.onnx, dps_vjp.onnx, dps_dense.onnx, card.json).
@@ -83,6 +93,19 @@ pub struct StatusArgs {
     /// Print the status as one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// An output prefix (path, file://, s3://) or the run spec that writes it.
+    pub target: String,
+    /// Write the page to this local file instead of `__adps/report.html` under the
+    /// output prefix.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// How many restored images the example grid shows.
+    #[arg(long, default_value_t = 8)]
+    pub examples: usize,
 }
 
 /// Which share of the input this process restores, for array jobs on several machines.

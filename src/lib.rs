@@ -19,5 +19,6 @@ pub mod model;
 pub mod pipeline;
 pub mod report;
 pub mod restore;
+pub mod run_report;
 pub mod stages;
 pub mod status;

@@ -1,5 +1,5 @@
 //! Reads a finished run back: the rows of every committed part (parts whose manifest
-//! exists) under an output location.
+//! exists) under an output location, for `adps evaluate` and `adps report`.
 
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -8,6 +8,7 @@ use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::io::store::Location;
+use crate::stages::commit::Manifest;
 
 /// One restored image as written by the pipeline.
 #[derive(Debug, Clone)]
@@ -22,32 +23,47 @@ pub struct PartRow {
     pub residual: Option<f64>,
     /// The image's share of its batch's restore wall time.
     pub seconds: Option<f64>,
+    /// Denoiser evaluations the image took (absent in outputs that lack the column).
+    pub nfe: Option<i64>,
 }
 
 /// Every row of the committed parts under `loc`, sorted by id.
 pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec<PartRow>> {
     let mut rows = Vec::new();
-    let manifests = crate::stages::commit::read_manifests(rt, loc)?;
-    let parts = manifests
-        .iter()
-        .flat_map(|(_, m)| m.files.iter())
-        .filter(|f| f.name.starts_with("part-"));
-    for f in parts {
-        let part = &f.name;
-        let key = loc.child(part);
-        let store = loc.store.clone();
-        let bytes = rt
-            .block_on(async move { store.get(&key).await?.bytes().await })
-            .with_context(|| format!("reading {}", loc.child_url(part)))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .with_context(|| loc.child_url(part))?
-            .build()?;
-        for batch in reader {
-            read_batch(&batch?, &mut rows).with_context(|| loc.child_url(part))?;
-        }
-    }
+    visit_committed_rows(rt, loc, |_, _| true, |_, row| rows.push(row))?;
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(rows)
+}
+
+/// Calls `visit` with every row of the committed parts under `loc` whose manifest
+/// `keep` accepts, one part in memory at a time (manifests in name order, rows in part
+/// order), so that a report over a large run holds only what it keeps.
+pub fn visit_committed_rows(
+    rt: &tokio::runtime::Handle,
+    loc: &Location,
+    keep: impl Fn(&str, &Manifest) -> bool,
+    mut visit: impl FnMut(&Manifest, PartRow),
+) -> Result<()> {
+    let manifests = crate::stages::commit::read_manifests(rt, loc)?;
+    for (name, m) in manifests.iter().filter(|(name, m)| keep(name, m)) {
+        for f in m.files.iter().filter(|f| f.name.starts_with("part-")) {
+            let part = &f.name;
+            let key = loc.child(part);
+            let store = loc.store.clone();
+            let bytes = rt
+                .block_on(async move { store.get(&key).await?.bytes().await })
+                .with_context(|| format!("reading {} (listed by {name})", loc.child_url(part)))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .with_context(|| loc.child_url(part))?
+                .build()?;
+            for batch in reader {
+                let mut rows = Vec::new();
+                read_batch(&batch?, &mut rows).with_context(|| loc.child_url(part))?;
+                rows.into_iter().for_each(|r| visit(m, r));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
@@ -74,6 +90,12 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
         float("residual")?,
         float("seconds")?,
     );
+    let nfe = batch
+        .column_by_name("nfe")
+        .and_then(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Int64).ok());
+    let nfe = nfe
+        .as_ref()
+        .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>());
     let get = |a: &arrow::array::Float64Array, r: usize| (!a.is_null(r)).then(|| a.value(r));
     for r in 0..batch.num_rows() {
         rows.push(PartRow {
@@ -85,6 +107,7 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
             lpips: get(&lpips, r),
             residual: get(&residual, r),
             seconds: get(&seconds, r),
+            nfe: nfe.filter(|a| !a.is_null(r)).map(|a| a.value(r)),
         });
     }
     Ok(())

@@ -12,7 +12,7 @@ use crate::io::image;
 use crate::io::parquet_in::{read_shard, Payload};
 use crate::report::{ExampleGrid, SettingSummary};
 use crate::restore::operators::sr::nearest_upsample;
-use crate::restore::operators::{simulate_measurement, OperatorSpec};
+use crate::restore::operators::{simulate_measurement, LinearOperator, OperatorSpec};
 use crate::restore::rng::ImageRngs;
 
 /// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
@@ -52,9 +52,9 @@ fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String,
     Ok(found)
 }
 
-/// What a measurement looks like as an image: the low-resolution image for `sr`, Aᵀy
-/// rescaled to the image range for `cs`, y itself for the operators on the image grid.
-fn measurement_image(
+/// A measurement simulated from a clean image by the run's protocol (the image's
+/// operator and noise drawn from its id and the run seed), shown as an image.
+pub fn measurement_image(
     op: &OperatorSpec,
     shape: [usize; 3],
     seed: u64,
@@ -66,20 +66,33 @@ fn measurement_image(
     let mut rngs = ImageRngs::new(seed, id);
     let a = family.for_image(&mut rngs.operator);
     let y = simulate_measurement(a.as_ref(), x0, sigma_y, &mut rngs.measurement);
-    Ok(match op {
-        OperatorSpec::Sr { f } => nearest_upsample(&y, shape, *f),
-        OperatorSpec::Cs { .. } => {
-            let mut back = vec![0.0; x0.len()];
-            a.adjoint(&y, &mut back);
-            let (lo, hi) = back
-                .iter()
-                .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-            back.iter()
-                .map(|v| (v - lo) / (hi - lo).max(1e-12) * 2.0 - 1.0)
-                .collect()
-        }
-        _ => y,
-    })
+    Ok(measurement_view(op, a.as_ref(), &y, shape))
+}
+
+/// What a measurement y looks like as an image of `shape`: the low-resolution image
+/// (nearest upsampling) for `sr`, y itself for operators on the image grid (inpainting,
+/// blur), otherwise Aᵀy rescaled to the image range (`cs`: the back-projection).
+pub fn measurement_view(
+    op: &OperatorSpec,
+    a: &dyn LinearOperator,
+    y: &[f32],
+    shape: [usize; 3],
+) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    if let OperatorSpec::Sr { f } = op {
+        return nearest_upsample(y, shape, *f);
+    }
+    if y.len() == n {
+        return y.to_vec();
+    }
+    let mut back = vec![0.0; n];
+    a.adjoint(y, &mut back);
+    let (lo, hi) = back
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    back.iter()
+        .map(|v| (v - lo) / (hi - lo).max(1e-12) * 2.0 - 1.0)
+        .collect()
 }
 
 /// One grid per operator, with each model's best setting (lowest test MSE over steps).

@@ -61,6 +61,11 @@ pub fn errors_name(stem: &str, k: usize) -> String {
     }
 }
 
+/// The run report `adps report` writes by default.
+pub fn report_name() -> String {
+    format!("{META_DIR}/report.html")
+}
+
 /// The progress record of a shard whose first parts are committed.
 pub fn progress_name(stem: &str) -> String {
     format!("{META_DIR}/progress/{stem}.json")

@@ -13,7 +13,7 @@ use super::{best_of, best_per_model_operator, mse_key, steps_of, ExampleGrid, Se
 /// Colour marking the chosen ζ in the sparklines.
 const MARK: &str = "#111827";
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 :root{--fg:#1f2933;--muted:#6b7280;--faint:#9ca3af;--line:#e5e7eb;--soft:#f8fafc;--best:#fff8e1;--accent:#1d4ed8}
 *{box-sizing:border-box}
 html{background:#f3f4f6}
@@ -68,30 +68,14 @@ img.px{image-rendering:pixelated}
 footer{margin-top:56px;color:var(--faint);font-size:12px}
 "#;
 
-/// Standard base64 (RFC 4648, with padding).
+/// Standard base64 (RFC 4648, with padding), for images inlined as data URIs.
 pub fn base64(data: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * k) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 /// PNG width and height from its IHDR chunk.
-fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+pub(crate) fn png_size(png: &[u8]) -> Option<(u32, u32)> {
     if png.len() < 24 || &png[..8] != b"\x89PNG\r\n\x1a\n" || &png[12..16] != b"IHDR" {
         return None;
     }

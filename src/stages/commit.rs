@@ -309,14 +309,16 @@ pub fn duplicate_ids(
     output: &Location,
     settings_hash: &str,
 ) -> Result<Vec<(String, Vec<String>)>> {
-    // Per id only its digest and first shard are kept; ids seen twice are collected.
-    let mut first: std::collections::HashMap<u128, u32> = Default::default();
+    // Per id only its digest and first shard are kept (sized once from the manifests'
+    // row counts); ids seen twice are collected.
     let mut dups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let manifests: Vec<Manifest> = read_manifests(rt, output)?
         .into_iter()
         .map(|(_, m)| m)
         .filter(|m| m.settings_hash == settings_hash)
         .collect();
+    let mut first: std::collections::HashMap<crate::stages::IdDigest, u32> =
+        std::collections::HashMap::with_capacity(manifests.iter().map(|m| m.rows).sum());
     for (k, m) in manifests.iter().enumerate() {
         for f in m.files.iter().filter(|f| f.name.starts_with("part-")) {
             let store = output.store.clone();

@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 
 use super::fetch::Fetched;
-use super::{Counters, Flow, Record, Shard};
+use super::{Counters, Flow, IdDigest, Record, Shard};
 use crate::io::image;
 use crate::io::parquet_in::{Payload, RawRecord};
 use crate::io::parquet_out::ErrorRow;
@@ -33,8 +33,9 @@ pub type Decoded = (Arc<Shard>, Vec<Record>, Vec<ErrorRow>, Option<usize>);
 /// What decode keeps of a shard between its chunks.
 #[derive(Default)]
 struct ShardState {
-    /// The first row of each id seen so far, by id digest.
-    first_row: std::collections::HashMap<u128, usize>,
+    /// The first row of each id seen so far, by id digest; sized from the shard's row
+    /// count on its first chunk (growing would briefly hold the old and the new table).
+    first_row: std::collections::HashMap<IdDigest, u32>,
     /// Rows (records and failed rows) sent so far.
     rows: usize,
 }
@@ -59,6 +60,9 @@ pub fn run(
             }
             Ok(chunk) => {
                 let state = shards.entry(shard.path.clone()).or_default();
+                if let Some(rows) = chunk.rows_planned {
+                    state.first_row.reserve(rows);
+                }
                 let duplicates = duplicate_rows(&chunk.records, &mut state.first_row);
                 let decoded: Vec<Result<Record, (String, usize, String)>> = chunk
                     .records
@@ -116,16 +120,20 @@ pub fn run(
 /// restored twice with the same draws.
 fn duplicate_rows(
     raw: &[RawRecord],
-    first_row: &mut std::collections::HashMap<u128, usize>,
+    first_row: &mut std::collections::HashMap<IdDigest, u32>,
 ) -> std::collections::HashMap<usize, usize> {
     let mut duplicates = std::collections::HashMap::new();
     for r in raw {
         match first_row.entry(super::id_digest(&r.id)) {
             std::collections::hash_map::Entry::Occupied(e) => {
-                duplicates.insert(r.row, *e.get());
+                duplicates.insert(r.row, *e.get() as usize);
             }
+            // A row beyond u32 (4·10⁹ rows in one shard) is not remembered: it can
+            // still be found a duplicate of an earlier row, just not be named as first.
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(r.row);
+                if let Ok(row) = u32::try_from(r.row) {
+                    e.insert(row);
+                }
             }
         }
     }

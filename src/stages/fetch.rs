@@ -19,6 +19,9 @@ use crate::io::parquet_in::{self, Layout, ObjectReader, RawRecord};
 pub struct Chunk {
     pub records: Vec<RawRecord>,
     pub last: bool,
+    /// On a shard's first chunk: how many rows this run streams of it (from the footer),
+    /// so that per-shard state is sized once instead of growing.
+    pub rows_planned: Option<usize>,
 }
 
 /// A chunk of a shard's rows, or why the shard cannot be read (after the store's own
@@ -63,7 +66,7 @@ async fn open(
     store: Arc<dyn ObjectStore>,
     shard: &Shard,
     chunk_rows: usize,
-) -> Result<(ParquetRecordBatchStream<ObjectReader>, Layout), String> {
+) -> Result<(ParquetRecordBatchStream<ObjectReader>, Layout, usize), String> {
     if let Some(reason) = &shard.unreadable {
         return Err(reason.clone());
     }
@@ -76,19 +79,24 @@ async fn open(
     let layout = parquet_in::layout_of(builder.schema()).map_err(|e| format!("{e:#}"))?;
     // Rows committed by an earlier run are skipped, not read again.
     let skip = shard.resume.as_ref().map_or(0, |r| r.rows_done);
+    let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+    let rows_planned = shard
+        .take
+        .map_or(rows, |t| t.min(rows))
+        .saturating_sub(skip);
     let mut builder = builder.with_batch_size(chunk_rows.max(1)).with_offset(skip);
     if let Some(take) = shard.take {
         builder = builder.with_limit(take.saturating_sub(skip));
     }
     let stream = builder.build().map_err(|e| e.to_string())?;
-    Ok((stream, layout))
+    Ok((stream, layout, rows_planned))
 }
 
 /// Sends a shard's chunks downstream; `Err` only when downstream has stopped. One chunk
 /// is held back so that the last one can be marked.
 async fn stream_rows(
     shard: &Arc<Shard>,
-    opened: Result<(ParquetRecordBatchStream<ObjectReader>, Layout), String>,
+    opened: Result<(ParquetRecordBatchStream<ObjectReader>, Layout, usize), String>,
     out: &Sender<Fetched>,
 ) -> Result<(), ()> {
     let send = |chunk: Result<Chunk, String>| {
@@ -98,11 +106,12 @@ async fn stream_rows(
         })
         .map_err(|_| ())
     };
-    let (mut stream, layout) = match opened {
+    let (mut stream, layout, rows_planned) = match opened {
         Ok(s) => s,
         Err(reason) => return send(Err(reason)),
     };
     let mut held: Option<Vec<RawRecord>> = None;
+    let mut rows_planned = Some(rows_planned);
     let mut row = shard.resume.as_ref().map_or(0, |r| r.rows_done);
     while let Some(batch) = stream.next().await {
         let records = batch
@@ -119,11 +128,13 @@ async fn stream_rows(
             send(Ok(Chunk {
                 records: previous,
                 last: false,
+                rows_planned: rows_planned.take(),
             }))?;
         }
     }
     send(Ok(Chunk {
         records: held.unwrap_or_default(),
         last: true,
+        rows_planned,
     }))
 }

@@ -7,6 +7,7 @@ mod parity;
 mod pipeline;
 mod python;
 mod quality;
+mod report;
 mod resume;
 mod s3;
 mod s3_restart;
