@@ -380,6 +380,9 @@ fn measured_input_is_restored_and_not_scored() {
         "1",
         "--device",
         "cpu",
+        // These y were measured from images in the model's [-1, 1] range.
+        "--y-range",
+        "model",
     ]);
     assert_ok(&out);
     let part = read_parquet(&output.join("part-measured.parquet"));
