@@ -196,13 +196,13 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
             (record.truth, record.frame) = (Some(truth), frame);
         }
         Payload::Pixels { data, shape } => {
-            let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-            let ([pc, ph, pw], true) = (
-                [0, 1, 2].map(|k| dims.get(k).copied().unwrap_or(0)),
-                dims.len() == 3 && shape.iter().all(|&d| d > 0),
-            ) else {
+            let &[pc, ph, pw] = shape.as_slice() else {
                 return Err(fail(format!("pixels have shape {shape:?}, not [C, H, W]")));
             };
+            if pc <= 0 || ph <= 0 || pw <= 0 {
+                return Err(fail(format!("pixels have shape {shape:?}, not [C, H, W]")));
+            }
+            let [pc, ph, pw] = [pc, ph, pw].map(|d| d as usize);
             if data.len() != pc * ph * pw || !(pc == 1 || pc == 3) {
                 return Err(fail(format!(
                     "pixels have shape {shape:?} ({} values); C must be 1 or 3 and the \
