@@ -437,6 +437,96 @@ mod tests {
     }
 
     #[test]
+    fn kept_columns_and_y_range_are_written_with_their_types() {
+        let label = Field::new("label", DataType::Int64, true);
+        let settings = RowSettings {
+            model: "m".into(),
+            train_p: 0.2,
+            operator: "sr:2".into(),
+            operator_kind: "sr".into(),
+            level: 2.0,
+            sigma_y: 0.0,
+            steps: 10,
+            nfe: 19,
+            zeta: 1.0,
+            seed: 0,
+            sampler: "heun".into(),
+            y_range: "model".into(),
+            keep: vec![label.clone()],
+            keep_features: serde_json::from_str(
+                r#"{"label": {"names": ["a", "b"], "_type": "ClassLabel"}}"#,
+            )
+            .unwrap(),
+        };
+        let row = |id: &str, v: i64, measured: bool| OutputRow {
+            id: id.into(),
+            png: vec![1],
+            f32: None,
+            mse: None,
+            psnr: None,
+            ssim: None,
+            lpips: None,
+            residual: 0.0,
+            seconds: 0.0,
+            measured,
+            keep: vec![Arc::new(arrow::array::Int64Array::from(vec![v])) as ArrayRef],
+        };
+        let read = |bytes: Vec<u8>| {
+            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                bytes::Bytes::from(bytes),
+            )
+            .unwrap();
+            let meta = b.schema().metadata().get("huggingface").unwrap().clone();
+            (b.build().unwrap().next().unwrap().unwrap(), meta)
+        };
+        let bytes = encode_outputs(&[row("a", 1, true), row("b", 0, false)], &settings).unwrap();
+        let (batch, meta) = read(bytes);
+        use arrow::array::{Array, AsArray};
+        let labels = batch.column_by_name("label").unwrap();
+        assert_eq!(labels.data_type(), &DataType::Int64);
+        assert_eq!(
+            labels
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec(),
+            vec![1, 0]
+        );
+        let y_range = batch.column_by_name("y_range").unwrap().as_string::<i32>();
+        assert_eq!(
+            (y_range.value(0), y_range.is_null(1)),
+            ("model", true),
+            "null where y was simulated"
+        );
+        assert!(meta.contains(r#""_type":"ClassLabel""#), "{meta}");
+        // Empty parts and errors tables carry the kept columns too.
+        let empty = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(encode_outputs(&[], &settings).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            empty.schema().field_with_name("label").unwrap().data_type(),
+            &DataType::Int64
+        );
+        let error = ErrorRow {
+            id: "c".into(),
+            row: 2,
+            shard: "s".into(),
+            stage: "decode".into(),
+            reason: "bad".into(),
+            keep: vec![Arc::new(arrow::array::Int64Array::from(vec![5])) as ArrayRef],
+        };
+        let (errors, _) = read(encode_errors(&[error], &settings).unwrap());
+        assert_eq!(
+            errors
+                .column_by_name("label")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            5
+        );
+    }
+
+    #[test]
     fn outputs_carry_hf_image_feature() {
         let settings = RowSettings {
             model: "m".into(),

@@ -102,7 +102,7 @@ pub enum Fit {
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Convert {
-    /// None: an image with another channel count than the model's is an error row (an
+    /// An image with another channel count than the model's is an error row (an
     /// RGB image whose three channels are equal counts as grey).
     #[default]
     None,

@@ -99,18 +99,20 @@ pub fn run(
             Ok(chunk) => {
                 let state = shards.entry(shard.path.clone()).or_default();
                 let duplicates = duplicate_rows(&chunk.records, &mut state.first_row);
-                let decoded: Vec<Result<Record, ErrorRow>> = chunk
+                let decoded: Vec<Result<Record, Box<ErrorRow>>> = chunk
                     .records
                     .into_par_iter()
                     .map(|r| {
                         let (row, keep, path) = (r.row, r.keep.clone(), shard.path.clone());
-                        let fail = move |(id, reason): (String, String)| ErrorRow {
-                            id,
-                            row,
-                            shard: path,
-                            stage: "decode".into(),
-                            reason,
-                            keep,
+                        let fail = move |(id, reason): (String, String)| {
+                            Box::new(ErrorRow {
+                                id,
+                                row,
+                                shard: path,
+                                stage: "decode".into(),
+                                reason,
+                                keep,
+                            })
                         };
                         match duplicates.get(&r.row) {
                             Some(first) => Err(fail((
@@ -129,7 +131,7 @@ pub fn run(
                 for d in decoded {
                     match d {
                         Ok(r) => records.push(r),
-                        Err(e) => errors.push(e),
+                        Err(e) => errors.push(*e),
                     }
                 }
                 Counters::add(

@@ -43,6 +43,13 @@ pub fn run(
     }
 }
 
+/// A reconstruction and its truth, at the input's size.
+struct InputSized {
+    x: Vec<f32>,
+    truth: Option<Vec<f32>>,
+    shape: [usize; 3],
+}
+
 /// A reconstruction and its truth at the input's size: cropped back to the frame of a
 /// padded input, as they are otherwise.
 fn at_input_size(
@@ -50,9 +57,13 @@ fn at_input_size(
     x: &[f32],
     truth: Option<&[f32]>,
     frame: Option<Frame>,
-) -> (Vec<f32>, Option<Vec<f32>>, [usize; 3]) {
+) -> Result<InputSized, String> {
     let Some(f) = frame else {
-        return (x.to_vec(), truth.map(<[f32]>::to_vec), shape);
+        return Ok(InputSized {
+            x: x.to_vec(),
+            truth: truth.map(<[f32]>::to_vec),
+            shape,
+        });
     };
     let crop = |v: &[f32]| {
         let px = Pixels {
@@ -61,10 +72,17 @@ fn at_input_size(
         };
         px.crop([f.top, f.left], [f.height, f.width])
             .map(|p| p.data)
-            .unwrap_or_else(|_| v.to_vec())
+            .map_err(|e| format!("cropping the reconstruction back: {e:#}"))
     };
-    (crop(x), truth.map(crop), [shape[0], f.height, f.width])
+    Ok(InputSized {
+        x: crop(x)?,
+        truth: truth.map(crop).transpose()?,
+        shape: [shape[0], f.height, f.width],
+    })
 }
+
+/// A (reconstruction, truth) pair for LPIPS.
+type Pair<'a> = (&'a [f32], &'a [f32]);
 
 fn score_batch(
     shape: [usize; 3],
@@ -74,7 +92,7 @@ fn score_batch(
     counters: &Counters,
 ) -> Vec<Scored> {
     // Reconstructions and truths at the input's size.
-    let sized: Vec<Option<(Vec<f32>, Option<Vec<f32>>, [usize; 3])>> = batch
+    let sized: Vec<Option<Result<InputSized, String>>> = batch
         .par_iter()
         .map(|r| match &r.result {
             Ok((x, _, _)) => Some(at_input_size(
@@ -89,19 +107,19 @@ fn score_batch(
     // LPIPS in one batched call per image size for the pairs that have ground truth.
     let mut lpips_values: Vec<Option<f64>> = vec![None; batch.len()];
     if let Some(model) = lpips {
-        let mut shapes: Vec<[usize; 3]> = sized.iter().flatten().map(|s| s.2).collect();
+        let ok = || {
+            sized
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| Some((i, s.as_ref()?.as_ref().ok()?)))
+        };
+        let mut shapes: Vec<[usize; 3]> = ok().map(|(_, s)| s.shape).collect();
         shapes.sort();
         shapes.dedup();
         for each in shapes {
-            let (at, pairs): (Vec<usize>, Vec<(&[f32], &[f32])>) = sized
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| match s {
-                    Some((x, Some(t), sh)) if *sh == each => {
-                        Some((i, (x.as_slice(), t.as_slice())))
-                    }
-                    _ => None,
-                })
+            let (at, pairs): (Vec<usize>, Vec<Pair>) = ok()
+                .filter(|(_, s)| s.shape == each)
+                .filter_map(|(i, s)| Some((i, (s.x.as_slice(), s.truth.as_deref()?))))
                 .unzip();
             if pairs.is_empty() {
                 continue;
@@ -132,7 +150,8 @@ fn score_batch(
             let result = match (&r.result, sized) {
                 (Err(reason), _) => Err(fail("restore", reason.clone())),
                 (Ok(_), None) => Err(fail("metrics", "internal: no reconstruction".into())),
-                (Ok((_, residual, seconds)), Some((x, truth, shape))) => {
+                (Ok(_), Some(Err(reason))) => Err(fail("metrics", reason)),
+                (Ok((_, residual, seconds)), Some(Ok(InputSized { x, truth, shape }))) => {
                     match encode_png(shape, &x) {
                         Err(e) => Err(fail("metrics", format!("{e:#}"))),
                         Ok(png) => {
