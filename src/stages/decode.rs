@@ -1,6 +1,9 @@
-//! Decode: Parquet bytes → records with CHW float tensors (images decoded in parallel
-//! with rayon). A record that cannot be decoded, has the wrong shape or holds NaN/∞
-//! becomes an error row; a shard that is not readable Parquet fails as a whole.
+//! Decode: Parquet bytes → records with CHW float tensors in the model's shape (images
+//! decoded in parallel with rayon). Clean images are brought to the model's channels
+//! (`input.convert`) and size (`input.fit`; a padded image keeps its frame, so the
+//! reconstruction is cropped back); `y` images are read in their range (`input.y_range`).
+//! A record that cannot be decoded, does not fit or holds NaN/∞ becomes an error row
+//! naming it; a shard that is not readable Parquet fails as a whole.
 
 use std::sync::Arc;
 
