@@ -192,6 +192,7 @@ fn restore_alone(
         keep_prob: card.keep_probability(),
         seed: 0,
         sigma_y: 0.0,
+        y_range: adps::pipeline::config::YRange::Model,
     };
     let mut restorer = AdpsRestorer::new(model, settings);
     let shard = Arc::new(Shard::new(
@@ -214,6 +215,7 @@ fn restore_alone(
                         truth: Some(x),
                         y: None,
                         mask: None,
+                        ..Default::default()
                     },
                 ));
             }

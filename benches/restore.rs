@@ -76,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             keep_prob: card.keep_probability(),
             seed: 0,
             sigma_y: 0.0,
+            y_range: adps::pipeline::config::YRange::Model,
         };
         let mut restorer = AdpsRestorer::new(model, settings);
         let n: usize = card.shape.iter().product();
@@ -90,6 +91,7 @@ fn main() -> anyhow::Result<()> {
                     truth: Some(truth),
                     y: None,
                     mask: None,
+                    ..Default::default()
                 };
                 (shard.clone(), record)
             })

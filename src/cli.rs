@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::pipeline::config::{
-    InputSpec, MetricsSpec, ModelSpec, OutputSpec, RunSpec, SamplerSpec, TaskSpec, WorkerSpec,
+    Convert, Fit, InputSpec, MetricsSpec, ModelSpec, OutputSpec, RunSpec, SamplerSpec, TaskSpec,
+    WorkerSpec, YRange,
 };
 
 /// Restore whole datasets of measured images with Ambient Diffusion models (Ambient DPS).
@@ -172,6 +173,46 @@ pub struct RestoreArgs {
     /// and counts as no images; the window goes on over the next shards.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// The clean-image column (image struct, PNG/JPEG bytes, or list<float32> pixels in
+    /// [0, 1] beside `shape`). Default: `image`, else `pixels`.
+    #[arg(long, value_name = "COLUMN", help_heading = "Input layout")]
+    pub image_column: Option<String>,
+    /// The id column (string or integer). Default: `id` where the shard has one; rows
+    /// without an id are named <shard path>:<row>.
+    #[arg(long, value_name = "COLUMN", help_heading = "Input layout")]
+    pub id_column: Option<String>,
+    /// The measurement column of measured data: list<float32> (y as a vector) or an image
+    /// (e.g. the low-resolution image for sr:f). Default: `y`, else `y_image`.
+    #[arg(long, value_name = "COLUMN", help_heading = "Input layout")]
+    pub y_column: Option<String>,
+    /// The per-record inpainting mask column (image; pixels brighter than mid-grey are kept). Default:
+    /// `mask` where the shard has one.
+    #[arg(long, value_name = "COLUMN", help_heading = "Input layout")]
+    pub mask_column: Option<String>,
+    /// Copy an input column verbatim (same type) into every output row, e.g. --keep label
+    /// (repeatable, or comma-separated).
+    #[arg(
+        long = "keep",
+        value_name = "COLUMN",
+        value_delimiter = ',',
+        help_heading = "Input layout"
+    )]
+    pub keep_columns: Vec<String>,
+    /// Clean images of another height×width than the model's: refuse them (error rows),
+    /// pad them (centred on black; outputs cropped back to the input's size), crop their
+    /// centre, or resize them (bicubic).
+    #[arg(long, value_enum, default_value_t = Fit::Error, help_heading = "Input layout")]
+    pub fit: Fit,
+    /// Convert images whose channel count differs from the model's: `grey` turns colour
+    /// into grey (ITU-R 601 weights), `rgb` grey into RGB. Without it such a record is an
+    /// error row naming it.
+    #[arg(long, value_enum, default_value_t = Convert::None, help_heading = "Input layout")]
+    pub convert: Convert,
+    /// The range measured y was taken in: `unit` (images in [0, 1], as instruments and
+    /// image files give it; converted exactly, y_model = 2·y − A·1) or `model` (images in
+    /// the model's [-1, 1]; used as is). Simulated measurements are unaffected.
+    #[arg(long, value_enum, default_value_t = YRange::Unit, help_heading = "Input layout")]
+    pub y_range: YRange,
     /// ONNX Runtime intra-op threads per session (0: its default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -213,6 +254,14 @@ impl RestoreArgs {
             input: InputSpec {
                 url: self.input.clone(),
                 limit: self.limit,
+                image_column: self.image_column.clone(),
+                id_column: self.id_column.clone(),
+                y_column: self.y_column.clone(),
+                mask_column: self.mask_column.clone(),
+                keep_columns: self.keep_columns.clone(),
+                fit: self.fit,
+                convert: self.convert,
+                y_range: self.y_range,
             },
             output: OutputSpec {
                 url: self.output.clone(),

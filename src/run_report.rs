@@ -285,6 +285,15 @@ fn example_grid(
     let op = OperatorSpec::from_str(op_str)?;
     let seed = settings["sampler"]["seed"].as_u64().unwrap_or(0);
     let sigma_y = settings["task"]["sigma_y"].as_f64().unwrap_or(0.0) as f32;
+    // The run's column mapping (`[input]` settings); kept columns are not needed here.
+    let column = |key: &str| settings["input"][key].as_str().map(str::to_string);
+    let names = parquet_in::ColumnNames {
+        image: column("image_column"),
+        id: column("id_column"),
+        y: column("y_column"),
+        mask: column("mask_column"),
+        keep: Vec::new(),
+    };
 
     // The input rows of these ids: they are the shard's first restored rows, so a
     // limited read of the shard's head finds them unless many rows before them failed.
@@ -305,7 +314,8 @@ fn example_grid(
         .block_on(async {
             let reader = ObjectReader::open(input.store.clone(), key).await?;
             let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-            let layout = parquet_in::layout_of(builder.schema())?;
+            let columns = parquet_in::resolve_columns(builder.schema(), &names)
+                .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?;
             let mut stream = builder
                 .with_limit(recon.len() + ERRORS_SHOWN + 64)
                 .build()?;
@@ -315,7 +325,7 @@ fn example_grid(
                 let row = out.len();
                 out.extend(parquet_in::records_of(
                     &batch,
-                    layout,
+                    &columns,
                     &manifest.shard,
                     row,
                 )?);
@@ -348,6 +358,11 @@ fn example_grid(
             Ok(Payload::Y(y)) => {
                 let a = family.for_image(&mut rngs.operator);
                 (y.len() == a.measurements()).then(|| {
+                    let y = match settings["input"]["y_range"].as_str() {
+                        Some("model") => y,
+                        // Measured in [0, 1] (the default): shown in the model's range.
+                        _ => crate::restore::measurement::unit_to_model(a.as_ref(), &y),
+                    };
                     crate::evaluate::examples::measurement_view(&op, a.as_ref(), &y, shape)
                 })
             }

@@ -191,8 +191,8 @@ fn run_one(
     let d = &spec.defaults;
     let run = RunSpec {
         input: InputSpec {
-            url: images.url.clone(),
             limit: images.limit,
+            ..InputSpec::at(images.url.clone())
         },
         output: OutputSpec {
             url: out.to_string(),

@@ -28,6 +28,18 @@ pub fn dimensions(bytes: &[u8]) -> Result<[usize; 2]> {
 /// Decodes PNG or JPEG bytes into `channels` channels (1 = grey, 3 = RGB).
 pub fn decode(bytes: &[u8], channels: usize) -> Result<Pixels> {
     let img = image::load_from_memory(bytes).context("not a readable PNG or JPEG image")?;
+    decode_image(img, channels)
+}
+
+/// Decodes PNG or JPEG bytes with the channels the image has: 1 for grey (alpha
+/// dropped), 3 for colour (alpha dropped).
+pub fn decode_native(bytes: &[u8]) -> Result<Pixels> {
+    let img = image::load_from_memory(bytes).context("not a readable PNG or JPEG image")?;
+    let channels = if img.color().has_color() { 3 } else { 1 };
+    decode_image(img, channels)
+}
+
+fn decode_image(img: DynamicImage, channels: usize) -> Result<Pixels> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let data: Vec<f32> = match channels {
         1 => img
@@ -52,6 +64,133 @@ pub fn decode(bytes: &[u8], channels: usize) -> Result<Pixels> {
         shape: [channels, h, w],
         data,
     })
+}
+
+/// ITU-R 601 luma weights (Pillow's `convert("L")`, torchvision's `rgb_to_grayscale`).
+pub const LUMA_601: [f32; 3] = [0.299, 0.587, 0.114];
+
+impl Pixels {
+    /// Whether a colour image's three channels are equal (a grey image stored as RGB).
+    pub fn is_grey_rgb(&self) -> bool {
+        let [c, h, w] = self.shape;
+        let n = h * w;
+        c == 3
+            && (0..n)
+                .all(|p| self.data[p] == self.data[n + p] && self.data[p] == self.data[2 * n + p])
+    }
+
+    /// The first channel alone (of a grey image stored as RGB).
+    pub fn first_channel(self) -> Pixels {
+        let [_, h, w] = self.shape;
+        let mut data = self.data;
+        data.truncate(h * w);
+        Pixels {
+            shape: [1, h, w],
+            data,
+        }
+    }
+
+    /// Colour → grey with [`LUMA_601`] weights (exact in [-1, 1] since they sum to 1).
+    pub fn to_grey(&self) -> Pixels {
+        let [_, h, w] = self.shape;
+        let n = h * w;
+        let data = (0..n)
+            .map(|p| {
+                LUMA_601[0] * self.data[p]
+                    + LUMA_601[1] * self.data[n + p]
+                    + LUMA_601[2] * self.data[2 * n + p]
+            })
+            .collect();
+        Pixels {
+            shape: [1, h, w],
+            data,
+        }
+    }
+
+    /// Grey → RGB, the grey value in every channel.
+    pub fn to_rgb(&self) -> Pixels {
+        let [_, h, w] = self.shape;
+        Pixels {
+            shape: [3, h, w],
+            data: self.data.repeat(3),
+        }
+    }
+
+    /// Centred on a canvas of `[h, w]` filled with `fill`; the window it occupies is
+    /// (top, left). Fails if the image is larger than the canvas either way.
+    pub fn pad_to(&self, [h, w]: [usize; 2], fill: f32) -> Result<(Pixels, [usize; 2])> {
+        let [c, ih, iw] = self.shape;
+        if ih > h || iw > w {
+            bail!("cannot pad a {ih}×{iw} image to {h}×{w}: it is larger");
+        }
+        let (top, left) = ((h - ih) / 2, (w - iw) / 2);
+        let mut data = vec![fill; c * h * w];
+        for ch in 0..c {
+            for r in 0..ih {
+                let src = &self.data[(ch * ih + r) * iw..][..iw];
+                data[(ch * h + top + r) * w + left..][..iw].copy_from_slice(src);
+            }
+        }
+        Ok((
+            Pixels {
+                shape: [c, h, w],
+                data,
+            },
+            [top, left],
+        ))
+    }
+
+    /// The `[h, w]` window at (top, left).
+    pub fn crop(&self, [top, left]: [usize; 2], [h, w]: [usize; 2]) -> Result<Pixels> {
+        let [c, ih, iw] = self.shape;
+        if top + h > ih || left + w > iw {
+            bail!("cannot crop {h}×{w} at ({top}, {left}) from a {ih}×{iw} image");
+        }
+        let mut data = Vec::with_capacity(c * h * w);
+        for ch in 0..c {
+            for r in 0..h {
+                data.extend_from_slice(&self.data[(ch * ih + top + r) * iw + left..][..w]);
+            }
+        }
+        Ok(Pixels {
+            shape: [c, h, w],
+            data,
+        })
+    }
+
+    /// The centre `[h, w]` window. Fails if the image is smaller either way.
+    pub fn center_crop(&self, [h, w]: [usize; 2]) -> Result<Pixels> {
+        let [_, ih, iw] = self.shape;
+        if ih < h || iw < w {
+            bail!("cannot crop {h}×{w} from a {ih}×{iw} image: it is smaller");
+        }
+        self.crop([(ih - h) / 2, (iw - w) / 2], [h, w])
+    }
+
+    /// Resampled to `[h, w]` per channel with a Catmull-Rom (bicubic) filter, which
+    /// `image` widens when shrinking (antialiased), then clipped to [-1, 1].
+    pub fn resize(&self, [h, w]: [usize; 2]) -> Result<Pixels> {
+        let [c, ih, iw] = self.shape;
+        let mut data = Vec::with_capacity(c * h * w);
+        for ch in 0..c {
+            let plane = self.data[ch * ih * iw..][..ih * iw].to_vec();
+            let img = image::ImageBuffer::<image::Luma<f32>, Vec<f32>>::from_raw(
+                iw as u32, ih as u32, plane,
+            )
+            .context("image buffer size")?;
+            let out = image::imageops::resize(
+                &img,
+                w as u32,
+                h as u32,
+                image::imageops::FilterType::CatmullRom,
+            );
+            data.extend(out.into_raw().into_iter().map(|v| v.clamp(-1.0, 1.0)));
+        }
+        Ok(Pixels {
+            shape: [c, h, w],
+            data,
+        })
+    }
 }
 
 /// Encodes CHW values in [-1, 1] (clipped) as PNG: grey for C = 1, RGB for C = 3.
@@ -118,6 +257,56 @@ mod tests {
         let png = encode_png([1, 3, 5], &[0.0; 15]).unwrap();
         assert_eq!(dimensions(&png).unwrap(), [3, 5]);
         assert!(dimensions(b"not an image").is_err());
+    }
+
+    #[test]
+    fn pad_then_crop_is_the_identity() {
+        let img = Pixels {
+            shape: [2, 2, 3],
+            data: (0..12).map(|v| v as f32 / 12.0).collect(),
+        };
+        let (padded, [top, left]) = img.pad_to([5, 6], -1.0).unwrap();
+        assert_eq!(padded.shape, [2, 5, 6]);
+        assert_eq!([top, left], [1, 1]);
+        assert_eq!(padded.data[0], -1.0);
+        assert_eq!(padded.data[6 + 1], img.data[0]);
+        assert_eq!(padded.crop([top, left], [2, 3]).unwrap(), img);
+        assert!(img.pad_to([1, 6], -1.0).is_err());
+        assert_eq!(padded.center_crop([2, 3]).unwrap().shape, [2, 2, 3]);
+        assert!(img.center_crop([3, 3]).is_err());
+    }
+
+    #[test]
+    fn resize_keeps_a_constant_image_constant() {
+        let img = Pixels {
+            shape: [1, 7, 5],
+            data: vec![0.25; 35],
+        };
+        let out = img.resize([4, 4]).unwrap();
+        assert_eq!(out.shape, [1, 4, 4]);
+        assert!(
+            out.data.iter().all(|v| (v - 0.25).abs() < 1e-5),
+            "{:?}",
+            out.data
+        );
+    }
+
+    #[test]
+    fn colour_is_told_from_grey_stored_as_rgb() {
+        let mut data = vec![0.5f32; 12];
+        let grey_rgb = encode_png([3, 2, 2], &data).unwrap();
+        let px = decode_native(&grey_rgb).unwrap();
+        assert_eq!(px.shape, [3, 2, 2]);
+        assert!(px.is_grey_rgb());
+        data[4] = -0.5; // green differs at one pixel
+        let colour = decode_native(&encode_png([3, 2, 2], &data).unwrap()).unwrap();
+        assert!(!colour.is_grey_rgb());
+        let grey = colour.to_grey();
+        assert_eq!(grey.shape, [1, 2, 2]);
+        let want = 0.299 * colour.data[0] + 0.587 * colour.data[4] + 0.114 * colour.data[8];
+        assert!((grey.data[0] - want).abs() < 1e-6);
+        let grey_png = encode_png([1, 2, 2], &[0.0; 4]).unwrap();
+        assert_eq!(decode_native(&grey_png).unwrap().shape, [1, 2, 2]);
     }
 
     #[test]

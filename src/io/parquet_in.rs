@@ -6,15 +6,18 @@
 //! - measured data: `y` (list<float32>) or `y_image` (image struct), and optionally a
 //!   per-record `mask` image for inpainting.
 //!
-//! `id` (string) is optional; rows without one are named `<shard file>:<row>`.
-//! A shard whose schema fits none of these fails as a whole; a row with a null or
-//! malformed value becomes a per-record error and the rest of the shard goes on.
+//! `id` (string) is optional; rows without one are named `<shard file>:<row>`. Every
+//! column may be given another name (`input.*_column`, [`ColumnNames`]), and
+//! `input.keep_columns` are carried along verbatim. The plan resolves the names against
+//! the first shard before any compute ([`resolve_columns`] lists every problem); a later
+//! shard whose schema does not fit fails as a whole; a row with a null or malformed
+//! value becomes a per-record error and the rest of the shard goes on.
 
 use anyhow::{bail, Context, Result};
 use arrow::array::{
-    Array, AsArray, BinaryArray, LargeBinaryArray, ListArray, RecordBatch, StructArray,
+    Array, ArrayRef, AsArray, BinaryArray, LargeBinaryArray, ListArray, RecordBatch, StructArray,
 };
-use arrow::datatypes::{DataType, Float32Type, Int32Type, Int64Type};
+use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Int64Type};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -49,6 +52,43 @@ pub fn row_count(
             .context("corrupt Parquet footer")?;
         usize::try_from(meta.file_metadata().num_rows()).context("negative row count")
     })
+}
+
+/// A Parquet file's Arrow schema (with its metadata) from its footer alone.
+pub fn read_schema(
+    rt: &tokio::runtime::Handle,
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    key: &object_store::path::Path,
+) -> Result<arrow::datatypes::SchemaRef> {
+    rt.block_on(async {
+        let reader = ObjectReader::open(store.clone(), key.clone()).await?;
+        let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+            .await
+            .context("not a readable Parquet file")?;
+        Ok(builder.schema().clone())
+    })
+}
+
+/// The Hugging Face features of some columns, from a schema's `huggingface` metadata
+/// (as `datasets` writes it); columns without one are left out.
+pub fn hf_features(
+    schema: &arrow::datatypes::Schema,
+    columns: &[String],
+) -> serde_json::Map<String, serde_json::Value> {
+    let features = schema
+        .metadata()
+        .get("huggingface")
+        .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok())
+        .and_then(|v| v.pointer("/info/features").cloned());
+    let mut out = serde_json::Map::new();
+    if let Some(serde_json::Value::Object(f)) = features {
+        for c in columns {
+            if let Some(v) = f.get(c) {
+                out.insert(c.clone(), v.clone());
+            }
+        }
+    }
+    out
 }
 
 /// One string (or integer id) column of a Parquet file, read alone (projection);
@@ -169,7 +209,7 @@ pub enum Payload {
 /// One row of an input shard, not yet decoded.
 #[derive(Debug, Clone)]
 pub struct RawRecord {
-    /// The record id (from the `id` column or `<shard>:<row>`).
+    /// The record id (from the id column or `<shard>:<row>`).
     pub id: String,
     /// Row number inside the shard.
     pub row: usize,
@@ -177,105 +217,361 @@ pub struct RawRecord {
     pub payload: std::result::Result<Payload, String>,
     /// Per-record inpainting mask image, where the shard has one.
     pub mask: Option<Vec<u8>>,
+    /// The row's values of the kept columns (`input.keep_columns`), one-row arrays.
+    pub keep: Vec<ArrayRef>,
 }
 
-/// Which layout a shard uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    Image,
-    Pixels,
-    Y,
-    YImage,
+/// The input columns a run asks for, by name; `None` follows the default rules (spec §3).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ColumnNames {
+    /// Clean images: default `image`, else `pixels` (+ `shape`).
+    pub image: Option<String>,
+    /// Ids: default `id` where present.
+    pub id: Option<String>,
+    /// Measurements: default `y`, else `y_image`.
+    pub y: Option<String>,
+    /// Inpainting masks: default `mask` where present.
+    pub mask: Option<String>,
+    /// Columns copied verbatim into the outputs.
+    pub keep: Vec<String>,
 }
 
-/// The layout a shard's schema has, or why it has none.
-pub fn layout_of(schema: &arrow::datatypes::Schema) -> Result<Layout> {
-    let has = |name: &str| schema.column_with_name(name).is_some();
-    Ok(if has("image") {
-        Layout::Image
-    } else if has("pixels") {
-        if !has("shape") {
-            bail!("column `pixels` needs a `shape` column (list<int32> [C, H, W])");
+/// Where a row's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayloadColumn {
+    /// Clean images, encoded.
+    Image(String),
+    /// Clean images as float pixels with their shape column.
+    Pixels { pixels: String, shape: String },
+    /// Measurement vectors.
+    Y(String),
+    /// Measurements as encoded images.
+    YImage(String),
+}
+
+impl PayloadColumn {
+    /// The column's name.
+    pub fn name(&self) -> &str {
+        match self {
+            PayloadColumn::Image(c) | PayloadColumn::YImage(c) | PayloadColumn::Y(c) => c,
+            PayloadColumn::Pixels { pixels, .. } => pixels,
         }
-        Layout::Pixels
-    } else if has("y") {
-        Layout::Y
-    } else if has("y_image") {
-        Layout::YImage
+    }
+}
+
+/// A shard's columns, resolved from [`ColumnNames`] and checked against its schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Columns {
+    pub payload: PayloadColumn,
+    pub id: Option<String>,
+    pub mask: Option<String>,
+    /// The kept columns with their types.
+    pub keep: Vec<Field>,
+}
+
+/// The name of the image-struct column's bytes field, as Hugging Face writes it.
+const IMAGE_BYTES_FIELD: &str = "bytes";
+
+/// How the expected type of an image column is written in messages.
+const IMAGE_TYPE: &str = "an image (struct<bytes: binary, path: string> or binary)";
+
+/// The column holding the [C, H, W] of a `pixels` column.
+const PIXELS_SHAPE: &str = "shape";
+
+/// Whether a column holds encoded images: an image struct with a binary `bytes` field,
+/// or plain binary.
+fn is_image_type(t: &DataType) -> bool {
+    let binary = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView
+        )
+    };
+    match t {
+        DataType::Struct(fields) => fields
+            .iter()
+            .any(|f| f.name() == IMAGE_BYTES_FIELD && binary(f.data_type())),
+        t => binary(t),
+    }
+}
+
+/// Whether a column holds lists of floats (`float`) or of integers.
+fn is_list_of(t: &DataType, float: bool) -> bool {
+    let inner = match t {
+        DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => f.data_type(),
+        _ => return false,
+    };
+    if float {
+        matches!(inner, DataType::Float32 | DataType::Float64)
     } else {
-        let cols: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        bail!(
-            "no image column: expected `image`, `pixels`+`shape`, `y` or `y_image`, found [{}]",
-            cols.join(", ")
-        );
-    })
+        matches!(inner, DataType::Int32 | DataType::Int64)
+    }
+}
+
+fn is_id_type(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Int32
+            | DataType::Int64
+    )
+}
+
+/// Resolves the columns a run asks for against a shard's schema; every problem is listed
+/// (naming the column, the setting, the expected and the found type), not just the first.
+pub fn resolve_columns(
+    schema: &arrow::datatypes::Schema,
+    names: &ColumnNames,
+) -> std::result::Result<Columns, Vec<String>> {
+    let mut problems = Vec::new();
+    let found = || {
+        let cols: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect();
+        format!("the shard has [{}]", cols.join(", "))
+    };
+    let type_of = |name: &str| schema.field_with_name(name).ok().map(|f| f.data_type());
+    let missing = |name: &str, setting: &str| {
+        format!(
+            "column `{name}` ({setting}) is not in the shard; {}",
+            found()
+        )
+    };
+    // The payload column `name` (present), as clean images or as measurements.
+    let payload_of = |name: &str, setting: &str, clean: bool| -> std::result::Result<_, String> {
+        let t = type_of(name).ok_or_else(|| missing(name, setting))?;
+        if is_image_type(t) {
+            return Ok(if clean {
+                PayloadColumn::Image(name.into())
+            } else {
+                PayloadColumn::YImage(name.into())
+            });
+        }
+        if is_list_of(t, true) {
+            if !clean {
+                return Ok(PayloadColumn::Y(name.into()));
+            }
+            return match type_of(PIXELS_SHAPE) {
+                Some(st) if is_list_of(st, false) => Ok(PayloadColumn::Pixels {
+                    pixels: name.into(),
+                    shape: PIXELS_SHAPE.into(),
+                }),
+                Some(st) => Err(format!(
+                    "column `{PIXELS_SHAPE}` (the [C, H, W] of `{name}`): expected \
+                     list<int32>, found {st}"
+                )),
+                None => Err(format!(
+                    "column `{name}` ({setting}) holds pixels and needs a `{PIXELS_SHAPE}` \
+                     column (list<int32> [C, H, W]); {}",
+                    found()
+                )),
+            };
+        }
+        let want = if clean {
+            format!("{IMAGE_TYPE} or list<float32> pixels in [0, 1]")
+        } else {
+            format!("list<float32> (y as a vector) or {IMAGE_TYPE}")
+        };
+        Err(format!(
+            "column `{name}` ({setting}): expected {want}, found {t}"
+        ))
+    };
+    let payload = match (&names.image, &names.y) {
+        (Some(image), Some(y)) => Err(format!(
+            "input.image_column `{image}` and input.y_column `{y}` are both set: a run \
+             restores clean images (y simulated from them) or measurements, not both"
+        )),
+        (Some(image), None) => payload_of(image, "input.image_column", true),
+        (None, Some(y)) => payload_of(y, "input.y_column", false),
+        (None, None) => {
+            let default = [
+                ("image", "input.image_column", true),
+                ("pixels", "input.image_column", true),
+                ("y", "input.y_column", false),
+                ("y_image", "input.y_column", false),
+            ]
+            .into_iter()
+            .find(|(name, _, _)| type_of(name).is_some());
+            match default {
+                Some((name, setting, clean)) => payload_of(name, setting, clean),
+                None => Err(format!(
+                    "no image column: expected `image`, `pixels`+`shape`, `y` or `y_image` \
+                     (or set input.image_column / input.y_column); {}",
+                    found()
+                )),
+            }
+        }
+    };
+    let payload = payload.map_err(|p| problems.push(p)).ok();
+    // An optional column: the named one (which must exist) or the default where present.
+    let mut optional = |set: &Option<String>,
+                        default: &str,
+                        setting: &str,
+                        ok: fn(&DataType) -> bool,
+                        want: &str| {
+        let name = set.as_deref().unwrap_or(default);
+        match type_of(name) {
+            None => {
+                if set.is_some() {
+                    problems.push(missing(name, setting));
+                }
+                None
+            }
+            Some(t) if ok(t) => Some(name.to_string()),
+            Some(t) => {
+                problems.push(format!(
+                    "column `{name}` ({setting}): expected {want}, found {t}"
+                ));
+                None
+            }
+        }
+    };
+    let id = optional(
+        &names.id,
+        "id",
+        "input.id_column",
+        is_id_type,
+        "a string or integer id",
+    );
+    let mask = optional(
+        &names.mask,
+        "mask",
+        "input.mask_column",
+        is_image_type,
+        IMAGE_TYPE,
+    );
+    let mut keep = Vec::new();
+    for (k, name) in names.keep.iter().enumerate() {
+        if names.keep[..k].contains(name) {
+            problems.push(format!("input.keep_columns names `{name}` twice"));
+            continue;
+        }
+        match schema.field_with_name(name) {
+            Ok(f) => keep.push(Field::new(name, f.data_type().clone(), true)),
+            Err(_) => problems.push(missing(name, "input.keep_columns")),
+        }
+    }
+    match payload {
+        Some(payload) if problems.is_empty() => Ok(Columns {
+            payload,
+            id,
+            mask,
+            keep,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// Checks a later shard against the first shard's columns: kept columns must keep their
+/// types, so that every output part has one schema.
+pub fn check_same_keep(first: &[Field], this: &Columns) -> std::result::Result<(), String> {
+    let problems: Vec<String> = first
+        .iter()
+        .zip(&this.keep)
+        .filter(|(a, b)| a.data_type() != b.data_type())
+        .map(|(a, b)| {
+            format!(
+                "kept column `{}` is {} here, {} in the first shard",
+                a.name(),
+                b.data_type(),
+                a.data_type()
+            )
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// The rows of one record batch of a shard; `first_row` is the batch's first row
 /// number in the shard. `shard_name` names default ids.
 pub fn records_of(
     batch: &RecordBatch,
-    layout: Layout,
+    columns: &Columns,
     shard_name: &str,
     first_row: usize,
 ) -> Result<Vec<RawRecord>> {
     let mut out = Vec::with_capacity(batch.num_rows());
-    read_batch(batch, layout, shard_name, first_row, &mut out)?;
+    read_batch(batch, columns, shard_name, first_row, &mut out)?;
     Ok(out)
 }
 
-/// Reads a whole shard from its bytes. `shard_name` names default ids and errors.
+/// Reads a whole shard from its bytes with the default columns. `shard_name` names
+/// default ids and errors.
 pub fn read_shard(bytes: Bytes, shard_name: &str) -> Result<Vec<RawRecord>> {
     let builder =
         ParquetRecordBatchReaderBuilder::try_new(bytes).context("not a readable Parquet file")?;
-    let layout = layout_of(builder.schema())?;
+    let columns = resolve_columns(builder.schema(), &ColumnNames::default())
+        .map_err(|p| anyhow::anyhow!("{}", p.join("; ")))?;
     let reader = builder.with_batch_size(1024).build()?;
     let mut out = Vec::new();
     for batch in reader {
         let batch = batch.context("cannot decode a Parquet row group")?;
         let first_row = out.len();
-        read_batch(&batch, layout, shard_name, first_row, &mut out)?;
+        read_batch(&batch, &columns, shard_name, first_row, &mut out)?;
     }
     Ok(out)
 }
 
 fn read_batch(
     batch: &RecordBatch,
-    layout: Layout,
+    columns: &Columns,
     shard_name: &str,
     base: usize,
     out: &mut Vec<RawRecord>,
 ) -> Result<()> {
-    let ids = batch.column_by_name("id");
-    let mask = batch.column_by_name("mask");
+    let optional = |name: &Option<String>| name.as_deref().map(|n| column(batch, n)).transpose();
+    let (ids, mask) = (optional(&columns.id)?, optional(&columns.mask)?);
+    let keep: Vec<&ArrayRef> = columns
+        .keep
+        .iter()
+        .map(|f| {
+            batch
+                .column_by_name(f.name())
+                .with_context(|| format!("column `{}` missing", f.name()))
+        })
+        .collect::<Result<_>>()?;
+    let payload_col = column(batch, columns.payload.name())?;
+    let shape_col = match &columns.payload {
+        PayloadColumn::Pixels { shape, .. } => Some(column(batch, shape)?),
+        _ => None,
+    };
     for r in 0..batch.num_rows() {
         let row = base + r;
         let id = match ids {
-            Some(col) => string_at(col.as_ref(), r)
-                .context("column `id`")?
+            Some(col) => string_at(col, r)
+                .with_context(|| format!("column `{}`", columns.id.as_deref().unwrap_or("id")))?
                 .unwrap_or_else(|| format!("{shard_name}:{row}")),
             None => format!("{shard_name}:{row}"),
         };
-        let payload = match layout {
-            Layout::Image => image_bytes_at(column(batch, "image")?, r).map(Payload::Image),
-            Layout::YImage => image_bytes_at(column(batch, "y_image")?, r).map(Payload::YImage),
-            Layout::Y => f32_list_at(column(batch, "y")?, r).map(Payload::Y),
-            Layout::Pixels => f32_list_at(column(batch, "pixels")?, r).and_then(|data| {
-                Ok(Payload::Pixels {
-                    data,
-                    shape: i32_list_at(column(batch, "shape").map_err(|e| e.to_string())?, r)?,
+        let payload = match (&columns.payload, shape_col) {
+            (PayloadColumn::Image(_), _) => image_bytes_at(payload_col, r).map(Payload::Image),
+            (PayloadColumn::YImage(_), _) => image_bytes_at(payload_col, r).map(Payload::YImage),
+            (PayloadColumn::Y(_), _) => f32_list_at(payload_col, r).map(Payload::Y),
+            (PayloadColumn::Pixels { .. }, Some(shape)) => {
+                f32_list_at(payload_col, r).and_then(|data| {
+                    Ok(Payload::Pixels {
+                        data,
+                        shape: i32_list_at(shape, r)?,
+                    })
                 })
-            }),
+            }
+            (PayloadColumn::Pixels { .. }, None) => Err("no shape column".into()),
         };
-        let mask = match mask {
-            Some(col) => image_bytes_at(col.as_ref(), r).ok(),
-            None => None,
-        };
+        let payload = payload.map_err(|e| format!("column `{}`: {e}", columns.payload.name()));
+        let mask = mask.and_then(|col| image_bytes_at(col, r).ok());
         out.push(RawRecord {
             id,
             row,
             payload,
             mask,
+            keep: keep.iter().map(|c| c.slice(r, 1)).collect(),
         });
     }
     Ok(())
@@ -380,5 +676,148 @@ fn i32_list_at(col: &dyn Array, r: usize) -> std::result::Result<Vec<i32>, Strin
             .map(|&v| v as i32)
             .collect()),
         other => Err(format!("expected int32 shape, found {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Fields, Schema};
+
+    fn image_type() -> DataType {
+        DataType::Struct(Fields::from(vec![
+            Field::new("bytes", DataType::Binary, true),
+            Field::new("path", DataType::Utf8, true),
+        ]))
+    }
+
+    fn hf_schema() -> Schema {
+        Schema::new(vec![
+            Field::new("image", image_type(), true),
+            Field::new("label", DataType::Int64, true),
+        ])
+    }
+
+    #[test]
+    fn defaults_read_what_hugging_face_writes() {
+        let names = ColumnNames {
+            keep: vec!["label".into()],
+            ..Default::default()
+        };
+        let cols = resolve_columns(&hf_schema(), &names).unwrap();
+        assert_eq!(cols.payload, PayloadColumn::Image("image".into()));
+        assert_eq!(cols.id, None);
+        assert_eq!(cols.mask, None);
+        assert_eq!(cols.keep[0].data_type(), &DataType::Int64);
+    }
+
+    #[test]
+    fn every_mapping_problem_is_listed_with_types() {
+        let schema = Schema::new(vec![
+            Field::new("image", image_type(), true),
+            Field::new("name", DataType::Float32, true),
+            Field::new("y", DataType::Utf8, true),
+        ]);
+        let names = ColumnNames {
+            y: Some("y".into()),
+            id: Some("name".into()),
+            mask: Some("m".into()),
+            keep: vec!["label".into(), "label".into()],
+            ..Default::default()
+        };
+        let problems = resolve_columns(&schema, &names).unwrap_err();
+        let all = problems.join("\n");
+        assert_eq!(problems.len(), 5, "{all}");
+        assert!(
+            all.contains("column `y` (input.y_column): expected list<float32>"),
+            "{all}"
+        );
+        assert!(all.contains("found Utf8"), "{all}");
+        assert!(
+            all.contains(
+                "column `name` (input.id_column): expected a string or integer id, found Float32"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("column `m` (input.mask_column) is not in the shard"),
+            "{all}"
+        );
+        assert!(
+            all.contains("column `label` (input.keep_columns) is not in the shard"),
+            "{all}"
+        );
+        assert!(all.contains("names `label` twice"), "{all}");
+    }
+
+    #[test]
+    fn a_mapped_column_is_read_under_its_name() {
+        use arrow::array::{Int64Array, StringArray};
+        let png = crate::io::image::encode_png([1, 2, 2], &[0.0; 4]).unwrap();
+        let bytes = crate::io::parquet_out::encode_image_columns(
+            &["a".into(), "b".into()],
+            &[("picture", &[png.clone(), png])],
+        )
+        .unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes)).unwrap();
+        let batch = builder.build().unwrap().next().unwrap().unwrap();
+        // Add a label column to the batch.
+        let mut cols = batch.columns().to_vec();
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        cols.push(std::sync::Arc::new(Int64Array::from(vec![3, 4])));
+        fields.push(Field::new("label", DataType::Int64, true));
+        cols.push(std::sync::Arc::new(StringArray::from(vec!["n0", "n1"])));
+        fields.push(Field::new("name", DataType::Utf8, true));
+        let batch = RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols).unwrap();
+        let names = ColumnNames {
+            image: Some("picture".into()),
+            id: Some("name".into()),
+            keep: vec!["label".into()],
+            ..Default::default()
+        };
+        let columns = resolve_columns(&batch.schema(), &names).unwrap();
+        let recs = records_of(&batch, &columns, "s.parquet", 10).unwrap();
+        assert_eq!(recs[1].id, "n1");
+        assert_eq!(recs[1].row, 11);
+        assert!(matches!(recs[1].payload, Ok(Payload::Image(_))));
+        assert_eq!(recs[1].keep[0].as_primitive::<Int64Type>().value(0), 4);
+        // Without an id column, ids are <shard>:<row>.
+        let names = ColumnNames {
+            image: Some("picture".into()),
+            ..Default::default()
+        };
+        let mut columns = resolve_columns(&batch.schema(), &names).unwrap();
+        assert_eq!(
+            columns.id.as_deref(),
+            Some("id"),
+            "the default id column is used"
+        );
+        columns.id = None;
+        let recs = records_of(&batch, &columns, "s.parquet", 0).unwrap();
+        assert_eq!(recs[0].id, "s.parquet:0");
+    }
+
+    #[test]
+    fn kept_columns_must_keep_their_type() {
+        let first = vec![Field::new("label", DataType::Int64, true)];
+        let schema = Schema::new(vec![
+            Field::new("image", image_type(), true),
+            Field::new("label", DataType::Utf8, true),
+        ]);
+        let names = ColumnNames {
+            keep: vec!["label".into()],
+            ..Default::default()
+        };
+        let cols = resolve_columns(&schema, &names).unwrap();
+        let err = check_same_keep(&first, &cols).unwrap_err();
+        assert!(
+            err.contains("`label` is Utf8 here, Int64 in the first shard"),
+            "{err}"
+        );
     }
 }

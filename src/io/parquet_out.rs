@@ -31,7 +31,43 @@ pub struct RowSettings {
     pub zeta: f64,
     pub seed: i64,
     pub sampler: String,
+    /// `input.y_range`, written for the rows whose y was measured (null where adps
+    /// simulated it).
+    pub y_range: String,
+    /// The kept input columns (`input.keep_columns`) with their types, in order.
+    #[serde(skip)]
+    pub keep: Vec<Field>,
+    /// Their Hugging Face features from the input's metadata, where it has them (a
+    /// `ClassLabel` stays one).
+    #[serde(skip)]
+    pub keep_features: serde_json::Map<String, serde_json::Value>,
 }
+
+/// The columns of an output part (besides the kept input columns, which must not reuse
+/// these names).
+pub const OUTPUT_COLUMNS: &[&str] = &[
+    "id",
+    "reconstruction",
+    "reconstruction_f32",
+    "mse",
+    "psnr",
+    "ssim",
+    "lpips",
+    "residual",
+    "model",
+    "operator",
+    "operator_kind",
+    "sampler",
+    "train_p",
+    "level",
+    "sigma_y",
+    "zeta",
+    "steps",
+    "nfe",
+    "seed",
+    "seconds",
+    "y_range",
+];
 
 /// One restored image.
 #[derive(Debug, Clone)]
@@ -50,6 +86,11 @@ pub struct OutputRow {
     pub residual: f64,
     /// Wall seconds spent on this image's batch, divided by the batch size.
     pub seconds: f64,
+    /// Whether y was measured (given in the input) rather than simulated.
+    pub measured: bool,
+    /// The record's values of the kept input columns, one-row arrays in
+    /// [`RowSettings::keep`] order.
+    pub keep: Vec<ArrayRef>,
 }
 
 /// A record that could not be restored.
@@ -61,6 +102,8 @@ pub struct ErrorRow {
     pub shard: String,
     pub stage: String,
     pub reason: String,
+    /// The record's values of the kept input columns, as in [`OutputRow::keep`].
+    pub keep: Vec<ArrayRef>,
 }
 
 fn image_struct_fields() -> Fields {
@@ -70,11 +113,18 @@ fn image_struct_fields() -> Fields {
     ])
 }
 
-/// Hugging Face `datasets` features for a schema (its `huggingface` metadata key).
-fn hf_metadata(schema: &Schema, image_columns: &[&str]) -> String {
+/// Hugging Face `datasets` features for a schema (its `huggingface` metadata key);
+/// `given` features are taken as they are.
+fn hf_metadata(
+    schema: &Schema,
+    image_columns: &[&str],
+    given: &serde_json::Map<String, serde_json::Value>,
+) -> String {
     let mut features = serde_json::Map::new();
     for f in schema.fields() {
-        let feature = if image_columns.contains(&f.name().as_str()) {
+        let feature = if let Some(g) = given.get(f.name()) {
+            g.clone()
+        } else if image_columns.contains(&f.name().as_str()) {
             serde_json::json!({"_type": "Image"})
         } else {
             let dtype = |t: &DataType| match t {
@@ -105,8 +155,17 @@ pub const ROW_GROUP_ROWS: usize = 1024;
 /// Encodes one batch as a Snappy-compressed Parquet file carrying Hugging Face feature
 /// metadata (`image_columns` load as images there).
 pub fn write_parquet(batch: RecordBatch, image_columns: &[&str]) -> Result<Vec<u8>> {
+    write_parquet_with(batch, image_columns, &serde_json::Map::new())
+}
+
+/// [`write_parquet`], with the Hugging Face features of some columns given.
+pub fn write_parquet_with(
+    batch: RecordBatch,
+    image_columns: &[&str],
+    features: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Vec<u8>> {
     let schema = batch.schema();
-    let meta = hf_metadata(&schema, image_columns);
+    let meta = hf_metadata(&schema, image_columns, features);
     let schema = Arc::new(
         schema
             .as_ref()
@@ -229,13 +288,58 @@ pub fn encode_outputs(rows: &[OutputRow], settings: &RowSettings) -> Result<Vec<
     columns.push(Arc::new(seed.finish()));
     fields.push(Field::new("seconds", DataType::Float64, true));
     columns.push(Arc::new(seconds.finish()));
+    let mut y_range = StringBuilder::new();
+    for r in rows {
+        y_range.append_option(r.measured.then_some(&s.y_range));
+    }
+    fields.push(Field::new("y_range", DataType::Utf8, true));
+    columns.push(Arc::new(y_range.finish()));
+    push_kept(&mut fields, &mut columns, &s.keep, n, |r, k| {
+        rows[r].keep.get(k).cloned()
+    })?;
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .context("building the output table")?;
-    write_parquet(batch, &["reconstruction"])
+    write_parquet_with(batch, &["reconstruction"], &s.keep_features)
 }
 
-/// Encodes the per-record errors of a shard.
-pub fn encode_errors(rows: &[ErrorRow]) -> Result<Vec<u8>> {
+/// Appends the kept input columns (`keep` fields, in order) of `n` rows.
+fn push_kept(
+    fields: &mut Vec<Field>,
+    columns: &mut Vec<ArrayRef>,
+    keep: &[Field],
+    n: usize,
+    value: impl Fn(usize, usize) -> Option<ArrayRef>,
+) -> Result<()> {
+    for (k, field) in keep.iter().enumerate() {
+        let values: Vec<ArrayRef> = (0..n).filter_map(|r| value(r, k)).collect();
+        anyhow::ensure!(
+            values.len() == n,
+            "kept column `{}`: {} of {n} rows have a value",
+            field.name(),
+            values.len()
+        );
+        let refs: Vec<&dyn arrow::array::Array> = values.iter().map(|a| a.as_ref()).collect();
+        let column = if refs.is_empty() {
+            arrow::array::new_empty_array(field.data_type())
+        } else {
+            arrow::compute::concat(&refs)
+                .with_context(|| format!("kept column `{}`", field.name()))?
+        };
+        anyhow::ensure!(
+            column.data_type() == field.data_type(),
+            "kept column `{}` is {}, {} in the first shard",
+            field.name(),
+            column.data_type(),
+            field.data_type()
+        );
+        fields.push(field.clone());
+        columns.push(column);
+    }
+    Ok(())
+}
+
+/// Encodes the per-record errors of a shard, with the kept input columns of `settings`.
+pub fn encode_errors(rows: &[ErrorRow], settings: &RowSettings) -> Result<Vec<u8>> {
     let mut cols: [StringBuilder; 4] = std::array::from_fn(|_| StringBuilder::new());
     let mut row = Int64Builder::new();
     for r in rows {
@@ -254,8 +358,15 @@ pub fn encode_errors(rows: &[ErrorRow]) -> Result<Vec<u8>> {
         .map(|b| Arc::new(b.finish()) as ArrayRef)
         .collect();
     columns.insert(1, Arc::new(row.finish()) as ArrayRef);
+    push_kept(
+        &mut fields,
+        &mut columns,
+        &settings.keep,
+        rows.len(),
+        |r, k| rows[r].keep.get(k).cloned(),
+    )?;
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
-    write_parquet(batch, &[])
+    write_parquet_with(batch, &[], &settings.keep_features)
 }
 
 /// Encodes clean images as an input shard (`id`, `image`) — used by tests and tools that
@@ -326,6 +437,96 @@ mod tests {
     }
 
     #[test]
+    fn kept_columns_and_y_range_are_written_with_their_types() {
+        let label = Field::new("label", DataType::Int64, true);
+        let settings = RowSettings {
+            model: "m".into(),
+            train_p: 0.2,
+            operator: "sr:2".into(),
+            operator_kind: "sr".into(),
+            level: 2.0,
+            sigma_y: 0.0,
+            steps: 10,
+            nfe: 19,
+            zeta: 1.0,
+            seed: 0,
+            sampler: "heun".into(),
+            y_range: "model".into(),
+            keep: vec![label.clone()],
+            keep_features: serde_json::from_str(
+                r#"{"label": {"names": ["a", "b"], "_type": "ClassLabel"}}"#,
+            )
+            .unwrap(),
+        };
+        let row = |id: &str, v: i64, measured: bool| OutputRow {
+            id: id.into(),
+            png: vec![1],
+            f32: None,
+            mse: None,
+            psnr: None,
+            ssim: None,
+            lpips: None,
+            residual: 0.0,
+            seconds: 0.0,
+            measured,
+            keep: vec![Arc::new(arrow::array::Int64Array::from(vec![v])) as ArrayRef],
+        };
+        let read = |bytes: Vec<u8>| {
+            let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                bytes::Bytes::from(bytes),
+            )
+            .unwrap();
+            let meta = b.schema().metadata().get("huggingface").unwrap().clone();
+            (b.build().unwrap().next().unwrap().unwrap(), meta)
+        };
+        let bytes = encode_outputs(&[row("a", 1, true), row("b", 0, false)], &settings).unwrap();
+        let (batch, meta) = read(bytes);
+        use arrow::array::{Array, AsArray};
+        let labels = batch.column_by_name("label").unwrap();
+        assert_eq!(labels.data_type(), &DataType::Int64);
+        assert_eq!(
+            labels
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec(),
+            vec![1, 0]
+        );
+        let y_range = batch.column_by_name("y_range").unwrap().as_string::<i32>();
+        assert_eq!(
+            (y_range.value(0), y_range.is_null(1)),
+            ("model", true),
+            "null where y was simulated"
+        );
+        assert!(meta.contains(r#""_type":"ClassLabel""#), "{meta}");
+        // Empty parts and errors tables carry the kept columns too.
+        let empty = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            bytes::Bytes::from(encode_outputs(&[], &settings).unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            empty.schema().field_with_name("label").unwrap().data_type(),
+            &DataType::Int64
+        );
+        let error = ErrorRow {
+            id: "c".into(),
+            row: 2,
+            shard: "s".into(),
+            stage: "decode".into(),
+            reason: "bad".into(),
+            keep: vec![Arc::new(arrow::array::Int64Array::from(vec![5])) as ArrayRef],
+        };
+        let (errors, _) = read(encode_errors(&[error], &settings).unwrap());
+        assert_eq!(
+            errors
+                .column_by_name("label")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .value(0),
+            5
+        );
+    }
+
+    #[test]
     fn outputs_carry_hf_image_feature() {
         let settings = RowSettings {
             model: "m".into(),
@@ -339,6 +540,9 @@ mod tests {
             zeta: 1.0,
             seed: 0,
             sampler: "heun".into(),
+            y_range: "unit".into(),
+            keep: vec![Field::new("label", DataType::Int64, true)],
+            keep_features: serde_json::Map::new(),
         };
         let row = OutputRow {
             id: "x".into(),
@@ -350,6 +554,8 @@ mod tests {
             lpips: None,
             residual: 0.5,
             seconds: 1.0,
+            measured: true,
+            keep: vec![Arc::new(arrow::array::Int64Array::from(vec![7])) as ArrayRef],
         };
         let bytes = encode_outputs(&[row], &settings).unwrap();
         let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(

@@ -45,6 +45,113 @@ pub struct InputSpec {
     /// records on every rerun and across workers).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// The clean-image column: an image struct (as Hugging Face `datasets` writes it) or
+    /// binary PNG/JPEG bytes, or list<float32> C·H·W pixels in [0, 1] beside a `shape`
+    /// column. Unset: `image`, else `pixels` (+ `shape`), where the shard has one.
+    #[serde(default)]
+    pub image_column: Option<String>,
+    /// The record-id column (string or integer). Unset: `id` where the shard has one;
+    /// rows without an id are named `<shard path>:<row>`.
+    #[serde(default)]
+    pub id_column: Option<String>,
+    /// The measurement column of measured data: list<float32> (y as a vector) or an image
+    /// (y as an image, e.g. the low-resolution image for `sr:f`). Unset: `y`, else
+    /// `y_image`, where the shard has one.
+    #[serde(default)]
+    pub y_column: Option<String>,
+    /// The per-record inpainting mask column (an image; pixels brighter than mid-grey are kept).
+    /// Unset: `mask` where the shard has one.
+    #[serde(default)]
+    pub mask_column: Option<String>,
+    /// Input columns copied verbatim (same Arrow type) into every output row, e.g.
+    /// `["label"]`.
+    #[serde(default)]
+    pub keep_columns: Vec<String>,
+    /// What to do with a clean image whose height and width differ from the model's.
+    #[serde(default)]
+    pub fit: Fit,
+    /// Channel conversion of images (clean images and `y` images) whose channel count
+    /// differs from the model's; without it such a record is an error row.
+    #[serde(default)]
+    pub convert: Convert,
+    /// The value range measured `y` was taken in (simulated measurements are unaffected).
+    #[serde(default)]
+    pub y_range: YRange,
+}
+
+/// How a clean image of another size than the model's is fitted to it.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fit {
+    /// The record is an error row naming both sizes.
+    #[default]
+    Error,
+    /// Centred on a black canvas (−1 in the model's range, 0 in the image's); the
+    /// reconstruction is cropped back, so outputs and metrics have the input's size.
+    /// Images larger than the model in either direction are error rows.
+    Pad,
+    /// The centre H×W window is restored; outputs and metrics have the model's size.
+    /// Images smaller than the model in either direction are error rows.
+    CenterCrop,
+    /// Resampled to H×W (Catmull-Rom bicubic, aspect ratio not kept); outputs and metrics
+    /// have the model's size.
+    Resize,
+}
+
+/// Channel conversion of input images.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Convert {
+    /// An image with another channel count than the model's is an error row (an
+    /// RGB image whose three channels are equal counts as grey).
+    #[default]
+    None,
+    /// Colour images to grey, L = 0.299 R + 0.587 G + 0.114 B (ITU-R 601, as Pillow's
+    /// `convert("L")` and torchvision), for a grey model.
+    Grey,
+    /// Grey images to RGB (the grey value in all three channels), for a colour model.
+    Rgb,
+}
+
+/// The range measured `y` values were taken in.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum YRange {
+    /// y = A·x with x in [0, 1], as instruments and image files give it; adps converts
+    /// it exactly to the model's range: y_model = 2·y − A·1.
+    #[default]
+    Unit,
+    /// y = A·x with x in the model's [-1, 1] range; used as it is. A `y` image then
+    /// holds (y + 1)/2, the usual image encoding of [-1, 1].
+    Model,
+}
+
+impl YRange {
+    /// The name written into output rows.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            YRange::Unit => "unit",
+            YRange::Model => "model",
+        }
+    }
+}
+
+impl InputSpec {
+    /// An input at `url` with every layout setting at its default.
+    pub fn at(url: impl Into<String>) -> Self {
+        InputSpec {
+            url: url.into(),
+            limit: None,
+            image_column: None,
+            id_column: None,
+            y_column: None,
+            mask_column: None,
+            keep_columns: Vec::new(),
+            fit: Fit::default(),
+            convert: Convert::default(),
+            y_range: YRange::default(),
+        }
+    }
 }
 
 /// Output location.
@@ -304,6 +411,36 @@ mod tests {
         assert_eq!(s.sampler.steps, 7);
         assert_eq!(s.task.operator, "sr:4");
         assert_eq!(s.sampler.zeta, 2.5);
+    }
+
+    #[test]
+    fn input_layout_settings_are_typed() {
+        let s = RunSpec::parse(MINIMAL, &[]).unwrap();
+        assert_eq!(s.input, InputSpec::at("in/"));
+        assert_eq!(
+            (s.input.fit, s.input.convert, s.input.y_range),
+            (Fit::Error, Convert::None, YRange::Unit)
+        );
+        let s = RunSpec::parse(
+            MINIMAL,
+            &[
+                "input.fit=center-crop".into(),
+                "input.convert=grey".into(),
+                "input.y_range=model".into(),
+                r#"input.keep_columns=["label", "split"]"#.into(),
+                "input.id_column=name".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.input.fit, Fit::CenterCrop);
+        assert_eq!(s.input.convert, Convert::Grey);
+        assert_eq!(s.input.y_range, YRange::Model);
+        assert_eq!(s.input.keep_columns, ["label", "split"]);
+        assert_eq!(s.input.id_column.as_deref(), Some("name"));
+        let err = RunSpec::parse(MINIMAL, &["input.fit=stretch".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("stretch"), "{err:#}");
+        let err = RunSpec::parse(MINIMAL, &["input.image_col=img".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("image_col"), "{err:#}");
     }
 
     #[test]

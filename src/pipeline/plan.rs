@@ -8,7 +8,8 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::config::RunSpec;
-use crate::io::parquet_out::RowSettings;
+use crate::io::parquet_in::{self, ColumnNames};
+use crate::io::parquet_out::{RowSettings, OUTPUT_COLUMNS};
 use crate::io::store::{self, Location};
 use crate::model::{Device, ModelFolder, OnnxDenoiser, SessionConfig};
 use crate::restore::operators::OperatorSpec;
@@ -27,6 +28,10 @@ pub struct Plan {
     /// The model's image shape [C, H, W].
     pub shape: [usize; 3],
     pub decode: DecodeSpec,
+    /// The input columns asked for, resolved per shard by the fetch stage.
+    pub columns: ColumnNames,
+    /// The kept columns' types in the first shard: every shard must have them.
+    pub keep: Vec<arrow::datatypes::Field>,
     /// Settings written into every output row.
     pub row_settings: RowSettings,
     /// Hash of everything that determines the outputs; manifests carry it.
@@ -115,7 +120,70 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
     if spec.input.limit == Some(0) {
         problems.push("input.limit 0 restores nothing".into());
     }
+    let i = &spec.input;
+    for (setting, name) in [
+        ("input.image_column", &i.image_column),
+        ("input.id_column", &i.id_column),
+        ("input.y_column", &i.y_column),
+        ("input.mask_column", &i.mask_column),
+    ] {
+        if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            problems.push(format!("{setting} is empty"));
+        }
+    }
+    for name in &i.keep_columns {
+        if OUTPUT_COLUMNS.contains(&name.as_str()) {
+            problems.push(format!(
+                "input.keep_columns `{name}`: the outputs have a column of that name"
+            ));
+        }
+    }
     problems
+}
+
+/// The column names a spec's input asks for.
+pub fn column_names(spec: &RunSpec) -> ColumnNames {
+    let i = &spec.input;
+    ColumnNames {
+        image: i.image_column.clone(),
+        id: i.id_column.clone(),
+        y: i.y_column.clone(),
+        mask: i.mask_column.clone(),
+        keep: i.keep_columns.clone(),
+    }
+}
+
+/// Resolves the input's columns against its first readable shard, before any compute:
+/// the kept columns' types and Hugging Face features, or every problem found. An input
+/// with no shard yet, or none whose footer reads, is not checked here (listing and
+/// fetching report it).
+fn check_input_columns(
+    rt: &tokio::runtime::Handle,
+    input: &Location,
+    names: &ColumnNames,
+) -> Result<(
+    Vec<arrow::datatypes::Field>,
+    serde_json::Map<String, serde_json::Value>,
+)> {
+    let Ok(shards) = list::list_shards(rt, input) else {
+        return Ok(Default::default());
+    };
+    for shard in shards {
+        let Ok(schema) = parquet_in::read_schema(rt, &input.store, &shard.key) else {
+            continue;
+        };
+        return match parquet_in::resolve_columns(&schema, names) {
+            Ok(columns) => Ok((columns.keep, parquet_in::hf_features(&schema, &names.keep))),
+            Err(problems) => bail!(
+                "the input's columns do not fit the run ({} problem(s), seen in its first \
+                 shard {}):\n  - {}",
+                problems.len(),
+                shard.url,
+                problems.join("\n  - ")
+            ),
+        };
+    }
+    Ok(Default::default())
 }
 
 /// Builds the plan: checks the spec, opens the stores, loads and validates the model,
@@ -162,6 +230,8 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         .with_context(|| format!("input {}", spec.input.url))?;
     let output = store::open_output_with_retry(&spec.output.url, retry)
         .with_context(|| format!("output {}", spec.output.url))?;
+    let columns = column_names(&spec);
+    let (keep, keep_features) = check_input_columns(runtime.handle(), &input, &columns)?;
 
     let card = folder.card().clone();
     let shape = card.shape;
@@ -187,6 +257,9 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         y_len: settings.measurements(),
         y_image_shape: measurement_image_shape(&op_spec, shape),
         takes_mask: settings.family.shared().is_none(),
+        fit: spec.input.fit,
+        convert: spec.input.convert,
+        y_range: spec.input.y_range,
     };
     let (kind, level) = kind_and_level(&op_spec);
     let nfe = settings.nfe() as i32;
@@ -202,6 +275,9 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         zeta: spec.sampler.zeta,
         seed: spec.sampler.seed as i64,
         sampler: spec.sampler.solver.clone(),
+        y_range: spec.input.y_range.as_str().into(),
+        keep: keep.clone(),
+        keep_features,
     };
     let settings_json = settings_json(&spec, &card);
     let settings_hash = settings_hash(&settings_json);
@@ -216,6 +292,8 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         output,
         shape,
         decode,
+        columns,
+        keep,
         row_settings,
         settings_hash,
         settings_json,
@@ -329,5 +407,57 @@ impl Plan {
             }
         }
         Ok(todo)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(overrides: &[&str]) -> RunSpec {
+        let text = r#"
+            [input]
+            url = "in/"
+            [output]
+            url = "out/"
+            [model]
+            dir = "m"
+            [task]
+            operator = "cs:8"
+        "#;
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        RunSpec::parse(text, &o).unwrap()
+    }
+
+    #[test]
+    fn kept_columns_may_not_shadow_output_columns() {
+        let problems = check(&spec(&[r#"input.keep_columns=["label", "psnr", "id"]"#]));
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("`psnr`"), "{problems:?}");
+        assert!(problems[1].contains("`id`"), "{problems:?}");
+    }
+
+    #[test]
+    fn the_input_layout_is_in_the_settings_hash() {
+        let card: crate::model::card::Card = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/gaussian-model/card.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let hash = |o: &[&str]| settings_hash(&settings_json(&spec(o), &card));
+        let base = hash(&[]);
+        for o in [
+            "input.y_range=model",
+            "input.fit=pad",
+            "input.convert=grey",
+            r#"input.keep_columns=["label"]"#,
+            "input.image_column=img",
+        ] {
+            assert_ne!(hash(&[o]), base, "{o}");
+        }
+        assert_eq!(hash(&["input.y_range=unit"]), base, "unit is the default");
     }
 }

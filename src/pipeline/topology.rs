@@ -74,6 +74,8 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
             stages::fetch::run(
                 rt,
                 plan.input.store.clone(),
+                &plan.columns,
+                &plan.keep,
                 shard_rx,
                 fetched_tx,
                 plan.spec.workers.fetch_concurrency,

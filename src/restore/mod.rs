@@ -5,11 +5,13 @@
 //! - [`operators`]: forward operators A with adjoints, operator strings, baselines.
 //! - [`guidance`] and [`sampler`]: the Ambient DPS sampler over a batch.
 //! - [`metrics`]: MSE, PSNR, SSIM and the measurement residual.
+//! - [`measurement`]: measured y from the [0, 1] image range to the model's.
 //! - [`denoiser`]: the model contract; [`gaussian`]: a closed-form one for tests.
 
 pub mod denoiser;
 pub mod gaussian;
 pub mod guidance;
+pub mod measurement;
 pub mod metrics;
 pub mod operators;
 pub mod rng;

@@ -60,6 +60,7 @@ mod tests {
                 truth: None,
                 y: None,
                 mask: None,
+                ..Default::default()
             })
             .collect();
         (s, recs, vec![], Some(n))

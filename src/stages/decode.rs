@@ -1,6 +1,9 @@
-//! Decode: Parquet bytes → records with CHW float tensors (images decoded in parallel
-//! with rayon). A record that cannot be decoded, has the wrong shape or holds NaN/∞
-//! becomes an error row; a shard that is not readable Parquet fails as a whole.
+//! Decode: Parquet bytes → records with CHW float tensors in the model's shape (images
+//! decoded in parallel with rayon). Clean images are brought to the model's channels
+//! (`input.convert`) and size (`input.fit`; a padded image keeps its frame, so the
+//! reconstruction is cropped back); `y` images are read in their range (`input.y_range`).
+//! A record that cannot be decoded, does not fit or holds NaN/∞ becomes an error row
+//! naming it; a shard that is not readable Parquet fails as a whole.
 
 use std::sync::Arc;
 
@@ -8,12 +11,14 @@ use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 
 use super::fetch::Fetched;
+use super::Frame;
 use super::{Counters, Flow, IdDigest, Record, Shard};
-use crate::io::image;
+use crate::io::image::{self, Pixels};
 use crate::io::parquet_in::{Payload, RawRecord};
 use crate::io::parquet_out::ErrorRow;
+use crate::pipeline::config::{Convert, Fit, YRange};
 
-/// What the records must look like.
+/// What the records must look like, and how inputs are fitted to the model.
 #[derive(Debug, Clone)]
 pub struct DecodeSpec {
     /// The model's image shape [C, H, W].
@@ -24,7 +29,44 @@ pub struct DecodeSpec {
     pub y_image_shape: Option<[usize; 3]>,
     /// Whether the operator takes a per-record `mask` (inpainting).
     pub takes_mask: bool,
+    /// What a clean image of another size than the model's becomes.
+    pub fit: Fit,
+    /// Channel conversion of clean and `y` images.
+    pub convert: Convert,
+    /// The range measured y is in; a `y` image is read as y in [0, 1] (`unit`) or as
+    /// the usual image encoding of [-1, 1] (`model`).
+    pub y_range: YRange,
 }
+
+impl DecodeSpec {
+    /// A spec for `shape` with the default input settings (refuse other sizes and
+    /// channel counts, y in [0, 1]).
+    pub fn new(
+        shape: [usize; 3],
+        y_len: usize,
+        y_image_shape: Option<[usize; 3]>,
+        takes_mask: bool,
+    ) -> Self {
+        DecodeSpec {
+            shape,
+            y_len,
+            y_image_shape,
+            takes_mask,
+            fit: Fit::default(),
+            convert: Convert::default(),
+            y_range: YRange::default(),
+        }
+    }
+}
+
+/// What the canvas around a padded image holds, in the model's range: −1, black (0 in
+/// the image's [0, 1]), the zero padding of image files and of MNIST-style datasets
+/// padded to 32×32.
+pub const PAD_VALUE: f32 = -1.0;
+
+/// The largest image (height × width) that is fitted to the model: bigger ones are
+/// refused from their header, before their pixels cost any memory.
+pub const MAX_FIT_PIXELS: usize = 8192 * 8192;
 
 /// A chunk of a shard's decoded records and the rows of it that failed; on the shard's
 /// last chunk, the number of rows (records and failed rows) the whole shard sent.
@@ -64,22 +106,31 @@ pub fn run(
                     state.first_row.reserve(rows);
                 }
                 let duplicates = duplicate_rows(&chunk.records, &mut state.first_row);
-                let decoded: Vec<Result<Record, (String, usize, String)>> = chunk
+                let decoded: Vec<Result<Record, Box<ErrorRow>>> = chunk
                     .records
                     .into_par_iter()
-                    .map(|r| match duplicates.get(&r.row) {
-                        Some(first) => Err((
-                            r.id.clone(),
-                            r.row,
-                            format!(
-                                "row {}: duplicate id `{}`, already at row {first} of this shard \
-                                 (that row is restored, this one is not)",
-                                r.row, r.id
-                            ),
-                        )),
-                        None => {
-                            let row = r.row;
-                            decode_record(r, spec).map_err(|(id, reason)| (id, row, reason))
+                    .map(|r| {
+                        let (row, keep, path) = (r.row, r.keep.clone(), shard.path.clone());
+                        let fail = move |(id, reason): (String, String)| {
+                            Box::new(ErrorRow {
+                                id,
+                                row,
+                                shard: path,
+                                stage: "decode".into(),
+                                reason,
+                                keep,
+                            })
+                        };
+                        match duplicates.get(&r.row) {
+                            Some(first) => Err(fail((
+                                r.id.clone(),
+                                format!(
+                                    "row {}: duplicate id `{}`, already at row {first} of this \
+                                     shard (that row is restored, this one is not)",
+                                    r.row, r.id
+                                ),
+                            ))),
+                            None => decode_record(r, spec).map_err(fail),
                         }
                     })
                     .collect();
@@ -87,13 +138,7 @@ pub fn run(
                 for d in decoded {
                     match d {
                         Ok(r) => records.push(r),
-                        Err((id, row, reason)) => errors.push(ErrorRow {
-                            id,
-                            row,
-                            shard: shard.path.clone(),
-                            stage: "decode".into(),
-                            reason,
-                        }),
+                        Err(e) => errors.push(*e),
                     }
                 }
                 Counters::add(
@@ -149,30 +194,43 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
     let mut record = Record {
         id: raw.id.clone(),
         row: raw.row,
-        truth: None,
-        y: None,
-        mask: None,
+        keep: raw.keep,
+        ..Record::default()
     };
+    // The clean image's own size, for its mask.
+    let mut native = [h, w];
     match payload {
         Payload::Image(bytes) => {
             let [ih, iw] = image::dimensions(&bytes).map_err(|e| fail(format!("{e:#}")))?;
-            if [ih, iw] != [h, w] {
-                return Err(fail(format!(
-                    "image is {ih}×{iw} pixels, the model expects {h}×{w}"
-                )));
-            }
-            let px = image::decode(&bytes, c).map_err(|e| fail(format!("{e:#}")))?;
-            record.truth = Some(px.data);
+            check_size([ih, iw], spec).map_err(&fail)?;
+            let px = image::decode_native(&bytes).map_err(|e| fail(format!("{e:#}")))?;
+            native = [ih, iw];
+            let (truth, frame) = fit_clean(px, spec).map_err(&fail)?;
+            (record.truth, record.frame) = (Some(truth), frame);
         }
         Payload::Pixels { data, shape } => {
-            let want = [c as i32, h as i32, w as i32];
-            if shape != want || data.len() != c * h * w {
+            let &[pc, ph, pw] = shape.as_slice() else {
+                return Err(fail(format!("pixels have shape {shape:?}, not [C, H, W]")));
+            };
+            if pc <= 0 || ph <= 0 || pw <= 0 {
+                return Err(fail(format!("pixels have shape {shape:?}, not [C, H, W]")));
+            }
+            let [pc, ph, pw] = [pc, ph, pw].map(|d| d as usize);
+            if data.len() != pc * ph * pw || !(pc == 1 || pc == 3) {
                 return Err(fail(format!(
-                    "pixels have shape {shape:?} ({} values), the model expects {want:?}",
+                    "pixels have shape {shape:?} ({} values); C must be 1 or 3 and the \
+                     values C·H·W, the model expects [{c}, {h}, {w}]",
                     data.len()
                 )));
             }
-            record.truth = Some(data.iter().map(|v| v * 2.0 - 1.0).collect());
+            check_size([ph, pw], spec).map_err(&fail)?;
+            let px = Pixels {
+                shape: [pc, ph, pw],
+                data: data.iter().map(|v| v * 2.0 - 1.0).collect(),
+            };
+            native = [ph, pw];
+            let (truth, frame) = fit_clean(px, spec).map_err(&fail)?;
+            (record.truth, record.frame) = (Some(truth), frame);
         }
         Payload::Y(y) => {
             if y.len() != spec.y_len {
@@ -194,8 +252,14 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
                     want[1], want[2]
                 )));
             }
-            let px = image::decode(&bytes, want[0]).map_err(|e| fail(format!("y_image: {e:#}")))?;
-            record.y = Some(px.data);
+            let px = image::decode_native(&bytes).map_err(|e| fail(format!("y_image: {e:#}")))?;
+            let px = fit_channels(px, want[0], spec.convert)
+                .map_err(|e| fail(format!("y_image: {e}")))?;
+            record.y = Some(match spec.y_range {
+                // The pixel's value in [0, 1]; restore converts it to the model's range.
+                YRange::Unit => px.data.iter().map(|v| (v + 1.0) / 2.0).collect(),
+                YRange::Model => px.data,
+            });
         }
     }
     if let Some(m) = &raw.mask {
@@ -204,21 +268,7 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
                 "has a `mask`, but the run's operator takes none (use inpaint-random or inpaint-box)".into(),
             ));
         }
-        let [mh, mw] = image::dimensions(m).map_err(|e| fail(format!("mask: {e:#}")))?;
-        if [mh, mw] != [h, w] {
-            return Err(fail(format!(
-                "mask is {mh}×{mw} pixels, the model expects {h}×{w}"
-            )));
-        }
-        // A mask is per pixel (all channels at once): read as grey, H·W values, whatever
-        // the image's own channel count.
-        let px = image::decode(m, 1).map_err(|e| fail(format!("mask: {e:#}")))?;
-        record.mask = Some(
-            px.data
-                .iter()
-                .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
-                .collect(),
-        );
+        record.mask = Some(decode_mask(m, native, record.frame, spec).map_err(&fail)?);
     }
     let values = record.truth.iter().chain(record.y.iter()).flatten();
     if let Some(bad) = values.into_iter().find(|v| !v.is_finite()) {
@@ -227,18 +277,125 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
     Ok(record)
 }
 
+/// Refuses, from its size alone, a clean image that `spec.fit` cannot bring to the
+/// model's size.
+fn check_size([ih, iw]: [usize; 2], spec: &DecodeSpec) -> Result<(), String> {
+    let [_, h, w] = spec.shape;
+    let refuse = |why: &str| {
+        Err(format!(
+            "image is {ih}×{iw} pixels, the model expects {h}×{w}{why}"
+        ))
+    };
+    match spec.fit {
+        _ if [ih, iw] == [h, w] => Ok(()),
+        _ if ih * iw > MAX_FIT_PIXELS => refuse(" (too large to fit)"),
+        Fit::Error => refuse(" (set input.fit to pad, center-crop or resize)"),
+        Fit::Pad if ih > h || iw > w => refuse(" (input.fit = \"pad\" cannot shrink it)"),
+        Fit::CenterCrop if ih < h || iw < w => {
+            refuse(" (input.fit = \"center-crop\" cannot enlarge it)")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Brings an image to `c` channels: equal RGB channels are grey as they are; other
+/// conversions only when `convert` asks for them.
+fn fit_channels(px: Pixels, c: usize, convert: Convert) -> Result<Pixels, String> {
+    match (px.shape[0], c, convert) {
+        (have, want, _) if have == want => Ok(px),
+        (3, 1, _) if px.is_grey_rgb() => Ok(px.first_channel()),
+        (3, 1, Convert::Grey) => Ok(px.to_grey()),
+        (1, 3, Convert::Rgb) => Ok(px.to_rgb()),
+        (3, 1, _) => Err(
+            "is a colour image and the model is grey: set input.convert = \"grey\" to \
+             convert it (ITU-R 601 luma)"
+                .into(),
+        ),
+        (1, 3, _) => Err(
+            "is a grey image and the model is RGB: set input.convert = \"rgb\" to repeat \
+             it in every channel"
+                .into(),
+        ),
+        (have, want, _) => Err(format!("has {have} channels, the model {want}")),
+    }
+}
+
+/// A clean image in the model's shape (channels, then size, by `spec`), and where the
+/// image lies in it when padded.
+fn fit_clean(px: Pixels, spec: &DecodeSpec) -> Result<(Vec<f32>, Option<Frame>), String> {
+    let [c, h, w] = spec.shape;
+    let px = fit_channels(px, c, spec.convert)?;
+    let [_, ih, iw] = px.shape;
+    if [ih, iw] == [h, w] {
+        return Ok((px.data, None));
+    }
+    let fitted = match spec.fit {
+        Fit::Error => {
+            return Err(format!(
+                "image is {ih}×{iw} pixels, the model expects {h}×{w}"
+            ))
+        }
+        Fit::Pad => {
+            let (padded, [top, left]) =
+                px.pad_to([h, w], PAD_VALUE).map_err(|e| format!("{e:#}"))?;
+            let frame = Frame {
+                top,
+                left,
+                height: ih,
+                width: iw,
+            };
+            return Ok((padded.data, Some(frame)));
+        }
+        Fit::CenterCrop => px.center_crop([h, w]),
+        Fit::Resize => px.resize([h, w]),
+    };
+    Ok((fitted.map_err(|e| format!("{e:#}"))?.data, None))
+}
+
+/// A per-record mask as one 0/1 flag per model pixel. A mask of the clean image's own
+/// size follows the image: padded (the canvas counts as kept: it is known to be black)
+/// or centre-cropped.
+fn decode_mask(
+    bytes: &[u8],
+    native: [usize; 2],
+    frame: Option<Frame>,
+    spec: &DecodeSpec,
+) -> Result<Vec<f32>, String> {
+    let [_, h, w] = spec.shape;
+    let [mh, mw] = image::dimensions(bytes).map_err(|e| format!("mask: {e:#}"))?;
+    let fits = [mh, mw] == [h, w]
+        || ([mh, mw] == native && matches!(spec.fit, Fit::Pad | Fit::CenterCrop));
+    if !fits {
+        return Err(format!(
+            "mask is {mh}×{mw} pixels, the model expects {h}×{w}"
+        ));
+    }
+    // A mask is per pixel (all channels at once): read as grey, H·W values, whatever
+    // the image's own channel count.
+    let px = image::decode(bytes, 1).map_err(|e| format!("mask: {e:#}"))?;
+    let px = if [mh, mw] == [h, w] {
+        px
+    } else if let (Some(_), Fit::Pad) = (frame, spec.fit) {
+        px.pad_to([h, w], 1.0)
+            .map_err(|e| format!("mask: {e:#}"))?
+            .0
+    } else {
+        px.center_crop([h, w]).map_err(|e| format!("mask: {e:#}"))?
+    };
+    Ok(px
+        .data
+        .iter()
+        .map(|&v| if v > 0.0 { 1.0 } else { 0.0 })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn an_rgb_mask_is_one_flag_per_pixel() {
-        let spec = DecodeSpec {
-            shape: [3, 2, 2],
-            y_len: 12,
-            y_image_shape: None,
-            takes_mask: true,
-        };
+        let spec = DecodeSpec::new([3, 2, 2], 12, None, true);
         // An RGB mask image: pixel 1 erased (black), the others kept (white).
         let mut rgb = vec![1.0f32; 12];
         for ch in 0..3 {
@@ -250,24 +407,128 @@ mod tests {
             row: 0,
             payload: Ok(Payload::Y(vec![0.0; 12])),
             mask: Some(mask),
+            keep: vec![],
         };
         let record = decode_record(raw, &spec).unwrap();
         assert_eq!(record.mask, Some(vec![1.0, 0.0, 1.0, 1.0]));
     }
 
+    fn clean(png: Vec<u8>) -> RawRecord {
+        RawRecord {
+            id: "c".into(),
+            row: 2,
+            payload: Ok(Payload::Image(png)),
+            mask: None,
+            keep: vec![],
+        }
+    }
+
+    #[test]
+    fn a_smaller_image_is_padded_with_black_and_framed() {
+        let mut spec = DecodeSpec::new([1, 4, 6], 24, None, true);
+        let png = image::encode_png([1, 2, 3], &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0]).unwrap();
+        let (_, reason) = decode_record(clean(png.clone()), &spec).unwrap_err();
+        assert!(
+            reason.contains("2×3 pixels, the model expects 4×6"),
+            "{reason}"
+        );
+        assert!(reason.contains("input.fit"), "{reason}");
+        spec.fit = Fit::Pad;
+        let r = decode_record(clean(png.clone()), &spec).unwrap();
+        let frame = r.frame.unwrap();
+        assert_eq!(
+            frame,
+            Frame {
+                top: 1,
+                left: 1,
+                height: 2,
+                width: 3
+            }
+        );
+        let truth = r.truth.unwrap();
+        assert_eq!(truth.len(), 24);
+        assert_eq!(truth[0], PAD_VALUE);
+        assert!((truth[6 + 1] - 0.0).abs() < 1e-2, "{truth:?}");
+        // A mask of the image's own size is padded with it (the canvas counts as kept).
+        let mut with_mask = clean(png.clone());
+        with_mask.mask =
+            Some(image::encode_png([1, 2, 3], &[1.0, -1.0, 1.0, 1.0, 1.0, 1.0]).unwrap());
+        let mask = decode_record(with_mask, &spec).unwrap().mask.unwrap();
+        assert_eq!(mask.len(), 24);
+        assert_eq!(mask[6 + 2], 0.0);
+        assert_eq!(mask.iter().filter(|&&m| m == 0.0).count(), 1);
+        // Too large to pad.
+        let big = image::encode_png([1, 5, 3], &[0.0; 15]).unwrap();
+        let (_, reason) = decode_record(clean(big.clone()), &spec).unwrap_err();
+        assert!(reason.contains("cannot shrink"), "{reason}");
+        spec.fit = Fit::CenterCrop;
+        assert!(decode_record(clean(big), &spec).is_err(), "3 < 6 columns");
+        spec.fit = Fit::Resize;
+        let r = decode_record(clean(png), &spec).unwrap();
+        assert_eq!((r.truth.unwrap().len(), r.frame), (24, None));
+    }
+
+    #[test]
+    fn colour_to_a_grey_model_is_converted_only_when_asked() {
+        let mut spec = DecodeSpec::new([1, 2, 2], 4, None, false);
+        let mut rgb = vec![0.0f32; 12];
+        rgb[..4].fill(1.0); // red
+        let png = image::encode_png([3, 2, 2], &rgb).unwrap();
+        let (id, reason) = decode_record(clean(png.clone()), &spec).unwrap_err();
+        assert_eq!(id, "c");
+        assert!(reason.starts_with("row 2:"), "{reason}");
+        assert!(reason.contains("input.convert = \"grey\""), "{reason}");
+        spec.convert = Convert::Grey;
+        let truth = decode_record(clean(png), &spec).unwrap().truth.unwrap();
+        assert!((truth[0] - 0.299).abs() < 1e-2, "{truth:?}");
+        // Grey stored as RGB needs no conversion.
+        spec.convert = Convert::None;
+        let grey_rgb = image::encode_png([3, 2, 2], &[0.5; 12]).unwrap();
+        assert!(decode_record(clean(grey_rgb), &spec).is_ok());
+        // Grey to an RGB model likewise.
+        let mut spec = DecodeSpec::new([3, 2, 2], 12, None, false);
+        let grey = image::encode_png([1, 2, 2], &[0.5; 4]).unwrap();
+        assert!(decode_record(clean(grey.clone()), &spec).is_err());
+        spec.convert = Convert::Rgb;
+        assert_eq!(
+            decode_record(clean(grey), &spec)
+                .unwrap()
+                .truth
+                .unwrap()
+                .len(),
+            12
+        );
+    }
+
+    #[test]
+    fn a_y_image_is_read_in_its_range() {
+        let mut spec = DecodeSpec::new([3, 2, 2], 12, Some([3, 2, 2]), false);
+        let mut y = vec![-1.0f32; 12];
+        y[0] = 1.0;
+        let png = image::encode_png([3, 2, 2], &y).unwrap();
+        let raw = || RawRecord {
+            id: "y".into(),
+            row: 0,
+            payload: Ok(Payload::YImage(png.clone())),
+            mask: None,
+            keep: vec![],
+        };
+        let unit = decode_record(raw(), &spec).unwrap().y.unwrap();
+        assert_eq!((unit[0], unit[1]), (1.0, 0.0));
+        spec.y_range = YRange::Model;
+        let model = decode_record(raw(), &spec).unwrap().y.unwrap();
+        assert_eq!((model[0], model[1]), (1.0, -1.0));
+    }
+
     #[test]
     fn nan_measurements_are_refused_with_the_id() {
-        let spec = DecodeSpec {
-            shape: [1, 2, 2],
-            y_len: 2,
-            y_image_shape: None,
-            takes_mask: false,
-        };
+        let spec = DecodeSpec::new([1, 2, 2], 2, None, false);
         let raw = RawRecord {
             id: "rec-7".into(),
             row: 3,
             payload: Ok(Payload::Y(vec![0.0, f32::NAN])),
             mask: None,
+            keep: vec![],
         };
         let (id, reason) = decode_record(raw, &spec).unwrap_err();
         assert_eq!(id, "rec-7");

@@ -12,7 +12,7 @@ use parquet::arrow::async_reader::ParquetRecordBatchStream;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
 use super::Shard;
-use crate::io::parquet_in::{self, Layout, ObjectReader, RawRecord};
+use crate::io::parquet_in::{self, ColumnNames, Columns, ObjectReader, RawRecord};
 
 /// Rows of a shard, in order: one chunk, and whether it is the shard's last.
 #[derive(Debug)]
@@ -33,10 +33,14 @@ pub struct Fetched {
 
 /// Runs until `shards` closes. The footers of at most `concurrency` shards are read at
 /// once; rows are streamed one shard after the other, in list order, and reading stops
-/// while the downstream queue is full.
+/// while the downstream queue is full. Each shard's columns are resolved from `names`;
+/// its kept columns must have the types `keep` (the first shard's).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     rt: &tokio::runtime::Handle,
     store: Arc<dyn ObjectStore>,
+    names: &ColumnNames,
+    keep: &[arrow::datatypes::Field],
     shards: Receiver<Shard>,
     out: Sender<Fetched>,
     concurrency: usize,
@@ -46,7 +50,7 @@ pub fn run(
         .map(|shard| {
             let store = store.clone();
             async move {
-                let stream = open(store, &shard, chunk_rows).await;
+                let stream = open(store, &shard, names, keep, chunk_rows).await;
                 (shard, stream)
             }
         })
@@ -61,12 +65,14 @@ pub fn run(
     });
 }
 
-/// Opens a shard: reads its footer (ranged requests) and checks its layout.
+/// Opens a shard: reads its footer (ranged requests) and resolves its columns.
 async fn open(
     store: Arc<dyn ObjectStore>,
     shard: &Shard,
+    names: &ColumnNames,
+    keep: &[arrow::datatypes::Field],
     chunk_rows: usize,
-) -> Result<(ParquetRecordBatchStream<ObjectReader>, Layout, usize), String> {
+) -> Result<(ParquetRecordBatchStream<ObjectReader>, Columns, usize), String> {
     if let Some(reason) = &shard.unreadable {
         return Err(reason.clone());
     }
@@ -76,7 +82,9 @@ async fn open(
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
-    let layout = parquet_in::layout_of(builder.schema()).map_err(|e| format!("{e:#}"))?;
+    let columns = parquet_in::resolve_columns(builder.schema(), names)
+        .map_err(|problems| problems.join("; "))?;
+    parquet_in::check_same_keep(keep, &columns)?;
     // Rows committed by an earlier run are skipped, not read again.
     let skip = shard.resume.as_ref().map_or(0, |r| r.rows_done);
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
@@ -89,14 +97,14 @@ async fn open(
         builder = builder.with_limit(take.saturating_sub(skip));
     }
     let stream = builder.build().map_err(|e| e.to_string())?;
-    Ok((stream, layout, rows_planned))
+    Ok((stream, columns, rows_planned))
 }
 
 /// Sends a shard's chunks downstream; `Err` only when downstream has stopped. One chunk
 /// is held back so that the last one can be marked.
 async fn stream_rows(
     shard: &Arc<Shard>,
-    opened: Result<(ParquetRecordBatchStream<ObjectReader>, Layout, usize), String>,
+    opened: Result<(ParquetRecordBatchStream<ObjectReader>, Columns, usize), String>,
     out: &Sender<Fetched>,
 ) -> Result<(), ()> {
     let send = |chunk: Result<Chunk, String>| {
@@ -106,7 +114,7 @@ async fn stream_rows(
         })
         .map_err(|_| ())
     };
-    let (mut stream, layout, rows_planned) = match opened {
+    let (mut stream, columns, rows_planned) = match opened {
         Ok(s) => s,
         Err(reason) => return send(Err(reason)),
     };
@@ -117,7 +125,7 @@ async fn stream_rows(
         let records = batch
             .map_err(|e| format!("cannot decode a Parquet row group: {e}"))
             .and_then(|b| {
-                parquet_in::records_of(&b, layout, &shard.path, row).map_err(|e| format!("{e:#}"))
+                parquet_in::records_of(&b, &columns, &shard.path, row).map_err(|e| format!("{e:#}"))
             });
         let records = match records {
             Ok(r) => r,

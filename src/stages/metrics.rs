@@ -1,12 +1,14 @@
 //! Metrics: scores each reconstruction against its ground truth (when the input had
-//! one) and encodes it as PNG, in parallel over the batch. LPIPS runs here when an
+//! one) and encodes it as PNG, in parallel over the batch; a padded input's
+//! reconstruction is first cropped back to the input's size, so outputs and metrics
+//! have that size. LPIPS runs here when an
 //! LPIPS graph is configured; otherwise its column stays null, never a made-up value.
 
 use crossbeam_channel::{Receiver, Sender};
 use rayon::prelude::*;
 
-use super::{Counters, Flow, Restored, Scored};
-use crate::io::image::encode_png;
+use super::{Counters, Flow, Frame, Restored, Scored};
+use crate::io::image::{encode_png, Pixels};
 use crate::io::parquet_out::{ErrorRow, OutputRow};
 use crate::restore::metrics as m;
 
@@ -41,6 +43,47 @@ pub fn run(
     }
 }
 
+/// A reconstruction and its truth, at the input's size.
+struct InputSized {
+    x: Vec<f32>,
+    truth: Option<Vec<f32>>,
+    shape: [usize; 3],
+}
+
+/// A reconstruction and its truth at the input's size: cropped back to the frame of a
+/// padded input, as they are otherwise.
+fn at_input_size(
+    shape: [usize; 3],
+    x: &[f32],
+    truth: Option<&[f32]>,
+    frame: Option<Frame>,
+) -> Result<InputSized, String> {
+    let Some(f) = frame else {
+        return Ok(InputSized {
+            x: x.to_vec(),
+            truth: truth.map(<[f32]>::to_vec),
+            shape,
+        });
+    };
+    let crop = |v: &[f32]| {
+        let px = Pixels {
+            shape,
+            data: v.to_vec(),
+        };
+        px.crop([f.top, f.left], [f.height, f.width])
+            .map(|p| p.data)
+            .map_err(|e| format!("cropping the reconstruction back: {e:#}"))
+    };
+    Ok(InputSized {
+        x: crop(x)?,
+        truth: truth.map(crop).transpose()?,
+        shape: [shape[0], f.height, f.width],
+    })
+}
+
+/// A (reconstruction, truth) pair for LPIPS.
+type Pair<'a> = (&'a [f32], &'a [f32]);
+
 fn score_batch(
     shape: [usize; 3],
     write_f32: bool,
@@ -48,38 +91,53 @@ fn score_batch(
     batch: Vec<Restored>,
     counters: &Counters,
 ) -> Vec<Scored> {
-    // LPIPS in one batched call for the pairs that have ground truth.
-    let lpips_values: Vec<Option<f64>> = match lpips {
-        Some(model) => {
-            let pairs: Vec<(&[f32], &[f32])> = batch
+    // Reconstructions and truths at the input's size.
+    let sized: Vec<Option<Result<InputSized, String>>> = batch
+        .par_iter()
+        .map(|r| match &r.result {
+            Ok((x, _, _)) => Some(at_input_size(
+                shape,
+                x,
+                r.record.truth.as_deref(),
+                r.record.frame,
+            )),
+            Err(_) => None,
+        })
+        .collect();
+    // LPIPS in one batched call per image size for the pairs that have ground truth.
+    let mut lpips_values: Vec<Option<f64>> = vec![None; batch.len()];
+    if let Some(model) = lpips {
+        let ok = || {
+            sized
                 .iter()
-                .filter_map(|r| match (&r.result, &r.record.truth) {
-                    (Ok((x, _, _)), Some(t)) => Some((x.as_slice(), t.as_slice())),
-                    _ => None,
-                })
-                .collect();
-            let mut d = match model.distances(&pairs, shape) {
-                Ok(d) => d.into_iter().map(Some).collect::<Vec<_>>(),
-                Err(e) => {
-                    tracing::warn!("LPIPS failed for a batch, column left null: {e:#}");
-                    vec![None; pairs.len()]
-                }
+                .enumerate()
+                .filter_map(|(i, s)| Some((i, s.as_ref()?.as_ref().ok()?)))
+        };
+        let mut shapes: Vec<[usize; 3]> = ok().map(|(_, s)| s.shape).collect();
+        shapes.sort();
+        shapes.dedup();
+        for each in shapes {
+            let (at, pairs): (Vec<usize>, Vec<Pair>) = ok()
+                .filter(|(_, s)| s.shape == each)
+                .filter_map(|(i, s)| Some((i, (s.x.as_slice(), s.truth.as_deref()?))))
+                .unzip();
+            if pairs.is_empty() {
+                continue;
             }
-            .into_iter();
-            batch
-                .iter()
-                .map(|r| match (&r.result, &r.record.truth) {
-                    (Ok(_), Some(_)) => d.next().flatten(),
-                    _ => None,
-                })
-                .collect()
+            match model.distances(&pairs, each) {
+                Ok(d) => at
+                    .into_iter()
+                    .zip(d)
+                    .for_each(|(i, d)| lpips_values[i] = Some(d)),
+                Err(e) => tracing::warn!("LPIPS failed for a batch, column left null: {e:#}"),
+            }
         }
-        None => vec![None; batch.len()],
-    };
+    }
     let scored: Vec<Scored> = batch
         .into_par_iter()
+        .zip(sized)
         .zip(lpips_values)
-        .map(|(r, lpips)| {
+        .map(|((r, sized), lpips)| {
             let row = r.record.row;
             let fail = |stage: &str, reason: String| ErrorRow {
                 id: r.record.id.clone(),
@@ -87,26 +145,33 @@ fn score_batch(
                 shard: r.shard.path.clone(),
                 stage: stage.into(),
                 reason,
+                keep: r.record.keep.clone(),
             };
-            let result = match &r.result {
-                Err(reason) => Err(fail("restore", reason.clone())),
-                Ok((x, residual, seconds)) => match encode_png(shape, x) {
-                    Err(e) => Err(fail("metrics", format!("{e:#}"))),
-                    Ok(png) => {
-                        let truth = r.record.truth.as_deref();
-                        Ok(OutputRow {
-                            id: r.record.id.clone(),
-                            png,
-                            f32: write_f32.then(|| x.clone()),
-                            mse: truth.map(|t| m::mse(x, t)),
-                            psnr: truth.map(|t| m::psnr(x, t)),
-                            ssim: truth.and_then(|t| m::ssim(x, t, shape)),
-                            lpips,
-                            residual: *residual,
-                            seconds: *seconds,
-                        })
+            let result = match (&r.result, sized) {
+                (Err(reason), _) => Err(fail("restore", reason.clone())),
+                (Ok(_), None) => Err(fail("metrics", "internal: no reconstruction".into())),
+                (Ok(_), Some(Err(reason))) => Err(fail("metrics", reason)),
+                (Ok((_, residual, seconds)), Some(Ok(InputSized { x, truth, shape }))) => {
+                    match encode_png(shape, &x) {
+                        Err(e) => Err(fail("metrics", format!("{e:#}"))),
+                        Ok(png) => {
+                            let truth = truth.as_deref();
+                            Ok(OutputRow {
+                                id: r.record.id.clone(),
+                                png,
+                                mse: truth.map(|t| m::mse(&x, t)),
+                                psnr: truth.map(|t| m::psnr(&x, t)),
+                                ssim: truth.and_then(|t| m::ssim(&x, t, shape)),
+                                f32: write_f32.then_some(x),
+                                lpips,
+                                residual: *residual,
+                                seconds: *seconds,
+                                measured: r.record.y.is_some(),
+                                keep: r.record.keep.clone(),
+                            })
+                        }
                     }
-                },
+                }
             };
             Scored {
                 shard: r.shard,

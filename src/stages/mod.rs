@@ -94,7 +94,7 @@ impl Shard {
 }
 
 /// A decoded input record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Record {
     /// The record id (seeds its randomness).
     pub id: String,
@@ -107,6 +107,20 @@ pub struct Record {
     /// A per-record inpainting mask (1 = kept), one value per pixel (H·W, shared by
     /// every channel), where the input has one.
     pub mask: Option<Vec<f32>>,
+    /// Where the input image lies in the model's canvas when it was padded to fit
+    /// (`input.fit = "pad"`): the reconstruction is cropped back to it.
+    pub frame: Option<Frame>,
+    /// The record's values of the kept input columns, copied into its output row.
+    pub keep: Vec<arrow::array::ArrayRef>,
+}
+
+/// A window of an image: rows `top..top + height`, columns `left..left + width`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub top: usize,
+    pub left: usize,
+    pub height: usize,
+    pub width: usize,
 }
 
 /// What flows between stages after `decode`: shard bookkeeping or a payload.

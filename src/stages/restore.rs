@@ -8,9 +8,10 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::{Batch, Counters, Flow, Record, Restored, Shard};
 use crate::model::Card;
-use crate::pipeline::config::RunSpec;
+use crate::pipeline::config::{RunSpec, YRange};
 use crate::restore::denoiser::Denoiser;
 use crate::restore::guidance::GradientPath;
+use crate::restore::measurement::unit_to_model;
 use crate::restore::operators::inpaint::PixelMask;
 use crate::restore::operators::{
     simulate_measurement, LinearOperator, OperatorFamily, OperatorSpec,
@@ -125,6 +126,8 @@ pub struct RestoreSettings {
     pub keep_prob: f64,
     pub seed: u64,
     pub sigma_y: f32,
+    /// The range of measured y (`unit`: converted with [`unit_to_model`]).
+    pub y_range: YRange,
 }
 
 impl RestoreSettings {
@@ -176,6 +179,7 @@ impl RestoreSettings {
             },
             seed: s.seed,
             sigma_y: spec.task.sigma_y as f32,
+            y_range: spec.input.y_range,
         })
     }
 
@@ -226,7 +230,16 @@ impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {
                 None => s.family.for_image(&mut rngs.operator),
             };
             let y = match (&record.y, &record.truth) {
-                (Some(y), _) => y.clone(),
+                (Some(y), _) if y.len() != op.measurements() => anyhow::bail!(
+                    "record {}: y has {} values, the operator measures {}",
+                    record.id,
+                    y.len(),
+                    op.measurements()
+                ),
+                (Some(y), _) => match s.y_range {
+                    YRange::Unit => unit_to_model(op.as_ref(), y),
+                    YRange::Model => y.clone(),
+                },
                 (None, Some(x0)) => {
                     simulate_measurement(op.as_ref(), x0, s.sigma_y, &mut rngs.measurement)
                 }

@@ -239,7 +239,7 @@ fn write_part(
         let key = output.child(&errors_key);
         let _ = rt.block_on(async move { store.delete(&key).await });
     } else {
-        let bytes = parquet_out::encode_errors(&errors)?;
+        let bytes = parquet_out::encode_errors(&errors, settings)?;
         p.written
             .files
             .push((errors_key.clone(), bytes.len() as u64));

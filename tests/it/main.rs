@@ -2,6 +2,7 @@
 
 mod common;
 mod evaluate;
+mod input;
 mod lpips;
 mod parity;
 mod pipeline;

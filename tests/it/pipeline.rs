@@ -380,6 +380,9 @@ fn measured_input_is_restored_and_not_scored() {
         "1",
         "--device",
         "cpu",
+        // These y were measured from images in the model's [-1, 1] range.
+        "--y-range",
+        "model",
     ]);
     assert_ok(&out);
     let part = read_parquet(&output.join("part-measured.parquet"));
@@ -510,6 +513,9 @@ fn measured_inpainting_uses_each_records_own_mask() {
             "ones",
             "--device",
             "cpu",
+            // y_image holds model-range y as an image: (y + 1)/2, mid-grey where erased.
+            "--y-range",
+            "model",
         ]);
         assert_ok(&out);
         let part = read_parquet(&Path::new(&o).join("part-inpaint.parquet"));

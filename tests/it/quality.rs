@@ -74,6 +74,7 @@ fn restorer(
         keep_prob: card.keep_probability(),
         seed: 0,
         sigma_y: 0.0,
+        y_range: adps::pipeline::config::YRange::Model,
     };
     AdpsRestorer::new(model, settings)
 }
@@ -92,6 +93,7 @@ fn batch_of(images: &[(String, Vec<f32>)]) -> Vec<(Arc<Shard>, Record)> {
                     truth: Some(x.clone()),
                     y: None,
                     mask: None,
+                    ..Default::default()
                 },
             )
         })

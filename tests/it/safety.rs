@@ -511,6 +511,7 @@ fn a_bad_record_in_the_middle_of_a_batch_fails_alone() {
         keep_prob: card.keep_probability(),
         seed: 0,
         sigma_y: 0.0,
+        y_range: adps::pipeline::config::YRange::Model,
     };
     let mut restorer = AdpsRestorer::new(model, settings);
     let shard = Arc::new(Shard::new(0, "s".into(), "s".into(), "s".into()));
@@ -527,6 +528,7 @@ fn a_bad_record_in_the_middle_of_a_batch_fails_alone() {
                 truth: None,
                 y: Some(y),
                 mask: None,
+                ..Default::default()
             };
             (shard.clone(), record)
         })
