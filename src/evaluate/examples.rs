@@ -12,7 +12,7 @@ use crate::io::image;
 use crate::io::parquet_in::{read_shard, Payload};
 use crate::report::{ExampleGrid, SettingSummary};
 use crate::restore::operators::sr::nearest_upsample;
-use crate::restore::operators::{simulate_measurement, OperatorSpec};
+use crate::restore::operators::{simulate_measurement, OperatorFamily, OperatorSpec};
 use crate::restore::rng::ImageRngs;
 
 /// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
@@ -52,23 +52,25 @@ fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String,
     Ok(found)
 }
 
-/// What a measurement looks like as an image: the low-resolution image for `sr`, Aᵀy
-/// rescaled to the image range for `cs`, y itself for the operators on the image grid.
+/// What a measurement looks like as an image: the low-resolution image for `sr`, y
+/// itself for the operators on the image grid, Aᵀy rescaled to the image range for the
+/// operators whose y is a vector (`cs`, `matrix`, `fourier`).
 fn measurement_image(
     op: &OperatorSpec,
+    family: &OperatorFamily,
     shape: [usize; 3],
     seed: u64,
     sigma_y: f32,
     id: &str,
     x0: &[f32],
 ) -> Result<Vec<f32>> {
-    let family = op.build(shape, seed)?;
     let mut rngs = ImageRngs::new(seed, id);
     let a = family.for_image(&mut rngs.operator);
     let y = simulate_measurement(a.as_ref(), x0, sigma_y, &mut rngs.measurement);
-    Ok(match op {
-        OperatorSpec::Sr { f } => nearest_upsample(&y, shape, *f),
-        OperatorSpec::Cs { .. } => {
+    Ok(match op.y_image_shape(shape) {
+        Some(s) if s == shape => y,
+        Some([_, h, _]) => nearest_upsample(&y, shape, shape[1] / h),
+        None => {
             let mut back = vec![0.0; x0.len()];
             a.adjoint(&y, &mut back);
             let (lo, hi) = back
@@ -78,7 +80,6 @@ fn measurement_image(
                 .map(|v| (v - lo) / (hi - lo).max(1e-12) * 2.0 - 1.0)
                 .collect()
         }
-        _ => y,
     })
 }
 
@@ -114,6 +115,22 @@ pub fn build(
         let shape = folder.card().shape;
         let truth = truths(&spec.images.test.url, &ids, shape[0])?;
         let op = OperatorSpec::from_str(op_str)?;
+        let family = if op.files().is_empty() {
+            op.build(shape, settings[first].seed)?
+        } else {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            crate::pipeline::plan::operator_setup(
+                rt.handle(),
+                &op,
+                shape,
+                settings[first].seed,
+                Default::default(),
+            )
+            .map_err(|p| anyhow::anyhow!(p.join("; ")))?
+            .family
+        };
         let mut gt_row = Vec::new();
         let mut meas_row = Vec::new();
         for id in &ids {
@@ -123,6 +140,7 @@ pub fn build(
             gt_row.push(image::encode_png(shape, x0)?);
             let m = measurement_image(
                 &op,
+                &family,
                 shape,
                 settings[first].seed,
                 spec.defaults.sigma_y as f32,

@@ -3,6 +3,7 @@
 mod common;
 mod evaluate;
 mod lpips;
+mod operator_files;
 mod parity;
 mod pipeline;
 mod python;

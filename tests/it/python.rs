@@ -2,7 +2,7 @@
 
 use crate::common::*;
 
-fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("ADPS_TOOLS_PYTHON").unwrap_or_else(|_| {
         let venv = root().join(".tools-venv/bin/python");
         assert!(
