@@ -86,10 +86,11 @@ fn a_matrix_file_restores_exactly_like_the_cs_matrix_it_holds() {
     // The same file skips the shard; a changed file redoes it.
     let manifest = |o: &Path| manifests(o).into_values().next().unwrap()["settings_hash"].clone();
     let before = manifest(&o_m);
-    assert_ok(&restore(&s(&input), &s(&o_m), &operator, &[]));
+    let dense = ["--gradient", "dense"];
+    assert_ok(&restore(&s(&input), &s(&o_m), &operator, &dense));
     assert_eq!(manifest(&o_m), before);
     write_npy(&a_path, &(a * 0.5));
-    assert_ok(&restore(&s(&input), &s(&o_m), &operator, &[]));
+    assert_ok(&restore(&s(&input), &s(&o_m), &operator, &dense));
     assert_ne!(
         manifest(&o_m),
         before,
@@ -150,7 +151,7 @@ fn bad_operator_files_fail_before_any_compute_naming_the_file() {
         &s(&input),
         &s(&o),
         &format!("matrix:{}", bad.display()),
-        &["--steps", "0"],
+        &["--batch-size", "0"],
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -161,7 +162,7 @@ fn bad_operator_files_fail_before_any_compute_naming_the_file() {
         ),
         "found (3, 10) float64".to_string(),
         format!("{}: 1 of 30 values are not finite", bad.display()),
-        "sampler.steps".to_string(),
+        "workers.batch_size".to_string(),
     ] {
         assert!(stderr.contains(&want), "{want:?} not in:\n{stderr}");
     }
