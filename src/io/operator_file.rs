@@ -99,6 +99,9 @@ pub fn decode(url: &str, bytes: &[u8]) -> Result<FileArray, String> {
 
 type Decoded = (FileType, Vec<usize>, Vec<f32>);
 
+/// One dtype's attempt at a `.npy`: `None` when the file holds another dtype.
+type NpyTry = fn(&[u8]) -> Option<Result<Decoded, String>>;
+
 /// The array as `T` when the file's dtype is `T`'s; `None` when it is another dtype.
 fn npy_as<T: ReadableElement + Copy>(
     bytes: &[u8],
@@ -117,7 +120,7 @@ fn npy_as<T: ReadableElement + Copy>(
 }
 
 fn decode_npy(bytes: &[u8]) -> Result<Decoded, String> {
-    let tries: [fn(&[u8]) -> Option<Result<Decoded, String>>; 11] = [
+    let tries: [NpyTry; 11] = [
         |b| npy_as::<f32>(b, "float32", |v| v),
         |b| npy_as::<f64>(b, "float64", |v| v as f32),
         |b| npy_as::<bool>(b, "bool", |v| v as u8 as f32),
