@@ -143,7 +143,20 @@ pub struct RestoreArgs {
     /// Output prefix (same schemes as --input).
     #[arg(long)]
     pub output: String,
-    /// Forward operator: cs:M, sr:f, inpaint-random:p, inpaint-box:HxW, blur-gauss:σ.
+    /// Forward operator: cs:M, sr:f, inpaint-random:p, inpaint-box:HxW, blur-gauss:σ, or
+    /// from a file (a local path, file://, s3://; checked before any compute, its SHA-256
+    /// in the settings hash):
+    ///
+    /// matrix:URL — y = A·vec(x), A an M×(C·H·W) float32/float64 .npy, vec(x) in C,H,W
+    /// row-major order; takes the fused dense path.
+    ///
+    /// blur-kernel:URL[:reflect] — convolution (scipy.ndimage.convolve) of every channel
+    /// with a 2-D kernel of odd sides (.npy used as given, or a grey PNG divided by its
+    /// sum); zero padding, or scipy's `reflect` with the suffix.
+    ///
+    /// fourier:URL — y = concat over channels of [Re(F x)[kept], Im(F x)[kept]], F =
+    /// numpy.fft.fft2(·, norm="ortho"), kept = the non-zero positions of an H×W mask
+    /// (.npy of 0/1 or a grey PNG) in row-major order.
     #[arg(long)]
     pub operator: String,
     /// Sampling steps N (NFE = 2N−1 with heun, N with euler).

@@ -334,7 +334,16 @@ fn example_grid(
         })
         .with_context(|| format!("reading the input rows of {}", manifest.input))?;
 
-    let family = op.build(shape, seed)?;
+    // The run's operator, its files (if any) fetched and checked as the plan does.
+    let family = crate::pipeline::plan::operator_setup(
+        rt,
+        &op,
+        shape,
+        seed,
+        crate::io::store::Retry::default(),
+    )
+    .map_err(|problems| anyhow::anyhow!("{}", problems.join("; ")))?
+    .family;
     let mut truth_row: Vec<Option<Vec<u8>>> = vec![None; recon.len()];
     let mut meas_row: Vec<Option<Vec<u8>>> = vec![None; recon.len()];
     for r in records {
@@ -347,7 +356,7 @@ fn example_grid(
                 let x0 = image::decode(&png, channels)?.data;
                 truth_row[i] = Some(image::encode_png(shape, &x0)?);
                 Some(crate::evaluate::examples::measurement_image(
-                    &op, shape, seed, sigma_y, &r.id, &x0,
+                    &op, &family, shape, seed, sigma_y, &r.id, &x0,
                 )?)
             }
             Ok(Payload::YImage(png)) => {

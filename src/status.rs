@@ -150,7 +150,11 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         let spec = RunSpec::load(std::path::Path::new(target), sets)?;
         let folder = crate::model::ModelFolder::open(&spec.model.dir)
             .with_context(|| format!("model {}", spec.model.dir))?;
-        let json = crate::pipeline::plan::settings_json(&spec, folder.card());
+        // The operator's files enter the hash as the plan reads them.
+        let op = crate::restore::operators::OperatorSpec::parse(&spec.task.operator)
+            .map_err(|e| anyhow::anyhow!("task.{e}"))?;
+        let files = crate::io::operator_file::hashes(rt, &op.files(), spec.store.retry())?;
+        let json = crate::pipeline::plan::settings_json(&spec, folder.card(), &files);
         let hash = crate::pipeline::plan::settings_hash(&json);
         retry = spec.store.retry();
         (spec.output.url.clone(), Some((spec.input.clone(), hash)))

@@ -12,7 +12,9 @@ use crate::io::image;
 use crate::io::parquet_in::{read_shard, Payload};
 use crate::report::{ExampleGrid, SettingSummary};
 use crate::restore::operators::sr::nearest_upsample;
-use crate::restore::operators::{simulate_measurement, LinearOperator, OperatorSpec};
+use crate::restore::operators::{
+    simulate_measurement, LinearOperator, OperatorFamily, OperatorSpec,
+};
 use crate::restore::rng::ImageRngs;
 
 /// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
@@ -56,43 +58,43 @@ fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String,
 /// operator and noise drawn from its id and the run seed), shown as an image.
 pub fn measurement_image(
     op: &OperatorSpec,
+    family: &OperatorFamily,
     shape: [usize; 3],
     seed: u64,
     sigma_y: f32,
     id: &str,
     x0: &[f32],
 ) -> Result<Vec<f32>> {
-    let family = op.build(shape, seed)?;
     let mut rngs = ImageRngs::new(seed, id);
     let a = family.for_image(&mut rngs.operator);
     let y = simulate_measurement(a.as_ref(), x0, sigma_y, &mut rngs.measurement);
     Ok(measurement_view(op, a.as_ref(), &y, shape))
 }
 
-/// What a measurement y looks like as an image of `shape`: the low-resolution image
-/// (nearest upsampling) for `sr`, y itself for operators on the image grid (inpainting,
-/// blur), otherwise Aᵀy rescaled to the image range (`cs`: the back-projection).
+/// What a measurement y looks like as an image of `shape`: the low-resolution image for
+/// `sr` (nearest upsampling), y itself for the operators on the image grid (inpainting,
+/// blur), Aᵀy rescaled to the image range for the operators whose y is a vector (`cs`,
+/// `matrix`, `fourier`: the back-projection, zero-filled for `fourier`).
 pub fn measurement_view(
     op: &OperatorSpec,
     a: &dyn LinearOperator,
     y: &[f32],
     shape: [usize; 3],
 ) -> Vec<f32> {
-    let n: usize = shape.iter().product();
-    if let OperatorSpec::Sr { f } = op {
-        return nearest_upsample(y, shape, *f);
+    match op.y_image_shape(shape) {
+        Some(s) if s == shape => y.to_vec(),
+        Some([_, h, _]) => nearest_upsample(y, shape, shape[1] / h),
+        None => {
+            let mut back = vec![0.0; shape.iter().product()];
+            a.adjoint(y, &mut back);
+            let (lo, hi) = back
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+            back.iter()
+                .map(|v| (v - lo) / (hi - lo).max(1e-12) * 2.0 - 1.0)
+                .collect()
+        }
     }
-    if y.len() == n {
-        return y.to_vec();
-    }
-    let mut back = vec![0.0; n];
-    a.adjoint(y, &mut back);
-    let (lo, hi) = back
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-    back.iter()
-        .map(|v| (v - lo) / (hi - lo).max(1e-12) * 2.0 - 1.0)
-        .collect()
 }
 
 /// One grid per operator, with each model's best setting (lowest test MSE over steps).
@@ -127,6 +129,22 @@ pub fn build(
         let shape = folder.card().shape;
         let truth = truths(&spec.images.test.url, &ids, shape[0])?;
         let op = OperatorSpec::from_str(op_str)?;
+        let family = if op.files().is_empty() {
+            op.build(shape, settings[first].seed)?
+        } else {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            crate::pipeline::plan::operator_setup(
+                rt.handle(),
+                &op,
+                shape,
+                settings[first].seed,
+                Default::default(),
+            )
+            .map_err(|p| anyhow::anyhow!(p.join("; ")))?
+            .family
+        };
         let mut gt_row = Vec::new();
         let mut meas_row = Vec::new();
         for id in &ids {
@@ -136,6 +154,7 @@ pub fn build(
             gt_row.push(image::encode_png(shape, x0)?);
             let m = measurement_image(
                 &op,
+                &family,
                 shape,
                 settings[first].seed,
                 spec.defaults.sigma_y as f32,

@@ -3,6 +3,7 @@
 
 pub mod image;
 pub mod layout;
+pub mod operator_file;
 pub mod parquet_in;
 pub mod parquet_out;
 pub mod store;

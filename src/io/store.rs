@@ -232,6 +232,42 @@ fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> 
     }
 }
 
+/// The bytes of one file named by a URL or a local path: a plain path or `file://` is
+/// read from the local disk; `s3://bucket/key` and `memory://name/key` through the store
+/// of the folder above it (S3 with the `retry` budget).
+pub fn read_file(rt: &tokio::runtime::Handle, url_or_path: &str, retry: Retry) -> Result<Vec<u8>> {
+    if !url_or_path.contains("://") || url_or_path.starts_with("file://") {
+        let path = if url_or_path.contains("://") {
+            url::Url::parse(url_or_path)
+                .ok()
+                .and_then(|u| u.to_file_path().ok())
+                .with_context(|| format!("`{url_or_path}` is not a valid file:// URL"))?
+        } else {
+            std::path::PathBuf::from(url_or_path)
+        };
+        return std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
+    }
+    let (dir, name) = url_or_path
+        .rsplit_once('/')
+        .filter(|(dir, name)| {
+            !name.is_empty()
+                && dir
+                    .split_once("://")
+                    .is_some_and(|(_, bucket)| !bucket.is_empty())
+        })
+        .with_context(|| format!("`{url_or_path}` names no file (expected SCHEME://BUCKET/KEY)"))?;
+    let location = open_with_retry(dir, retry)?;
+    let key = location.child(name);
+    let store = location.store.clone();
+    let bytes = rt
+        .block_on(async move {
+            use object_store::ObjectStoreExt;
+            store.get(&key).await?.bytes().await
+        })
+        .with_context(|| format!("cannot read {}", location.child_url(name)))?;
+    Ok(bytes.to_vec())
+}
+
 impl Location {
     /// The key of a file under this location; `/` in `name` separates folders
     /// (`__adps/manifests/x.json`), each part escaped by object_store as usual.
@@ -339,6 +375,33 @@ mod tests {
             // Decorrelated jitter grows only for a base above e.
             assert!(c.backoff.base > std::f64::consts::E);
         }
+    }
+
+    #[test]
+    fn read_file_from_a_path_a_file_url_and_a_memory_store() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a b.npy");
+        std::fs::write(&path, b"abc").unwrap();
+        let retry = Retry::seconds(0);
+        let plain = path.to_str().unwrap();
+        assert_eq!(read_file(rt.handle(), plain, retry).unwrap(), b"abc");
+        let url = url::Url::from_file_path(&path).unwrap().to_string();
+        assert_eq!(read_file(rt.handle(), &url, retry).unwrap(), b"abc");
+        let missing = dir.path().join("missing.npy");
+        let err = read_file(rt.handle(), missing.to_str().unwrap(), retry).unwrap_err();
+        assert!(format!("{err:#}").contains("missing.npy"), "{err:#}");
+
+        use object_store::ObjectStoreExt;
+        let loc = open("memory://read-file-test/ops").unwrap();
+        rt.block_on(loc.store.put(&loc.child("m.npy"), b"xyz".to_vec().into()))
+            .unwrap();
+        let got = read_file(rt.handle(), "memory://read-file-test/ops/m.npy", retry).unwrap();
+        assert_eq!(got, b"xyz");
+        let err =
+            read_file(rt.handle(), "memory://read-file-test/ops/none.npy", retry).unwrap_err();
+        assert!(format!("{err:#}").contains("none.npy"), "{err:#}");
+        assert!(read_file(rt.handle(), "s3://bucket", retry).is_err());
     }
 
     #[test]

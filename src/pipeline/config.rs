@@ -196,7 +196,9 @@ fn default_device() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// Forward operator: `cs:M`, `sr:f`, `inpaint-random:p`, `inpaint-box:HxW`, `blur-gauss:σ`.
+    /// Forward operator: `cs:M`, `sr:f`, `inpaint-random:p`, `inpaint-box:HxW`, `blur-gauss:σ`,
+    /// or one read from a file: `matrix:URL`, `blur-kernel:URL[:reflect]`, `fourier:URL`
+    /// (see `adps restore --help` and the README).
     pub operator: String,
     /// Measurement noise σ_y (y = A x0 + σ_y·n); also used when simulating y from clean images.
     #[serde(default)]

@@ -8,11 +8,12 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::config::RunSpec;
+use crate::io::operator_file;
 use crate::io::parquet_in::{self, ColumnNames};
 use crate::io::parquet_out::{RowSettings, OUTPUT_COLUMNS};
 use crate::io::store::{self, Location};
 use crate::model::{Device, ModelFolder, OnnxDenoiser, SessionConfig};
-use crate::restore::operators::OperatorSpec;
+use crate::restore::operators::{OperatorFamily, OperatorSpec};
 use crate::stages::decode::DecodeSpec;
 use crate::stages::metrics::Perceptual;
 use crate::stages::restore::{AdpsRestorer, RestoreSettings, Restorer};
@@ -34,7 +35,8 @@ pub struct Plan {
     pub keep: Vec<arrow::datatypes::Field>,
     /// Settings written into every output row.
     pub row_settings: RowSettings,
-    /// Hash of everything that determines the outputs; manifests carry it.
+    /// Hash of everything that determines the outputs (operator files' contents
+    /// included); manifests carry it.
     pub settings_hash: String,
     pub settings_json: serde_json::Value,
     /// This worker's share of the shards: (index, count).
@@ -186,10 +188,48 @@ fn check_input_columns(
     Ok(Default::default())
 }
 
+/// The operator family of a run and the SHA-256 of each file it read, as `(url, hash)`.
+pub struct OperatorSetup {
+    pub family: OperatorFamily,
+    pub file_hashes: Vec<(String, String)>,
+}
+
+/// Fetches and checks the operator's files (if any) and builds the run's operator family
+/// for `shape`; every problem is listed ("task.operator: …"), each naming its file.
+pub fn operator_setup(
+    rt: &tokio::runtime::Handle,
+    op: &OperatorSpec,
+    shape: [usize; 3],
+    run_seed: u64,
+    retry: store::Retry,
+) -> Result<OperatorSetup, Vec<String>> {
+    let in_spec = |p: String| format!("task.operator `{op}`: {p}");
+    let loaded = operator_file::load_all(rt, &op.files(), retry)
+        .map_err(|problems| problems.into_iter().map(in_spec).collect::<Vec<_>>())?;
+    let arrays: Vec<_> = loaded.iter().map(|f| f.array.clone()).collect();
+    let family = op
+        .build_with(shape, run_seed, &arrays)
+        .map_err(|e| vec![format!("task.{e}")])?;
+    Ok(OperatorSetup {
+        family,
+        file_hashes: loaded
+            .into_iter()
+            .map(|f| (f.array.url, f.sha256))
+            .collect(),
+    })
+}
+
 /// Builds the plan: checks the spec, opens the stores, loads and validates the model,
-/// fits the operator to the model's shape and starts one session set per worker.
+/// fetches and checks the operator's files and fits the operator to the model's shape,
+/// then starts one session set per worker.
 pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     let mut problems = check(&spec);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("adps-io")
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
     let folder = match ModelFolder::open(&spec.model.dir) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -198,9 +238,21 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         }
     };
     let op_spec = OperatorSpec::from_str(&spec.task.operator).ok();
+    let mut operator = None;
     if let (Some(f), Some(op)) = (&folder, &op_spec) {
         if let Err(e) = op.validate(f.card().shape) {
             problems.push(format!("task.operator `{}`: {e:#}", spec.task.operator));
+        } else {
+            match operator_setup(
+                runtime.handle(),
+                op,
+                f.card().shape,
+                spec.sampler.seed,
+                spec.store.retry(),
+            ) {
+                Ok(setup) => operator = Some(setup),
+                Err(p) => problems.extend(p),
+            }
         }
     }
     if let Some(path) = &spec.metrics.lpips {
@@ -215,16 +267,10 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
             problems.join("\n  - ")
         );
     }
-    let (Some(folder), Some(op_spec)) = (folder, op_spec) else {
+    let (Some(folder), Some(op_spec), Some(operator)) = (folder, op_spec, operator) else {
         bail!("internal: checked spec lacks a model or operator");
     };
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("adps-io")
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
     let retry = spec.store.retry();
     let input = store::open_with_retry(&spec.input.url, retry)
         .with_context(|| format!("input {}", spec.input.url))?;
@@ -237,7 +283,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     let shape = card.shape;
     let device = Device::from_str(&spec.model.device)?;
     let session = SessionConfig::new(device, spec.model.threads);
-    let settings = RestoreSettings::from_spec(&spec, &card, op_spec.clone())?;
+    let settings = RestoreSettings::from_spec(&spec, &card, &op_spec, operator.family)?;
     let mut restorers: Vec<Box<dyn Restorer>> = Vec::new();
     for _ in 0..spec.workers.restore_workers {
         let model = OnnxDenoiser::new(&folder, &session)
@@ -255,7 +301,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     let decode = DecodeSpec {
         shape,
         y_len: settings.measurements(),
-        y_image_shape: measurement_image_shape(&op_spec, shape),
+        y_image_shape: op_spec.y_image_shape(shape),
         takes_mask: settings.family.shared().is_none(),
         fit: spec.input.fit,
         convert: spec.input.convert,
@@ -279,7 +325,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         keep: keep.clone(),
         keep_features,
     };
-    let settings_json = settings_json(&spec, &card);
+    let settings_json = settings_json(&spec, &card, &operator.file_hashes);
     let settings_hash = settings_hash(&settings_json);
     let worker = (
         spec.workers.worker_index.unwrap_or(0),
@@ -303,15 +349,22 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
 }
 
 /// Everything that changes an output row; not paths, devices, threads, worker counts or
-/// store retries.
-/// Manifests carry its hash: a rerun with other settings redoes the shards.
-pub fn settings_json(spec: &RunSpec, card: &crate::model::card::Card) -> serde_json::Value {
+/// store retries. `operator_files` are the `(url, SHA-256)` of the operator's files
+/// ([`OperatorSetup::file_hashes`]; empty for the simulated operators, whose settings
+/// then hash as before).
+/// Manifests carry its hash: a rerun with other settings, or with a changed operator
+/// file, redoes the shards.
+pub fn settings_json(
+    spec: &RunSpec,
+    card: &crate::model::card::Card,
+    operator_files: &[(String, String)],
+) -> serde_json::Value {
     let graph_hashes: Vec<(String, String)> = card
         .graphs
         .iter()
         .map(|(name, g)| (name.clone(), g.sha256.clone()))
         .collect();
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "model": card.name,
         "graphs": graph_hashes,
         "input": spec.input,
@@ -319,7 +372,11 @@ pub fn settings_json(spec: &RunSpec, card: &crate::model::card::Card) -> serde_j
         "task": spec.task,
         "sampler": spec.sampler,
         "lpips": spec.metrics.lpips.as_ref().map(|p| file_sha256(p).unwrap_or_default()),
-    })
+    });
+    if !operator_files.is_empty() {
+        json["operator_files"] = serde_json::json!(operator_files);
+    }
+    json
 }
 
 /// The hash manifests carry, of [`settings_json`].
@@ -327,26 +384,9 @@ pub fn settings_hash(settings: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(settings.to_string().as_bytes()))
 }
 
-/// The shape of y when it is given as an image (`y_image`): the low-resolution image for
-/// `sr:f`, the full image for the operators that keep the image grid; none for `cs`.
-fn measurement_image_shape(op: &OperatorSpec, [c, h, w]: [usize; 3]) -> Option<[usize; 3]> {
-    match op {
-        OperatorSpec::Cs { .. } => None,
-        OperatorSpec::Sr { f } => Some([c, h / f, w / f]),
-        _ => Some([c, h, w]),
-    }
-}
-
-/// The operator's kind and its level (M, f, p, box area, σ) for the output columns.
+/// The operator's kind and its level ([`OperatorSpec::level`]) for the output columns.
 pub fn kind_and_level(op: &OperatorSpec) -> (String, f64) {
-    let level = match *op {
-        OperatorSpec::Cs { m } => m as f64,
-        OperatorSpec::Sr { f } => f as f64,
-        OperatorSpec::InpaintRandom { p } => p,
-        OperatorSpec::InpaintBox { h, w } => (h * w) as f64,
-        OperatorSpec::BlurGauss { sigma } => sigma,
-    };
-    (op.kind().to_string(), level)
+    (op.kind().to_string(), op.level())
 }
 
 /// Outputs written by adps ≤ 0.1 keep manifests and errors tables beside the parts;
@@ -447,7 +487,7 @@ mod tests {
             .unwrap(),
         )
         .unwrap();
-        let hash = |o: &[&str]| settings_hash(&settings_json(&spec(o), &card));
+        let hash = |o: &[&str]| settings_hash(&settings_json(&spec(o), &card, &[]));
         let base = hash(&[]);
         for o in [
             "input.y_range=model",
@@ -459,5 +499,78 @@ mod tests {
             assert_ne!(hash(&[o]), base, "{o}");
         }
         assert_eq!(hash(&["input.y_range=unit"]), base, "unit is the default");
+    }
+
+    use ndarray_npy::WriteNpyExt;
+
+    fn write_npy(path: &std::path::Path, a: &ndarray::Array2<f32>) {
+        let mut bytes = Vec::new();
+        a.write_npy(&mut bytes).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn spec_op(operator: &str) -> RunSpec {
+        RunSpec::parse(
+            &format!(
+                "[input]\nurl = \"in/\"\n[output]\nurl = \"out/\"\n[model]\n\
+                 dir = \"tests/fixtures/gaussian-model\"\n[task]\noperator = \"{operator}\"\n"
+            ),
+            &[],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_changed_operator_file_changes_the_settings_hash() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let folder = ModelFolder::open("tests/fixtures/gaussian-model").unwrap();
+        let card = folder.card();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("A.npy");
+        let run = spec_op(&format!("matrix:{}", path.display()));
+        let op = OperatorSpec::parse(&run.task.operator).unwrap();
+        let hash = || {
+            let setup =
+                operator_setup(rt.handle(), &op, card.shape, 0, store::Retry::seconds(0)).unwrap();
+            settings_hash(&settings_json(&run, card, &setup.file_hashes))
+        };
+        write_npy(&path, &ndarray::Array2::from_elem((3, 64), 0.5));
+        let first = hash();
+        assert_eq!(first, hash(), "the same file, the same hash");
+        write_npy(&path, &ndarray::Array2::from_elem((3, 64), 0.25));
+        assert_ne!(first, hash(), "a changed matrix redoes the shards");
+
+        // The simulated operators hash as they did before operator files existed.
+        let cs = spec_op("cs:24");
+        assert!(settings_json(&cs, card, &[])
+            .get("operator_files")
+            .is_none());
+    }
+
+    #[test]
+    fn operator_file_problems_name_the_file() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.npy");
+        let op = OperatorSpec::parse(&format!("fourier:{}", missing.display())).unwrap();
+        let problems = operator_setup(rt.handle(), &op, [1, 8, 8], 0, store::Retry::seconds(0))
+            .err()
+            .unwrap();
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].contains(&format!("{}: cannot read", missing.display())),
+            "{problems:?}"
+        );
+        let wrong = dir.path().join("mask.npy");
+        write_npy(&wrong, &ndarray::Array2::from_elem((4, 8), 1.0));
+        let op = OperatorSpec::parse(&format!("fourier:{}", wrong.display())).unwrap();
+        let problems = operator_setup(rt.handle(), &op, [1, 8, 8], 0, store::Retry::seconds(0))
+            .err()
+            .unwrap();
+        assert!(
+            problems[0].contains("expected an H×W = 8×8 mask")
+                && problems[0].contains("found (4, 8) float32"),
+            "{problems:?}"
+        );
     }
 }

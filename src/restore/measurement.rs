@@ -24,7 +24,6 @@ pub fn unit_to_model(op: &dyn LinearOperator, y_unit: &[f32]) -> Vec<f32> {
 mod tests {
     use super::*;
     use crate::restore::operators::blur::GaussianBlur;
-    use crate::restore::operators::cs::GaussianCs;
     use crate::restore::operators::inpaint::PixelMask;
     use crate::restore::operators::sr::AvgPool;
     use crate::restore::operators::test_util::randn;
@@ -36,7 +35,11 @@ mod tests {
         let shape = [3, 8, 8];
         let n = 3 * 64;
         let ops: Vec<Box<dyn LinearOperator>> = vec![
-            Box::new(GaussianCs::new(20, n, &mut run_rng(3, RunStream::CsMatrix))),
+            Box::new(crate::restore::operators::cs::gaussian(
+                20,
+                n,
+                &mut run_rng(3, RunStream::CsMatrix),
+            )),
             Box::new(AvgPool::new(shape, 2)),
             Box::new(GaussianBlur::new(shape, 1.0)),
             Box::new(PixelMask::new(shape, (0..64).map(|p| p % 3 != 0).collect())),

@@ -131,15 +131,20 @@ pub struct RestoreSettings {
 }
 
 impl RestoreSettings {
-    /// Settings from a run spec and the model's card.
-    pub fn from_spec(spec: &RunSpec, card: &Card, op: OperatorSpec) -> anyhow::Result<Self> {
+    /// Settings from a run spec, the model's card and the run's operator family (built by
+    /// the plan from `op`, its files checked).
+    pub fn from_spec(
+        spec: &RunSpec,
+        card: &Card,
+        op: &OperatorSpec,
+        family: OperatorFamily,
+    ) -> anyhow::Result<Self> {
         let s = &spec.sampler;
-        let family = op.build(card.shape, s.seed)?;
         let path = match s.gradient.as_str() {
             "dense" => {
                 anyhow::ensure!(
                     family.shared().is_some_and(|o| o.dense_matrix().is_some()),
-                    "sampler.gradient = \"dense\" needs a dense shared operator (cs:M); `{op}` is not one"
+                    "sampler.gradient = \"dense\" needs a dense shared operator (cs:M, matrix:URL); `{op}` is not one"
                 );
                 GradientPath::Dense
             }

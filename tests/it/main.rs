@@ -4,6 +4,7 @@ mod common;
 mod evaluate;
 mod input;
 mod lpips;
+mod operator_files;
 mod parity;
 mod pipeline;
 mod python;

@@ -1,67 +1,23 @@
-//! `cs:M`: Gaussian compressed sensing, A ∈ R^{M×n} with N(0, 1/M) entries, and its
-//! minimum-norm least-squares baseline.
+//! `cs:M`: Gaussian compressed sensing, A ∈ R^{M×n} with N(0, 1/M) entries (the
+//! simulated case of `matrix:URL`), and the minimum-norm least-squares baseline of any
+//! wide dense A.
 
-use ndarray::linalg::general_mat_vec_mul;
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use rand::RngCore;
 
-use super::LinearOperator;
+pub use super::matrix::DenseMatrix;
 
-/// A dense Gaussian measurement matrix, one per run (drawn from the run generator).
-#[derive(Debug, Clone)]
-pub struct GaussianCs {
-    a: Array2<f32>,
-}
+/// The Gaussian matrix of `cs:M`: a [`DenseMatrix`] drawn from the run generator.
+pub type GaussianCs = DenseMatrix;
 
-impl GaussianCs {
-    /// Draw A [M, n] row by row with entries N(0, 1/M): columns then have unit norm on
-    /// average, so `‖A x‖ ≈ ‖x‖` for a fixed x.
-    pub fn new<R: RngCore + ?Sized>(m: usize, n: usize, rng: &mut R) -> Self {
-        let mut data = vec![0.0f32; m * n];
-        crate::restore::rng::fill_standard_normal(rng, &mut data);
-        let scale = 1.0 / (m as f32).sqrt();
-        data.iter_mut().for_each(|v| *v *= scale);
-        Self::from_matrix(Array2::from_shape_vec((m, n), data).expect("m·n entries"))
-    }
-
-    /// Wrap an existing matrix (e.g. one recorded by a Python parity test).
-    pub fn from_matrix(a: Array2<f32>) -> Self {
-        Self { a }
-    }
-}
-
-impl LinearOperator for GaussianCs {
-    fn input_len(&self) -> usize {
-        self.a.ncols()
-    }
-
-    fn measurements(&self) -> usize {
-        self.a.nrows()
-    }
-
-    fn forward(&self, x: &[f32], y: &mut [f32]) {
-        general_mat_vec_mul(
-            1.0,
-            &self.a,
-            &ArrayView1::from(x),
-            0.0,
-            &mut ArrayViewMut1::from(y),
-        );
-    }
-
-    fn adjoint(&self, y: &[f32], x: &mut [f32]) {
-        general_mat_vec_mul(
-            1.0,
-            &self.a.t(),
-            &ArrayView1::from(y),
-            0.0,
-            &mut ArrayViewMut1::from(x),
-        );
-    }
-
-    fn dense_matrix(&self) -> Option<ArrayView2<'_, f32>> {
-        Some(self.a.view())
-    }
+/// Draw A [M, n] row by row with entries N(0, 1/M): columns then have unit norm on
+/// average, so `‖A x‖ ≈ ‖x‖` for a fixed x. One matrix per run (the run generator).
+pub fn gaussian<R: RngCore + ?Sized>(m: usize, n: usize, rng: &mut R) -> DenseMatrix {
+    let mut data = vec![0.0f32; m * n];
+    crate::restore::rng::fill_standard_normal(rng, &mut data);
+    let scale = 1.0 / (m as f32).sqrt();
+    data.iter_mut().for_each(|v| *v *= scale);
+    DenseMatrix::from_matrix(Array2::from_shape_vec((m, n), data).expect("m·n entries"))
 }
 
 /// The minimum-norm least-squares solution `x = Aᵀ (A Aᵀ)⁻¹ y` of a wide A (M ≤ n):
@@ -123,11 +79,15 @@ impl MinNormSolver {
 mod tests {
     use super::*;
     use crate::restore::operators::test_util::{assert_adjoint, randn};
-    use crate::restore::operators::{apply, residual_norm};
+    use crate::restore::operators::{apply, residual_norm, LinearOperator};
     use crate::restore::rng::{run_rng, RunStream};
 
-    fn op(m: usize, n: usize) -> GaussianCs {
-        GaussianCs::new(m, n, &mut run_rng(42, RunStream::CsMatrix))
+    fn op(m: usize, n: usize) -> DenseMatrix {
+        gaussian(m, n, &mut run_rng(42, RunStream::CsMatrix))
+    }
+
+    fn a(op: &DenseMatrix) -> Array2<f32> {
+        op.dense_matrix().unwrap().to_owned()
     }
 
     #[test]
@@ -137,16 +97,16 @@ mod tests {
 
     #[test]
     fn same_run_seed_same_matrix() {
-        assert_eq!(op(4, 12).a, op(4, 12).a);
+        assert_eq!(a(&op(4, 12)), a(&op(4, 12)));
         assert_ne!(
-            op(4, 12).a,
-            GaussianCs::new(4, 12, &mut run_rng(43, RunStream::CsMatrix)).a
+            a(&op(4, 12)),
+            a(&gaussian(4, 12, &mut run_rng(43, RunStream::CsMatrix)))
         );
     }
 
     #[test]
     fn columns_have_unit_norm_on_average() {
-        let a = op(256, 300).a;
+        let a = a(&op(256, 300));
         let mean_sq: f32 = a.columns().into_iter().map(|c| c.dot(&c)).sum::<f32>() / 300.0;
         assert!(
             (mean_sq - 1.0).abs() < 0.02,
@@ -156,7 +116,7 @@ mod tests {
 
     #[test]
     fn known_values_on_a_fixed_matrix() {
-        let cs = GaussianCs::from_matrix(ndarray::array![[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]]);
+        let cs = DenseMatrix::from_matrix(ndarray::array![[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]]);
         assert_eq!(apply(&cs, &[1.0, 1.0, 1.0]), vec![3.0, 2.0]);
         let mut x = vec![0.0; 3];
         cs.adjoint(&[1.0, 1.0], &mut x);

@@ -3,15 +3,22 @@
 //! Images are flat C-order slices of one `[C, H, W]` image, n = C·H·W entries in
 //! [-1, 1]; measurements are flat slices of length M. [`spec`] parses and validates an
 //! operator string and builds the run's [`OperatorFamily`]; the other modules hold one
-//! operator each. Measurement noise and the residual ‖y − A x‖ live here because every
+//! operator each. Operators whose parameters come from files (`matrix`, `blur-kernel`,
+//! `fourier`) receive them decoded ([`file::FileArray`]); fetching and decoding is the
+//! plan's. Measurement noise and the residual ‖y − A x‖ live here because every
 //! operator shares them.
 
 pub mod blur;
+pub mod blur_kernel;
 pub mod cs;
+pub mod file;
+pub mod fourier;
 pub mod inpaint;
+pub mod matrix;
 pub mod spec;
 pub mod sr;
 
+pub use file::{FileArray, FileType};
 pub use spec::{OperatorError, OperatorFamily, OperatorSpec};
 
 use ndarray::ArrayView2;
@@ -33,7 +40,7 @@ pub trait LinearOperator: Send + Sync + std::fmt::Debug {
     /// `x = Aᵀ y` (overwrites `x`).
     fn adjoint(&self, y: &[f32], x: &mut [f32]);
 
-    /// `A` as a dense `[M, n]` matrix when the operator is one (`cs`), for the fused
+    /// `A` as a dense `[M, n]` matrix when the operator is one (`cs`, `matrix`), for the fused
     /// `dps_dense` graph; `None` for the structured operators, which use the VJP path.
     fn dense_matrix(&self) -> Option<ArrayView2<'_, f32>> {
         None
@@ -139,7 +146,7 @@ mod tests {
 
     #[test]
     fn residual_norm_of_exact_measurement_is_zero() {
-        let op = cs::GaussianCs::new(
+        let op = cs::gaussian(
             8,
             32,
             &mut crate::restore::rng::run_rng(1, RunStream::CsMatrix),

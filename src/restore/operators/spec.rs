@@ -1,10 +1,13 @@
 //! Operator strings (`cs:256`, `sr:4`, `inpaint-random:0.5`, `inpaint-box:16x16`,
-//! `blur-gauss:1.5`): parsing, validation against an image shape, and the run's
+//! `blur-gauss:1.5`, and from files `matrix:URL`, `blur-kernel:URL[:reflect]`,
+//! `fourier:URL`): parsing, validation against an image shape, and the run's
 //! [`OperatorFamily`].
 //!
 //! Two phases, as for every configuration: [`OperatorSpec::parse`] checks the string
-//! alone; [`OperatorSpec::build`] checks it against the model's `[C, H, W]` and draws
-//! the run-level data (the `cs` matrix).
+//! alone (no I/O; a file operator keeps its URL); [`OperatorSpec::build_with`] checks it
+//! against the model's `[C, H, W]` and the contents of the files [`OperatorSpec::files`]
+//! names (fetched and decoded by the plan), and draws the run-level data (the `cs`
+//! matrix).
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,8 +16,12 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::blur::{gaussian_kernel, GaussianBlur};
-use super::cs::GaussianCs;
+use super::blur_kernel::{KernelBlur, Padding};
+use super::cs;
+use super::file::FileArray;
+use super::fourier::SubsampledFourier;
 use super::inpaint::PixelMask;
+use super::matrix::DenseMatrix;
 use super::sr::AvgPool;
 use super::LinearOperator;
 use crate::restore::rng::{run_rng, RunStream};
@@ -32,6 +39,14 @@ pub enum OperatorSpec {
     InpaintBox { h: usize, w: usize },
     /// `blur-gauss:σ`: Gaussian blur, σ > 0 pixels.
     BlurGauss { sigma: f64 },
+    /// `matrix:URL`: y = A·vec(x), A an M×(C·H·W) `.npy` ([`super::matrix`]).
+    Matrix { url: String },
+    /// `blur-kernel:URL[:reflect]`: convolution with the kernel of a `.npy` or grey PNG
+    /// ([`super::blur_kernel`]).
+    BlurKernel { url: String, padding: Padding },
+    /// `fourier:URL`: subsampled orthonormal 2-D DFT per channel, k-space mask from the
+    /// file ([`super::fourier`]).
+    Fourier { url: String },
 }
 
 /// An operator string that cannot be used; displays as "operator `sr:3`: reason".
@@ -44,7 +59,8 @@ pub struct OperatorError {
     pub reason: String,
 }
 
-const KINDS: &str = "cs:M, sr:f, inpaint-random:p, inpaint-box:h×w, blur-gauss:σ";
+const KINDS: &str = "cs:M, sr:f, inpaint-random:p, inpaint-box:h×w, blur-gauss:σ, matrix:URL, \
+                     blur-kernel:URL[:reflect], fourier:URL";
 
 impl OperatorSpec {
     /// Parse an operator string; checks everything that does not depend on the image shape.
@@ -88,6 +104,23 @@ impl OperatorSpec {
                 Self::InpaintBox { h, w }
             }
             "blur-gauss" => Self::BlurGauss { sigma: real("σ")? },
+            "matrix" => Self::Matrix {
+                url: level.to_string(),
+            },
+            "fourier" => Self::Fourier {
+                url: level.to_string(),
+            },
+            "blur-kernel" => {
+                let (url, padding) = match level.rsplit_once(':') {
+                    Some((url, "reflect")) => (url, Padding::Reflect),
+                    Some((url, "zero")) => (url, Padding::Zero),
+                    _ => (level, Padding::Zero),
+                };
+                Self::BlurKernel {
+                    url: url.to_string(),
+                    padding,
+                }
+            }
             other => {
                 return Err(err(format!(
                     "unknown kind `{other}`, expected one of {KINDS}"
@@ -105,6 +138,9 @@ impl OperatorSpec {
             }
             Self::BlurGauss { sigma } if sigma <= 0.0 => {
                 Err(err(format!("σ = {sigma} must be positive")))
+            }
+            ref spec if spec.files().iter().any(|u| u.is_empty()) => {
+                Err(err("names no file (expected `kind:URL`)".into()))
             }
             spec => Ok(spec),
         }
@@ -143,14 +179,46 @@ impl OperatorSpec {
         }
     }
 
+    /// The files (URLs or local paths) the operator reads; none for the simulated kinds.
+    pub fn files(&self) -> Vec<&str> {
+        match self {
+            Self::Matrix { url } | Self::BlurKernel { url, .. } | Self::Fourier { url } => {
+                vec![url.as_str()]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Self::build_with`] for the operators that read no file.
+    pub fn build(&self, shape: [usize; 3], run_seed: u64) -> Result<OperatorFamily, OperatorError> {
+        self.build_with(shape, run_seed, &[])
+    }
+
     /// Validate against `shape` and build the run's family; `cs` draws its matrix from
     /// the run generator of `run_seed`, so every image and worker of a run shares it.
-    pub fn build(&self, shape: [usize; 3], run_seed: u64) -> Result<OperatorFamily, OperatorError> {
+    /// `files` holds the decoded content of every file [`Self::files`] names; what is
+    /// wrong with one is reported all together, naming the file.
+    pub fn build_with(
+        &self,
+        shape: [usize; 3],
+        run_seed: u64,
+        files: &[FileArray],
+    ) -> Result<OperatorFamily, OperatorError> {
         self.validate(shape)?;
         let n = shape.iter().product();
         let shared = |op: Arc<dyn LinearOperator>| OperatorFamily::Shared(op);
+        let fail = |problems: Vec<String>| OperatorError {
+            spec: self.to_string(),
+            reason: problems.join("; "),
+        };
+        let file = |url: &str| {
+            files
+                .iter()
+                .find(|f| f.url == url)
+                .ok_or_else(|| fail(vec![format!("{url} was not loaded")]))
+        };
         Ok(match *self {
-            Self::Cs { m } => shared(Arc::new(GaussianCs::new(
+            Self::Cs { m } => shared(Arc::new(cs::gaussian(
                 m,
                 n,
                 &mut run_rng(run_seed, RunStream::CsMatrix),
@@ -159,7 +227,43 @@ impl OperatorSpec {
             Self::BlurGauss { sigma } => shared(Arc::new(GaussianBlur::new(shape, sigma))),
             Self::InpaintRandom { p } => OperatorFamily::InpaintRandom { shape, p },
             Self::InpaintBox { h, w } => OperatorFamily::InpaintBox { shape, h, w },
+            Self::Matrix { ref url } => shared(Arc::new(
+                DenseMatrix::from_file(file(url)?, n).map_err(fail)?,
+            )),
+            Self::BlurKernel { ref url, padding } => shared(Arc::new(
+                KernelBlur::from_file(file(url)?, shape, padding).map_err(fail)?,
+            )),
+            Self::Fourier { ref url } => shared(Arc::new(
+                SubsampledFourier::from_file(file(url)?, shape).map_err(fail)?,
+            )),
         })
+    }
+
+    /// The operator's level for the output columns: M, f, p, box area, σ; NaN for the
+    /// operators given by a file (the `operator` column names the file).
+    pub fn level(&self) -> f64 {
+        match *self {
+            Self::Cs { m } => m as f64,
+            Self::Sr { f } => f as f64,
+            Self::InpaintRandom { p } => p,
+            Self::InpaintBox { h, w } => (h * w) as f64,
+            Self::BlurGauss { sigma } => sigma,
+            Self::Matrix { .. } | Self::BlurKernel { .. } | Self::Fourier { .. } => f64::NAN,
+        }
+    }
+
+    /// The shape of y when it is given as an image (`y_image`): the low-resolution image
+    /// for `sr:f`, the full image for the operators that keep the image grid; none for
+    /// `cs`, `matrix` and `fourier`, whose y is a vector.
+    pub fn y_image_shape(&self, [c, h, w]: [usize; 3]) -> Option<[usize; 3]> {
+        match *self {
+            Self::Cs { .. } | Self::Matrix { .. } | Self::Fourier { .. } => None,
+            Self::Sr { f } => Some([c, h / f, w / f]),
+            Self::InpaintRandom { .. }
+            | Self::InpaintBox { .. }
+            | Self::BlurGauss { .. }
+            | Self::BlurKernel { .. } => Some([c, h, w]),
+        }
     }
 
     /// The kind alone (`cs`, `sr`, …), for output columns.
@@ -170,6 +274,9 @@ impl OperatorSpec {
             Self::InpaintRandom { .. } => "inpaint-random",
             Self::InpaintBox { .. } => "inpaint-box",
             Self::BlurGauss { .. } => "blur-gauss",
+            Self::Matrix { .. } => "matrix",
+            Self::BlurKernel { .. } => "blur-kernel",
+            Self::Fourier { .. } => "fourier",
         }
     }
 }
@@ -183,6 +290,12 @@ impl fmt::Display for OperatorSpec {
             Self::InpaintRandom { p } => write!(f, "inpaint-random:{p}"),
             Self::InpaintBox { h, w } => write!(f, "inpaint-box:{h}x{w}"),
             Self::BlurGauss { sigma } => write!(f, "blur-gauss:{sigma}"),
+            Self::Matrix { url } => write!(f, "matrix:{url}"),
+            Self::Fourier { url } => write!(f, "fourier:{url}"),
+            Self::BlurKernel { url, padding } => match padding {
+                Padding::Zero => write!(f, "blur-kernel:{url}"),
+                Padding::Reflect => write!(f, "blur-kernel:{url}:reflect"),
+            },
         }
     }
 }
@@ -197,7 +310,7 @@ impl FromStr for OperatorSpec {
 /// The operators of one run: one shared operator, or a rule for drawing one per image.
 #[derive(Debug, Clone)]
 pub enum OperatorFamily {
-    /// `cs`, `sr`, `blur-gauss`: the same A for every image.
+    /// `cs`, `sr`, `blur-gauss` and the file operators: the same A for every image.
     Shared(Arc<dyn LinearOperator>),
     /// Random inpainting with erasure probability `p`, a fresh mask per image.
     InpaintRandom { shape: [usize; 3], p: f64 },
@@ -232,7 +345,7 @@ impl OperatorFamily {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::operators::test_util::assert_adjoint;
+    use crate::restore::operators::test_util::{self, assert_adjoint};
     use crate::restore::rng::ImageRngs;
 
     fn reason(s: &str, shape: [usize; 3]) -> String {
@@ -310,6 +423,89 @@ mod tests {
         assert!(reason("inpaint-box:4by4", s).contains("expected `h×w`"));
         assert!(reason("blur-gauss:0", s).contains("must be positive"));
         assert!(reason("blur-gauss:100", s).contains("kernel size"));
+    }
+
+    #[test]
+    fn file_operators_keep_their_url() {
+        let m = OperatorSpec::parse("matrix:s3://bucket/ops/A.npy").unwrap();
+        assert_eq!(
+            m,
+            OperatorSpec::Matrix {
+                url: "s3://bucket/ops/A.npy".into()
+            }
+        );
+        assert_eq!(m.files(), vec!["s3://bucket/ops/A.npy"]);
+        assert_eq!(
+            OperatorSpec::parse("blur-kernel:file:///k/psf.png:reflect").unwrap(),
+            OperatorSpec::BlurKernel {
+                url: "file:///k/psf.png".into(),
+                padding: Padding::Reflect
+            }
+        );
+        assert_eq!(
+            OperatorSpec::parse("blur-kernel:psf.npy:zero").unwrap(),
+            OperatorSpec::parse("blur-kernel:psf.npy").unwrap()
+        );
+        assert_eq!(
+            OperatorSpec::parse("fourier:/data/mask.npy")
+                .unwrap()
+                .files(),
+            vec!["/data/mask.npy"]
+        );
+        for s in [
+            "matrix:s3://b/A.npy",
+            "fourier:mask.png",
+            "blur-kernel:file:///k.npy:reflect",
+            "blur-kernel:k.npy",
+        ] {
+            assert_eq!(OperatorSpec::parse(s).unwrap().to_string(), s);
+        }
+        assert!(reason("matrix:", [1, 4, 4]).contains("names no file"));
+        assert!(OperatorSpec::parse("cs:4").unwrap().files().is_empty());
+        // The simulated kinds build without files; a file kind without its file says so.
+        let err = OperatorSpec::parse("matrix:a.npy")
+            .unwrap()
+            .build([1, 2, 2], 0)
+            .unwrap_err();
+        assert!(err.to_string().contains("a.npy was not loaded"), "{err}");
+    }
+
+    #[test]
+    fn file_operators_build_from_their_files() {
+        let shape = [2, 4, 4];
+        let a = FileArray::npy_f32("A.npy", &[5, 32], test_util::randn(5 * 32, 1));
+        let mask = FileArray::npy_f32("m.npy", &[4, 4], [1.0, 0.0].repeat(8));
+        let k = FileArray::npy_f32("k.npy", &[3, 3], vec![1.0 / 9.0; 9]);
+        let files = [a, mask, k];
+        let build = |s: &str| {
+            OperatorSpec::parse(s)
+                .unwrap()
+                .build_with(shape, 0, &files)
+                .unwrap()
+        };
+        let matrix = build("matrix:A.npy");
+        let op = matrix.shared().unwrap();
+        assert_eq!((op.measurements(), op.dense_matrix().is_some()), (5, true));
+        let fourier = build("fourier:m.npy");
+        let op = fourier.shared().unwrap();
+        assert_eq!(
+            (op.measurements(), op.dense_matrix().is_some()),
+            (2 * 2 * 8, false)
+        );
+        for fam in [matrix, fourier, build("blur-kernel:k.npy:reflect")] {
+            assert_adjoint(fam.shared().unwrap().as_ref());
+        }
+        // A file of the wrong shape: the operator, the file, expected and found.
+        let err = OperatorSpec::parse("matrix:A.npy")
+            .unwrap()
+            .build_with([1, 4, 4], 0, &files)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("operator `matrix:A.npy`: A.npy: expected an M×16")
+                && err.contains("found (5, 32) float32"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,348 @@
+//! Operators whose parameters come from files (`matrix:`, `fourier:`, `blur-kernel:`):
+//! end-to-end restores, bad files refused before any compute, and the `fourier` and
+//! `blur-kernel` conventions against NumPy (the test tools' Python).
+
+use std::path::Path;
+
+use adps::restore::operators::LinearOperator;
+use ndarray::{Array2, Array3};
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+
+use crate::common::*;
+
+const SHAPE: [usize; 3] = [1, 8, 8];
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().to_string()
+}
+
+fn write_npy<A: WriteNpyExt>(path: &Path, a: &A) {
+    let mut bytes = Vec::new();
+    a.write_npy(&mut bytes).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `adps restore` of `input` into `output` with the Gaussian test model and `operator`.
+fn restore(input: &str, output: &str, operator: &str, extra: &[&str]) -> std::process::Output {
+    let model = s(&gaussian_model());
+    let mut args = vec![
+        "restore",
+        "--model",
+        &model,
+        "--input",
+        input,
+        "--output",
+        output,
+        "--operator",
+        operator,
+        "--steps",
+        "4",
+        "--zeta",
+        "0.5",
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    adps(&args)
+}
+
+/// The operator file loaded as the plan loads it.
+fn load(path: &Path) -> adps::restore::operators::FileArray {
+    adps::io::operator_file::decode(&s(path), &std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_matrix_file_restores_exactly_like_the_cs_matrix_it_holds() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 3, SHAPE);
+    // The run's cs:24 matrix (run seed 0), written as a float64 .npy: matrix: must take
+    // vec(x) in the same C,H,W order, reach the same dense path and give the same rows.
+    let cs = adps::restore::operators::cs::gaussian(
+        24,
+        64,
+        &mut adps::restore::rng::run_rng(0, adps::restore::rng::RunStream::CsMatrix),
+    );
+    let a = cs.dense_matrix().unwrap().mapv(f64::from);
+    let a_path = tmp.path().join("A.npy");
+    write_npy(&a_path, &a);
+    let (o_cs, o_m) = (tmp.path().join("out-cs"), tmp.path().join("out-matrix"));
+    assert_ok(&restore(&s(&input), &s(&o_cs), "cs:24", &[]));
+    let operator = format!("matrix:{}", a_path.display());
+    assert_ok(&restore(
+        &s(&input),
+        &s(&o_m),
+        &operator,
+        &["--gradient", "dense"],
+    ));
+    let (rows_cs, rows_m) = (committed_rows(&o_cs), committed_rows(&o_m));
+    assert_eq!(rows_m.len(), 3);
+    assert_same_rows(&rows_cs, &rows_m);
+    let part = read_parquet(&part_path(&o_m, "shard-00000"));
+    let ops = part.column_by_name("operator").unwrap();
+    let ops = arrow::array::AsArray::as_string::<i32>(ops);
+    assert!(ops.iter().all(|v| v == Some(operator.as_str())));
+
+    // The same file skips the shard; a changed file redoes it.
+    let manifest = |o: &Path| manifests(o).into_values().next().unwrap()["settings_hash"].clone();
+    let before = manifest(&o_m);
+    let dense = ["--gradient", "dense"];
+    assert_ok(&restore(&s(&input), &s(&o_m), &operator, &dense));
+    assert_eq!(manifest(&o_m), before);
+    write_npy(&a_path, &(a * 0.5));
+    assert_ok(&restore(&s(&input), &s(&o_m), &operator, &dense));
+    assert_ne!(
+        manifest(&o_m),
+        before,
+        "a changed matrix file redoes the shard"
+    );
+}
+
+#[test]
+fn a_fourier_mask_restores_on_the_vjp_path() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 2, SHAPE);
+    // Low frequencies plus every other column: a grey PNG (non-zero = kept).
+    let mut mask = vec![0u8; 64];
+    for (k, m) in mask.iter_mut().enumerate() {
+        let (u, v) = (k / 8, k % 8);
+        if (u.min(8 - u) <= 1 && v.min(8 - v) <= 1) || v % 2 == 0 {
+            *m = 255;
+        }
+    }
+    let mask_path = tmp.path().join("mask.png");
+    image::GrayImage::from_raw(8, 8, mask)
+        .unwrap()
+        .save(&mask_path)
+        .unwrap();
+    let o = tmp.path().join("out");
+    let operator = format!("fourier:{}", mask_path.display());
+    assert_ok(&restore(&s(&input), &s(&o), &operator, &[]));
+    let rows = committed_rows(&o);
+    assert_eq!(rows.len(), 2);
+    assert!(rows
+        .values()
+        .all(|(_, mse)| mse.is_some_and(f64::is_finite)));
+    // The fused dense path is refused by name: fourier has no dense matrix.
+    let out = restore(
+        &s(&input),
+        &s(&tmp.path().join("o2")),
+        &operator,
+        &["--gradient", "dense"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a dense shared operator"));
+}
+
+#[test]
+fn bad_operator_files_fail_before_any_compute_naming_the_file() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 2, SHAPE);
+    let o = tmp.path().join("out");
+
+    // Wrong shape and non-finite values, with another problem of the spec: all listed.
+    let bad = tmp.path().join("bad A.npy");
+    let mut a = Array2::<f64>::zeros((3, 10));
+    a[[1, 2]] = f64::NAN;
+    write_npy(&bad, &a);
+    let out = restore(
+        &s(&input),
+        &s(&o),
+        &format!("matrix:{}", bad.display()),
+        &["--batch-size", "0"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        format!(
+            "{}: expected an M×64 float32 or float64 .npy",
+            bad.display()
+        ),
+        "found (3, 10) float64".to_string(),
+        format!("{}: 1 of 30 values are not finite", bad.display()),
+        "workers.batch_size".to_string(),
+    ] {
+        assert!(stderr.contains(&want), "{want:?} not in:\n{stderr}");
+    }
+    assert!(!part_path(&o, "shard-00000").exists());
+
+    // Unreadable, and not an array at all.
+    let missing = tmp.path().join("missing.npy");
+    let out = restore(
+        &s(&input),
+        &s(&o),
+        &format!("fourier:{}", missing.display()),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}: cannot read", missing.display())),
+        "{stderr}"
+    );
+    let text = tmp.path().join("kernel.npy");
+    std::fs::write(&text, "not numpy").unwrap();
+    let out = restore(
+        &s(&input),
+        &s(&o),
+        &format!("blur-kernel:{}", text.display()),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}: not a .npy or PNG file", text.display())),
+        "{stderr}"
+    );
+    assert!(!part_path(&o, "shard-00000").exists());
+}
+
+#[test]
+fn fourier_matches_numpy_fft2_ortho_on_the_same_mask() {
+    let tmp = tempdir();
+    let (c, h, w) = (3, 16, 12);
+    let x = Array3::from_shape_fn((c, h, w), |(k, i, j)| {
+        ((i * 7 + j * 3 + k * 11) as f32 * 0.37).sin()
+    });
+    let mask = Array2::from_shape_fn((h, w), |(i, j)| (i * 5 + j * 3) % 7 < 3 || i == 0);
+    let y_in: Vec<f32> = (0..2 * c * mask.iter().filter(|&&m| m).count())
+        .map(|k| (k as f32 * 0.61).cos())
+        .collect();
+    let (x_path, mask_path, y_path) = (
+        tmp.path().join("x.npy"),
+        tmp.path().join("mask.npy"),
+        tmp.path().join("y.npy"),
+    );
+    write_npy(&x_path, &x);
+    write_npy(&mask_path, &mask);
+    write_npy(&y_path, &ndarray::Array1::from(y_in.clone()));
+    let op = adps::restore::operators::fourier::SubsampledFourier::from_file(
+        &load(&mask_path),
+        [c, h, w],
+    )
+    .unwrap();
+    let mut y = vec![0.0; op.measurements()];
+    op.forward(x.as_slice().unwrap(), &mut y);
+    let mut back = vec![0.0; c * h * w];
+    op.adjoint(&y_in, &mut back);
+
+    let script = r#"
+import sys, numpy as np
+d = sys.argv[1]
+x, mask, y_in = np.load(d + "/x.npy"), np.load(d + "/mask.npy"), np.load(d + "/y.npy")
+F = np.fft.fft2(x.astype(np.float64), norm="ortho")            # per channel (last two axes)
+y = np.concatenate([np.concatenate([F[c][mask].real, F[c][mask].imag]) for c in range(len(x))])
+k = int(mask.sum())
+Z = np.zeros(x.shape, complex)
+for c in range(len(x)):
+    Z[c][mask] = y_in[2 * c * k:(2 * c + 1) * k] + 1j * y_in[(2 * c + 1) * k:(2 * c + 2) * k]
+back = np.fft.ifft2(Z, norm="ortho").real
+np.save(d + "/y_np.npy", y.astype(np.float32))
+np.save(d + "/back_np.npy", back.astype(np.float32))
+"#;
+    let out = std::process::Command::new(crate::python::python())
+        .args(["-c", script, &s(tmp.path())])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    let read = |name: &str| -> Vec<f32> {
+        let f = std::fs::File::open(tmp.path().join(name)).unwrap();
+        ndarray::ArrayD::<f32>::read_npy(f)
+            .unwrap()
+            .iter()
+            .copied()
+            .collect()
+    };
+    let worst = |a: &[f32], b: &[f32]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+    };
+    let (y_np, back_np) = (read("y_np.npy"), read("back_np.npy"));
+    assert!(
+        worst(&y, &y_np) <= 1e-4,
+        "forward differs by {}",
+        worst(&y, &y_np)
+    );
+    assert!(
+        worst(&back, &back_np) <= 1e-4,
+        "adjoint differs by {}",
+        worst(&back, &back_np)
+    );
+}
+
+#[test]
+fn blur_kernel_is_scipy_ndimage_convolve() {
+    let tmp = tempdir();
+    let (c, h, w) = (2, 9, 11);
+    let x = Array3::from_shape_fn((c, h, w), |(k, i, j)| {
+        ((i * 5 + j * 2 + k * 3) as f32 * 0.41).cos()
+    });
+    // Asymmetric, so that convolution and correlation differ.
+    let kernel = Array2::from_shape_fn((3, 5), |(a, b)| (a * 5 + b) as f32 + 1.0);
+    write_npy(&tmp.path().join("x.npy"), &x);
+    let k_path = tmp.path().join("k.npy");
+    write_npy(&k_path, &kernel);
+    let mut ours = Vec::new();
+    for padding in ["zero", "reflect"] {
+        let spec = format!("blur-kernel:{}:{padding}", k_path.display());
+        let op = adps::restore::operators::OperatorSpec::parse(&spec)
+            .unwrap()
+            .build_with([c, h, w], 0, &[load(&k_path)])
+            .unwrap();
+        ours.push(adps::restore::operators::apply(
+            op.shared().unwrap().as_ref(),
+            x.as_slice().unwrap(),
+        ));
+    }
+    // scipy.ndimage.convolve where installed; otherwise the same definition in NumPy
+    // (flip the kernel, pad as scipy does: constant 0, or `reflect` = numpy `symmetric`).
+    let script = r#"
+import sys, numpy as np
+d = sys.argv[1]
+x, k = np.load(d + "/x.npy").astype(np.float64), np.load(d + "/k.npy").astype(np.float64)
+def convolve(img, mode):
+    rh, rw = k.shape[0] // 2, k.shape[1] // 2
+    p = np.pad(img, ((rh, rh), (rw, rw)), mode="constant" if mode == "constant" else "symmetric")
+    kf = k[::-1, ::-1]
+    out = np.zeros_like(img)
+    for a in range(k.shape[0]):
+        for b in range(k.shape[1]):
+            out += kf[a, b] * p[a:a + img.shape[0], b:b + img.shape[1]]
+    return out
+try:
+    from scipy import ndimage
+    conv = lambda img, mode: ndimage.convolve(img, k, mode=mode, cval=0.0)
+    print("scipy")
+except ImportError:
+    conv = convolve
+    print("numpy")
+for mode in ["constant", "reflect"]:
+    y = np.stack([conv(ch, mode) for ch in x])
+    assert np.allclose(y, np.stack([convolve(ch, mode) for ch in x]))
+    np.save(d + "/y_" + mode + ".npy", y.astype(np.float32))
+"#;
+    let out = std::process::Command::new(crate::python::python())
+        .args(["-c", script, &s(tmp.path())])
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    for (mine, mode) in ours.iter().zip(["constant", "reflect"]) {
+        let f = std::fs::File::open(tmp.path().join(format!("y_{mode}.npy"))).unwrap();
+        let theirs: Vec<f32> = ndarray::ArrayD::<f32>::read_npy(f)
+            .unwrap()
+            .iter()
+            .copied()
+            .collect();
+        let worst = mine
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(worst <= 1e-4, "{mode}: differs by {worst}");
+    }
+}
