@@ -1,6 +1,6 @@
 """Which sampler restores best at a fixed budget of denoiser evaluations (issue #12 item 5).
 
-Clean model (fmnist-p0.0), Gaussian compressed sensing cs:256 (A ~ N(0, 1/M), numpy
+Clean model (fmnist-p0.0; --model for another), Gaussian compressed sensing cs:256 (A ~ N(0, 1/M), numpy
 default_rng(0)), σ_y = 0, 49 NFE: Euler with 49 steps vs Heun with 25 steps, and Heun
 variants of the official Ambient DPS code. ζ is chosen on validation images (ids < 5000,
 the first --n-val of models/data/full/val) and the chosen ζ reported on unseen test images
@@ -31,13 +31,15 @@ import data  # noqa: E402
 # are run once, on the test batch, at the official code's dps_scale = 10 (no search).
 VARIANTS = {
     "euler": ("euler", 49, {}, [1, 1.5, 2, 3, 4]),
+    "euler-demo": ("euler", 49, {}, [1.5, 2, 3]),
     "heun": ("heun", 25, {}, [0.5, 1, 1.5, 2, 4, 6, 8]),
     "heun+clip-residual": ("heun", 25, {"clip_residual": True}, [2, 4, 6, 8]),
     "official": ("heun", 25, {"clip_residual": True, "norm": "batch"}, [10]),
     "heun+batch-norm": ("heun", 25, {"norm": "batch"}, [10]),
     "heun+guide-after": ("heun", 25, {"heun_guidance": "after"}, [2, 4, 6, 8]),
     "heun+clip-dir": ("heun", 25, {"clip": True}, [2, 4, 6, 8]),
-    "euler+clip-residual": ("euler", 49, {"clip_residual": True}, [2, 3, 4]),
+    "euler+clip-dir": ("euler", 49, {"clip": True}, [1.5, 2, 3]),
+    "euler+clip-residual": ("euler", 49, {"clip_residual": True}, [1.5, 2, 3, 4]),
     # Not at 49 NFE: Euler on Heun's 25 noise levels (25 NFE), to separate the solver's
     # order from the number of guidance steps.
     "euler-25": ("euler", 25, {}, [1, 2, 3, 4]),
@@ -62,9 +64,11 @@ def main():
     ap.add_argument("--n-val", type=int, default=8, help="validation images for the ζ search")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--out")
+    ap.add_argument("--model", default="fmnist-p0.0", help="model folder under models/")
     ap.add_argument("--cache", help="JSON of PSNRs already computed (variant, split, ζ); reused and extended")
     args = ap.parse_args()
-    model = ref.DenseModel(os.path.join(ROOT, "models", "fmnist-p0.0"))
+    model = ref.DenseModel(os.path.join(ROOT, "models", args.model))
+    keep = model.card["sampling_mask"]["keep_prob"]
     A = ref.cs_matrix(256, 1024, 0)
     sets = {"val": split("val", args.n_val), "test": split("test", args.n)}
     assert all(int(i.rsplit("-", 1)[1]) < 5000 for i in sets["val"][2])
@@ -76,7 +80,9 @@ def main():
             cache = json.load(f)
 
     def score(which, solver, steps, opts, zeta):
-        key = f"{solver}|{steps}|{json.dumps(opts, sort_keys=True)}|{which}|{len(sets[which][0])}|{zeta}"
+        key = f"{args.model}|{solver}|{steps}|{json.dumps(opts, sort_keys=True)}|{which}|{len(sets[which][0])}|{zeta}"
+        if args.model == "fmnist-p0.0":  # keys written before --model existed
+            key = key.split("|", 1)[1]
         if key not in cache:
             cache[key] = compute(which, solver, steps, opts, zeta).tolist()
             if args.cache:
@@ -87,7 +93,9 @@ def main():
     def compute(which, solver, steps, opts, zeta):
         x, eps0, _ = sets[which]
         y = x.reshape(len(x), -1) @ A.T
-        out = ref.adps_sample(model, eps0, np.ones_like(x), y, A, steps, zeta, solver, **opts)
+        # The model's own sampling mask, pixel-wise (all ones for the clean model).
+        mask = np.stack([(np.random.default_rng([2, k]).random(x.shape[1:]) < keep) for k in range(len(x))])
+        out = ref.adps_sample(model, eps0, mask.astype(np.float32), y, A, steps, zeta, solver, **opts)
         return psnr(out, x)
 
     table = {}
