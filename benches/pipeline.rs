@@ -21,7 +21,7 @@ use adps::io::parquet_in::{read_shard, Payload};
 use adps::model::{Device, OnnxDenoiser, SessionConfig};
 use adps::restore::guidance::GradientPath;
 use adps::restore::operators::OperatorSpec;
-use adps::restore::sampler::{SamplerConfig, Solver};
+use adps::restore::sampler::{Clip, SamplerConfig, Solver};
 use adps::stages::restore::{AdpsRestorer, RestoreSettings, Restorer};
 use adps::stages::{Record, Shard};
 
@@ -186,6 +186,8 @@ fn restore_alone(
             steps,
             zeta: 3.0,
             solver: Solver::Euler,
+            // Timed on the fused dense path, as the README's numbers were.
+            clip: Clip::None,
             ..SamplerConfig::default()
         }
         .clamped_to_model(card.sigma_min, card.sigma_max),

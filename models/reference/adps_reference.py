@@ -27,6 +27,7 @@ class DenseModel:
     """dps_dense.onnx: (x_t, σ, mask, y, A) -> (x0_hat, residual_sq, grad of residual_sq)."""
 
     def __init__(self, folder):
+        self.folder = folder
         with open(os.path.join(folder, "card.json")) as f:
             self.card = json.load(f)
         self.sess = ort.InferenceSession(os.path.join(folder, "dps_dense.onnx"),
@@ -40,21 +41,64 @@ class DenseModel:
         return x0, rsq, grad
 
 
-def guided(model, x, sigma, mask, y, A, clip):
-    """Direction d = (x − x0)/σ and DPS gradient g = ∇‖r‖ = ∇‖r‖²/(2‖r‖) (0 where ‖r‖ = 0)."""
-    x0, rsq, grad = model(x, sigma, mask, y, A)
-    norm = np.sqrt(rsq.astype(np.float64))[:, None, None, None]
-    g = np.where(norm > 0, grad / (2 * np.where(norm > 0, norm, 1)), 0.0)
-    x0_dir = np.clip(x0, -1, 1) if clip else x0
+    def _aux(self, name):
+        if not hasattr(self, "_sessions"):
+            self._sessions = {}
+        if name not in self._sessions:
+            self._sessions[name] = ort.InferenceSession(os.path.join(self.folder, name),
+                                                        providers=["CPUExecutionProvider"])
+        return self._sessions[name]
+
+    def denoise(self, x, sigma, mask):
+        return self._aux("denoiser.onnx").run(None, {
+            "x_t": x.astype(np.float32), "sigma": np.full(len(x), sigma, np.float32),
+            "mask": mask.astype(np.float32)})[0]
+
+    def vjp(self, x, sigma, mask, cotangent):
+        """Jᵀc of the denoiser at (x, σ) (dps_vjp.onnx)."""
+        return self._aux("dps_vjp.onnx").run(None, {
+            "x_t": x.astype(np.float32), "sigma": np.full(len(x), sigma, np.float32),
+            "mask": mask.astype(np.float32), "cotangent": cotangent.astype(np.float32)})[1]
+
+
+def guided(model, x, sigma, mask, y, A, clip, clip_residual=False, norm="image"):
+    """Direction d = (x − x0)/σ and DPS gradient g = ∇‖r‖ = ∇‖r‖²/(2‖r‖) (0 where ‖r‖ = 0).
+
+    clip_residual: x0 is clipped to [-1, 1] before the residual too (the official code's
+    static clipping; the gradient is 0 where x0 is clipped). Needs `model.vjp`.
+    norm="batch": ‖r‖ over the whole batch as the official code takes it (couples the
+    images: study only).
+    """
+    if clip_residual:
+        x0 = model.denoise(x, sigma, mask)
+        x0c = np.clip(x0, -1, 1)
+        r = y.astype(np.float64) - x0c.reshape(len(x), -1).astype(np.float64) @ A.T.astype(np.float64)
+        inside = (np.abs(x0) <= 1).astype(np.float64)
+        # ∇‖r‖² = Jᵀ(−2 Aᵀr ⊙ 1[|x0| ≤ 1])
+        cot = (-2 * (r @ A.astype(np.float64))).reshape(x.shape) * inside
+        grad = model.vjp(x, sigma, mask, cot)
+        rsq = (r ** 2).sum(axis=1)
+    else:
+        x0, rsq, grad = model(x, sigma, mask, y, A)
+    rsq = rsq.astype(np.float64)
+    if norm == "batch":
+        rsq = np.full_like(rsq, rsq.sum())
+    norm_ = np.sqrt(rsq)[:, None, None, None]
+    g = np.where(norm_ > 0, grad / (2 * np.where(norm_ > 0, norm_, 1)), 0.0)
+    x0_dir = np.clip(x0, -1, 1) if (clip or clip_residual) else x0
     return (x - x0_dir) / sigma, g
 
 
 def adps_sample(model, eps0, mask, y, A, n_steps=10, zeta=1.0, solver="heun",
                 sigma_min=0.002, sigma_max=80.0, rho=7.0, clip=False,
-                s_churn=0.0, s_min=0.0, s_max=float("inf"), s_noise=1.0, churn_eps=None):
+                s_churn=0.0, s_min=0.0, s_max=float("inf"), s_noise=1.0, churn_eps=None,
+                clip_residual=False, norm="image", heun_guidance="average"):
     """A-DPS (spec §1). eps0, mask: [B,C,H,W]; y: [B,M]; A: [M, C·H·W]. Returns x at σ_N = 0.
 
     churn_eps: [N, B, C, H, W] noise for the churn steps, needed only when s_churn > 0.
+    Study variants (defaults give the spec's update): clip_residual, norm (see `guided`),
+    heun_guidance="after": the Heun predictor and corrector are unguided and −ζ·g(x̂) is
+    applied once after the corrector (no gradient at the second evaluation).
     The state is kept in float32 between steps like the Rust sampler; arithmetic in float64.
     """
     sigma_min = max(sigma_min, model.card["sigma_min"])
@@ -68,11 +112,17 @@ def adps_sample(model, eps0, mask, y, A, n_steps=10, zeta=1.0, solver="heun",
         if gamma > 0:
             x_hat = x_hat + np.sqrt(t_hat**2 - t[i] ** 2) * s_noise * churn_eps[i]
         x_hat = x_hat.astype(np.float32)
-        d_cur, g_cur = guided(model, x_hat, t_hat, mask, y, A, clip)
+        kw = dict(clip_residual=clip_residual, norm=norm)
+        d_cur, g_cur = guided(model, x_hat, t_hat, mask, y, A, clip, **kw)
         x_next = x_hat + (t[i + 1] - t_hat) * d_cur - zeta * g_cur
         if solver == "heun" and i < n_steps - 1:  # 2nd-order correction (EDM Algorithm 2)
-            d_prime, g_prime = guided(model, x_next.astype(np.float32), t[i + 1], mask, y, A, clip)
-            x_next = x_hat + (t[i + 1] - t_hat) * (d_cur + d_prime) / 2 - zeta * (g_cur + g_prime) / 2
+            if heun_guidance == "after":
+                x_pred = x_hat + (t[i + 1] - t_hat) * d_cur
+                d_prime, _ = guided(model, x_pred.astype(np.float32), t[i + 1], mask, y, A, clip, **kw)
+                x_next = x_hat + (t[i + 1] - t_hat) * (d_cur + d_prime) / 2 - zeta * g_cur
+            else:
+                d_prime, g_prime = guided(model, x_next.astype(np.float32), t[i + 1], mask, y, A, clip, **kw)
+                x_next = x_hat + (t[i + 1] - t_hat) * (d_cur + d_prime) / 2 - zeta * (g_cur + g_prime) / 2
         x = x_next.astype(np.float32)
     return x
 

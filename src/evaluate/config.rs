@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::restore::sampler::{Clip, SamplerConfig, Solver};
+
 /// A whole evaluation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,8 +55,10 @@ pub struct ImageSet {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Defaults {
-    /// `heun` or `euler`.
-    pub solver: String,
+    /// `euler` or `heun` (default: the sampler's, [`SamplerConfig::default`]).
+    pub solver: Solver,
+    /// Where x0 is clipped: `none`, `direction` or `residual` (default: the sampler's).
+    pub clip: Clip,
     /// Measurement noise σ_y.
     pub sigma_y: f64,
     /// Run seeds; each is its own setting.
@@ -77,7 +81,8 @@ pub struct Defaults {
 impl Default for Defaults {
     fn default() -> Self {
         Self {
-            solver: "heun".into(),
+            solver: SamplerConfig::default().solver,
+            clip: SamplerConfig::default().clip,
             sigma_y: 0.0,
             seeds: vec![0],
             mask: "model".into(),

@@ -240,7 +240,7 @@ pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
             .validation
             .limit
             .map_or("none".into(), |l| l.to_string()),
-        esc(&spec.defaults.solver),
+        esc(spec.defaults.solver.as_str()),
         spec.defaults.sigma_y,
         if spec.defaults.mask == "model" {
             "each model's own sampling mask (Ambient DPS)"

@@ -20,6 +20,7 @@ use crate::pipeline::config::{
 use crate::pipeline::{plan, topology};
 use crate::report::{SettingSummary, Stat};
 use crate::restore::operators::OperatorSpec;
+use crate::restore::sampler::{Clip, Solver};
 use config::SweepSpec;
 
 /// One setting to evaluate.
@@ -36,10 +37,15 @@ pub struct Setting {
 }
 
 impl Setting {
-    /// Folder of this setting's runs, relative to the sweep's `runs`.
-    fn slug(&self, solver: &str) -> String {
+    /// Folder of this setting's runs, relative to the sweep's `runs`: the sampler
+    /// settings are in the name, so runs with other settings are never reused.
+    fn slug(&self, solver: Solver, clip: Clip) -> String {
+        let clip = match clip {
+            Clip::None => String::new(),
+            c => format!("-clip-{}", c.as_str()),
+        };
         format!(
-            "{}/{}/n{}-{solver}-s{}",
+            "{}/{}/n{}-{solver}{clip}-s{}",
             self.model,
             self.operator.replace([':', '×'], "-"),
             self.steps,
@@ -62,12 +68,6 @@ pub struct Outcome {
 pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
     let mut problems = Vec::new();
     let d = &spec.defaults;
-    if !["heun", "euler"].contains(&d.solver.as_str()) {
-        problems.push(format!(
-            "defaults.solver `{}`: expected heun or euler",
-            d.solver
-        ));
-    }
     if !["model", "ones"].contains(&d.mask.as_str()) {
         problems.push(format!(
             "defaults.mask `{}`: expected model or ones",
@@ -210,7 +210,8 @@ fn run_one(
         },
         sampler: SamplerSpec {
             steps: s.steps,
-            solver: d.solver.clone(),
+            solver: d.solver,
+            clip: d.clip,
             zeta,
             seed: s.seed,
             mask: d.mask.clone(),
@@ -324,7 +325,10 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
     let mut test_dirs = Vec::new();
     let mut partial = Vec::new();
     for (k, s) in settings.iter().enumerate() {
-        let base = format!("{runs}/{}", s.slug(&spec.defaults.solver));
+        let base = format!(
+            "{runs}/{}",
+            s.slug(spec.defaults.solver, spec.defaults.clip)
+        );
         let started = std::time::Instant::now();
         let (zeta, grid, curve) = search_zeta(&spec, s, &base, &mut partial)?;
         let test_dir = format!("{base}/test-{}", zeta_dir(zeta));
@@ -349,10 +353,9 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         }
         let op = OperatorSpec::from_str(&s.operator)?;
         let (kind, level) = plan::kind_and_level(&op);
-        let nfe = if spec.defaults.solver == "euler" {
-            s.steps
-        } else {
-            2 * s.steps - 1
+        let nfe = match spec.defaults.solver {
+            Solver::Euler => s.steps,
+            Solver::Heun => 2 * s.steps - 1,
         };
         let mse = metrics.get("mse").map_or(f64::NAN, |m: &Stat| m.mean);
         tracing::info!(
@@ -373,7 +376,7 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
             kind,
             level,
             steps: s.steps as u32,
-            solver: spec.defaults.solver.clone(),
+            solver: spec.defaults.solver.to_string(),
             nfe: nfe as u32,
             seed: s.seed,
             zeta,

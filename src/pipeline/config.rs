@@ -9,6 +9,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::restore::sampler::{Clip, HeunGuidance, SamplerConfig, Solver};
+
 /// A whole run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -205,14 +207,15 @@ pub struct TaskSpec {
     pub sigma_y: f64,
 }
 
-/// Sampler settings; defaults are the paper's (EDM, Heun, no churn).
+/// Sampler settings; defaults come from [`SamplerConfig::default`] (EDM schedule, no
+/// churn, and the solver, steps, ζ and clipping that restored best when measured).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerSpec {
     /// Number of noise levels N (NFE = 2N−1 for Heun, N for Euler).
     pub steps: usize,
-    /// `heun` or `euler`.
-    pub solver: String,
+    /// `euler` or `heun`.
+    pub solver: Solver,
     /// Guidance step ζ (constant over the trajectory).
     pub zeta: f64,
     /// Run seed: with an image's id it keys every random draw for that image.
@@ -221,8 +224,11 @@ pub struct SamplerSpec {
     pub mask: String,
     /// `auto`, `dense` (fused dps_dense.onnx) or `vjp` (dps_vjp.onnx + Rust adjoint).
     pub gradient: String,
-    /// Clip x0 to [-1, 1] in the direction term.
-    pub clip: bool,
+    /// Where x0 is clipped to [-1, 1]: `none`, `direction` or `residual` (see [`Clip`]).
+    pub clip: Clip,
+    /// Heun only: `averaged` (guidance averaged over predictor and corrector) or `once`
+    /// (unguided Heun step, then one guidance step); see [`HeunGuidance`].
+    pub heun_guidance: HeunGuidance,
     /// Stochasticity (EDM S_churn, S_min, S_max, S_noise); churn 0 is deterministic.
     pub churn: f64,
     pub s_min: f64,
@@ -235,20 +241,22 @@ pub struct SamplerSpec {
 
 impl Default for SamplerSpec {
     fn default() -> Self {
+        let c = SamplerConfig::default();
         Self {
-            steps: 100,
-            solver: "heun".into(),
-            zeta: 1.0,
+            steps: c.steps,
+            solver: c.solver,
+            zeta: c.zeta,
             seed: 0,
             mask: "model".into(),
             gradient: "auto".into(),
-            clip: false,
-            churn: 0.0,
-            s_min: 0.0,
-            s_max: f64::INFINITY,
-            s_noise: 1.0,
-            sigma_min: 0.002,
-            sigma_max: 80.0,
+            clip: c.clip,
+            heun_guidance: c.heun_guidance,
+            churn: c.s_churn,
+            s_min: c.s_min,
+            s_max: c.s_max,
+            s_noise: c.s_noise,
+            sigma_min: c.sigma_min,
+            sigma_max: c.sigma_max,
         }
     }
 }
@@ -382,10 +390,18 @@ mod tests {
     "#;
 
     #[test]
-    fn defaults_are_the_papers() {
+    fn sampler_defaults_are_the_samplers() {
         let s = RunSpec::parse(MINIMAL, &[]).unwrap();
-        assert_eq!(s.sampler.solver, "heun");
-        assert_eq!(s.sampler.steps, 100);
+        let c = SamplerConfig::default();
+        assert_eq!(
+            (
+                s.sampler.solver,
+                s.sampler.steps,
+                s.sampler.zeta,
+                s.sampler.clip
+            ),
+            (c.solver, c.steps, c.zeta, c.clip)
+        );
         assert_eq!(s.sampler.churn, 0.0);
         assert_eq!(s.workers.batch_size, 8);
         assert_eq!(s.store.retry_max_seconds, 120);
@@ -443,6 +459,23 @@ mod tests {
         assert!(format!("{err:#}").contains("stretch"), "{err:#}");
         let err = RunSpec::parse(MINIMAL, &["input.image_col=img".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("image_col"), "{err:#}");
+    }
+
+    #[test]
+    fn solver_and_clip_are_typed_names() {
+        let s = RunSpec::parse(
+            MINIMAL,
+            &["sampler.solver=heun".into(), "sampler.clip=residual".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.sampler.solver, s.sampler.clip),
+            (Solver::Heun, Clip::Residual)
+        );
+        let old = RunSpec::parse(MINIMAL, &["sampler.clip=true".into()]).unwrap();
+        assert_eq!(old.sampler.clip, Clip::Direction);
+        let err = RunSpec::parse(MINIMAL, &["sampler.solver=rk4".into()]).unwrap_err();
+        assert!(format!("{err:#}").contains("rk4"), "{err:#}");
     }
 
     #[test]

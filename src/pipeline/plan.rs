@@ -57,12 +57,6 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
     if s.steps < 1 {
         problems.push("sampler.steps must be at least 1".into());
     }
-    if !["heun", "euler"].contains(&s.solver.as_str()) {
-        problems.push(format!(
-            "sampler.solver `{}`: expected heun or euler",
-            s.solver
-        ));
-    }
     if !["model", "ones"].contains(&s.mask.as_str()) {
         problems.push(format!("sampler.mask `{}`: expected model or ones", s.mask));
     }
@@ -320,7 +314,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         nfe,
         zeta: spec.sampler.zeta,
         seed: spec.sampler.seed as i64,
-        sampler: spec.sampler.solver.clone(),
+        sampler: spec.sampler.solver.to_string(),
         y_range: spec.input.y_range.as_str().into(),
         keep: keep.clone(),
         keep_features,

@@ -7,6 +7,9 @@
 //!   c = −Aᵀr/‖r‖ with the operator's adjoint, and `vjp` returns Jᵀc = ∇‖r‖.
 //!
 //! ‖r‖ is taken per image (the official codes take it over the batch, coupling images).
+//! With [`EvalOptions::clip_residual`] x0 is clipped to [-1, 1] before the residual and
+//! the gradient flows only through unclipped pixels (the official code's static
+//! clipping); the fused dense graph cannot clip, so that always takes the vjp path.
 
 use anyhow::{ensure, Context};
 use ndarray::{Array1, Array2, Array4, ArrayView4};
@@ -53,8 +56,17 @@ pub struct Guided {
     pub residual: Vec<f32>,
 }
 
-/// Evaluate D at (x, σ) for the batch, with the guidance gradient when `with_grad`
-/// (with ζ = 0 it is never used, so only `denoise` runs).
+/// What an evaluation computes besides x0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EvalOptions {
+    /// The guidance gradient (with ζ = 0 it is never used, so only `denoise` runs).
+    pub grad: bool,
+    /// Clip x0 to [-1, 1] before the residual: r = y − A·clip(x0), ∇‖r‖ through the
+    /// unclipped pixels only, and the returned x0 clipped. Takes the vjp path.
+    pub clip_residual: bool,
+}
+
+/// Evaluate D at (x, σ) for the batch, with the guidance gradient when `opts.grad`.
 pub fn evaluate(
     den: &mut dyn Denoiser,
     x: ArrayView4<f32>,
@@ -62,11 +74,11 @@ pub fn evaluate(
     mask: ArrayView4<f32>,
     meas: &[Measured],
     path: GradientPath,
-    with_grad: bool,
+    opts: EvalOptions,
 ) -> anyhow::Result<Guided> {
     let b = x.shape()[0];
     let sigma = Array1::from_elem(b, sigma as f32);
-    if with_grad && path == GradientPath::Dense {
+    if opts.grad && path == GradientPath::Dense && !opts.clip_residual {
         let a = shared_dense(meas)?;
         let m = a.nrows();
         let y = Array2::from_shape_fn((b, m), |(i, k)| meas[i].y[k]);
@@ -91,9 +103,19 @@ pub fn evaluate(
         });
     }
 
-    let x0 = standard(den.denoise(x, sigma.view(), mask).context("denoiser")?);
-    let (residual, cotangent) = residual_and_cotangent(&x0, meas);
-    if !with_grad {
+    let mut x0 = standard(den.denoise(x, sigma.view(), mask).context("denoiser")?);
+    // 1 where x0 is inside [-1, 1] (the clip's derivative), before clipping it.
+    let inside = opts
+        .clip_residual
+        .then(|| x0.mapv(|v| if v.abs() <= 1.0 { 1.0f32 } else { 0.0 }));
+    if opts.clip_residual {
+        x0.mapv_inplace(|v| v.clamp(-1.0, 1.0));
+    }
+    let (residual, mut cotangent) = residual_and_cotangent(&x0, meas);
+    if let Some(inside) = &inside {
+        cotangent *= inside;
+    }
+    if !opts.grad {
         return Ok(Guided {
             grad: Array4::zeros(x0.raw_dim()),
             x0,
@@ -156,6 +178,10 @@ mod tests {
     use crate::restore::rng::ImageRngs;
 
     const SHAPE: [usize; 3] = [1, 6, 6];
+    const GRAD: EvalOptions = EvalOptions {
+        grad: true,
+        clip_residual: false,
+    };
 
     #[test]
     fn auto_picks_dense_only_for_a_shared_dense_matrix() {
@@ -192,7 +218,7 @@ mod tests {
                 mask.view(),
                 &meas,
                 GradientPath::Vjp,
-                true,
+                GRAD,
             )
             .unwrap();
             // Central differences of ‖y − A D(x)‖ in f64-ish precision (h small vs curvature).
@@ -231,7 +257,7 @@ mod tests {
         let y = vec![0.0; 8];
         let meas = [Measured { y: &y, op }];
         for path in [GradientPath::Dense, GradientPath::Vjp] {
-            let g = evaluate(&mut den, x.view(), 0.5, mask.view(), &meas, path, true).unwrap();
+            let g = evaluate(&mut den, x.view(), 0.5, mask.view(), &meas, path, GRAD).unwrap();
             assert_eq!(g.residual[0], 0.0, "{path:?}");
             assert!(g.grad.iter().all(|&v| v == 0.0), "{path:?}");
         }

@@ -4,30 +4,126 @@
 //! Loading, batching and saving live in the pipeline; this file only integrates. The
 //! update is exactly the spec's (a Python reference in `models/reference/` matches it):
 //! x̂ = x + √(σ̂²−σ_i²)·S_noise·ε_i, d = (x̂ − x0)/σ̂, x' = x̂ + (σ_{i+1}−σ̂)·d − ζ·∇‖r‖,
-//! the Heun correction averaging both d and ∇‖r‖.
+//! the Heun correction averaging both d and ∇‖r‖ (as the official Ambient DPS code does).
+//!
+//! [`HeunGuidance`] chooses how the Heun correction applies the guidance, and
+//! [`Clip`] where x0 is clipped to [-1, 1]: nowhere (the spec's update),
+//! in the direction d only, or also before the residual (the official code's static
+//! clipping). Which solver and clipping restore best at a fixed number of denoiser
+//! evaluations was measured (README, "Choosing the sampler";
+//! `models/reference/sampler_study.py`); the defaults here are that measurement's.
 
 use anyhow::{ensure, Context};
 use ndarray::{Array3, Array4, ArrayView3, Zip};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use super::denoiser::Denoiser;
-use super::guidance::{evaluate, GradientPath, Guided, Measured};
+use super::guidance::{evaluate, EvalOptions, GradientPath, Guided, Measured};
 use super::operators::{residual_norm, LinearOperator};
 use super::rng::NoiseSource;
 use super::schedule::{clamp_to_model, edm_sigmas};
 
-/// ODE solver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// ODE solver: one type for the sampler, the run spec (`sampler.solver = "euler"`), the
+/// sweep spec and the CLI (`--sampler euler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Solver {
-    /// First order: N denoiser evaluations.
+    /// First order: N denoiser evaluations, N guidance steps.
+    #[default]
     Euler,
     /// Second order (EDM Algorithm 1/2): 2N − 1 evaluations. The natural-image Ambient
-    /// DPS code's default.
-    #[default]
+    /// DPS code's default; at equal NFE it restores worse with DPS guidance here.
     Heun,
 }
 
-/// Sampler settings; defaults are EDM's (Karras et al. 2022) with guidance ζ = 1.
+impl Solver {
+    /// The lowercase name used in specs, paths and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Euler => "euler",
+            Self::Heun => "heun",
+        }
+    }
+}
+
+impl std::fmt::Display for Solver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the Heun correction applies the DPS guidance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HeunGuidance {
+    /// The predictor is guided and the corrector averages ∇‖r‖ at both points:
+    /// x' = x̂ + Δσ·(d + d')/2 − ζ·(g + g')/2 (the spec's update and the official code's).
+    #[default]
+    Averaged,
+    /// The predictor and corrector are the unguided Heun step, and −ζ·∇‖r‖(x̂) is applied
+    /// once after it: x' = x̂ + Δσ·(d + d')/2 − ζ·g. One gradient per step instead of two.
+    Once,
+}
+
+/// Where the denoiser's x0 is clipped to the image range [-1, 1]. In specs a name
+/// (`clip = "residual"`); the booleans of older specs still read (`true` = `direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Clip {
+    /// Nowhere: the spec's update.
+    #[default]
+    None,
+    /// In the direction d = (x − clip(x0))/σ only; the residual and its gradient use x0.
+    Direction,
+    /// Also before the residual: r = y − A·clip(x0), and ∇‖r‖ is 0 through clipped
+    /// pixels (the official Ambient DPS code's static clipping). The gradient then always
+    /// takes the vjp path (the fused dense graph does not clip).
+    Residual,
+}
+
+impl<'de> Deserialize<'de> for Clip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Bool(bool),
+            Name(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Bool(true) => Ok(Self::Direction),
+            Repr::Bool(false) => Ok(Self::None),
+            Repr::Name(name) => <Self as clap::ValueEnum>::from_str(&name, false).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "clip `{name}`: expected none, direction or residual"
+                ))
+            }),
+        }
+    }
+}
+
+impl Clip {
+    /// The lowercase name used in specs and paths.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Direction => "direction",
+            Self::Residual => "residual",
+        }
+    }
+
+    /// Whether x0 is clipped in the direction term.
+    pub fn in_direction(self) -> bool {
+        self != Self::None
+    }
+
+    /// Whether x0 is clipped before the residual.
+    pub fn in_residual(self) -> bool {
+        self == Self::Residual
+    }
+}
+
+/// Sampler settings; see [`SamplerConfig::default`] for where the defaults come from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplerConfig {
     /// N, the number of noise levels (EDM's default 18; DPS usually wants more).
@@ -50,25 +146,30 @@ pub struct SamplerConfig {
     pub s_noise: f64,
     /// ζ, the DPS guidance step on ∇‖y − A x0‖ (operator-dependent; search it log-spaced).
     pub zeta: f64,
-    /// Clip x0 to [-1, 1] in the direction term (not in the guidance), as the
-    /// natural-image code does.
-    pub clip_x0: bool,
+    /// Where x0 is clipped to [-1, 1].
+    pub clip: Clip,
+    /// How the Heun correction applies the guidance (Heun only).
+    pub heun_guidance: HeunGuidance,
 }
 
 impl Default for SamplerConfig {
+    /// The one source of sampler defaults (run spec, sweep spec and CLI take theirs from
+    /// here): EDM's schedule, no churn, and the solver, steps, ζ and clipping that restored
+    /// best in the measurement (README, "Choosing the sampler").
     fn default() -> Self {
         Self {
-            steps: 18,
+            steps: 49,
             sigma_min: 0.002,
             sigma_max: 80.0,
             rho: 7.0,
-            solver: Solver::Heun,
+            solver: Solver::Euler,
             s_churn: 0.0,
             s_min: 0.0,
             s_max: f64::INFINITY,
             s_noise: 1.0,
-            zeta: 1.0,
-            clip_x0: false,
+            zeta: 2.0,
+            clip: Clip::Residual,
+            heun_guidance: HeunGuidance::Averaged,
         }
     }
 }
@@ -224,8 +325,13 @@ pub fn ambient_dps(
     mask.outer_iter_mut()
         .zip(images.iter())
         .for_each(|(mut m, t)| m.assign(&t.mask));
-    let mut eval =
-        |x: &Array4<f32>, t: f64| evaluate(den, x.view(), t, mask.view(), &meas, path, zeta != 0.0);
+    let opts = EvalOptions {
+        grad: zeta != 0.0,
+        clip_residual: cfg.clip.in_residual(),
+    };
+    let mut eval = |x: &Array4<f32>, t: f64, opts: EvalOptions| {
+        evaluate(den, x.view(), t, mask.view(), &meas, path, opts)
+    };
     let mut nfe = 0;
 
     // Main sampling loop (EDM Algorithm 2, plus the DPS step −ζ·∇‖r‖).
@@ -252,18 +358,34 @@ pub fn ambient_dps(
         };
 
         // Euler step, guided.
-        let cur = eval(&x_hat, t_hat)?;
+        let cur = eval(&x_hat, t_hat, opts)?;
         nfe += 1;
-        let d_cur = direction(&x_hat, &cur, t_hat, cfg.clip_x0);
-        let mut x_next = &x_hat + &(&d_cur * (t_next - t_hat) as f32) - &(&cur.grad * zeta);
+        let d_cur = direction(&x_hat, &cur, t_hat, cfg.clip.in_direction());
+        let euler = &x_hat + &(&d_cur * (t_next - t_hat) as f32);
+        let mut x_next = &euler - &(&cur.grad * zeta);
 
         // Apply 2nd order correction, except at σ_N = 0.
         if cfg.solver == Solver::Heun && i < n - 1 {
-            let next = eval(&x_next, t_next)?;
+            let half = (0.5 * (t_next - t_hat)) as f32;
+            x_next = match cfg.heun_guidance {
+                HeunGuidance::Averaged => {
+                    let next = eval(&x_next, t_next, opts)?;
+                    let d_prime = direction(&x_next, &next, t_next, cfg.clip.in_direction());
+                    &x_hat + &((&d_cur + &d_prime) * half)
+                        - &((&cur.grad + &next.grad) * (0.5 * zeta))
+                }
+                HeunGuidance::Once => {
+                    // The corrector sees the unguided predictor and needs no gradient.
+                    let plain = EvalOptions {
+                        grad: false,
+                        ..opts
+                    };
+                    let next = eval(&euler, t_next, plain)?;
+                    let d_prime = direction(&euler, &next, t_next, cfg.clip.in_direction());
+                    &x_hat + &((&d_cur + &d_prime) * half) - &(&cur.grad * zeta)
+                }
+            };
             nfe += 1;
-            let d_prime = direction(&x_next, &next, t_next, cfg.clip_x0);
-            x_next = &x_hat + &((&d_cur + &d_prime) * (0.5 * (t_next - t_hat)) as f32)
-                - &((&cur.grad + &next.grad) * (0.5 * zeta));
         }
         on_step(StepInfo {
             step: i,
@@ -288,7 +410,8 @@ pub fn ambient_dps(
     Ok(Sampled { x, residual, nfe })
 }
 
-/// d = (x − x0)/σ, with x0 clipped to [-1, 1] when asked.
+/// d = (x − x0)/σ, with x0 clipped to [-1, 1] when asked (with [`Clip::Residual`] x0
+/// already arrives clipped).
 fn direction(x: &Array4<f32>, e: &Guided, t: f64, clip: bool) -> Array4<f32> {
     let inv = (1.0 / t) as f32;
     let mut d = Array4::zeros(x.raw_dim());
@@ -427,12 +550,14 @@ mod tests {
             .fold(0.0, f32::max)
     }
 
+    /// The spec's update (no clipping) with these settings.
     fn cfg(steps: usize, solver: Solver, zeta: f64, s_churn: f64) -> SamplerConfig {
         SamplerConfig {
             steps,
             solver,
             zeta,
             s_churn,
+            clip: Clip::None,
             ..Default::default()
         }
     }
@@ -490,7 +615,9 @@ mod tests {
         let d = data("sr:1", shape, 0.75, count);
         let c = SamplerConfig {
             steps: 256,
+            solver: Solver::Heun,
             zeta: 0.0,
+            clip: Clip::None,
             ..Default::default()
         };
         let (out, _) = run(&d, &(0..count).collect::<Vec<_>>(), &c, GradientPath::Vjp);
@@ -577,6 +704,13 @@ mod tests {
             GradientPath::Dense,
         );
         assert_eq!((out.nfe, den.denoise_calls, den.dense_calls), (13, 0, 13));
+        let once = SamplerConfig {
+            heun_guidance: HeunGuidance::Once,
+            ..cfg(7, Solver::Heun, 1.0, 0.0)
+        };
+        let (out, den) = run(&d, &[0, 1], &once, GradientPath::Vjp);
+        // 13 denoiser evaluations, of which only the 7 at x̂_i take a gradient.
+        assert_eq!((out.nfe, den.denoise_calls, den.vjp_calls), (13, 13, 7));
         assert_eq!(cfg(7, Solver::Heun, 1.0, 0.0).nfe(), 13);
         assert_eq!(cfg(7, Solver::Euler, 1.0, 0.0).nfe(), 7);
     }
@@ -645,31 +779,180 @@ mod tests {
         assert_eq!(fixed.remaining(), 0);
     }
 
+    /// Restores image 0 of `d` with the N(mu, 0.01²) model and the given clipping and ζ.
+    fn clipped(d: &Data, mu: f32, clip: Clip, zeta: f64, path: GradientPath) -> Array4<f32> {
+        let c = SamplerConfig {
+            steps: 20,
+            solver: Solver::Heun,
+            zeta,
+            clip,
+            ..Default::default()
+        };
+        let mut noise = ImageRngs::new(SEED, "z").noise;
+        let mut tasks = [ImageTask {
+            y: &d.ys[0],
+            operator: d.ops[0].as_ref(),
+            mask: d.masks[0].view(),
+            noise: &mut noise,
+        }];
+        let mut den = GaussianDenoiser::new(d.shape, mu, 0.01);
+        ambient_dps(&mut den, &mut tasks, &c, path, |_| {})
+            .unwrap()
+            .x
+    }
+
     #[test]
     fn clipping_acts_on_the_direction_only() {
         // μ = 3 lies outside [-1, 1]: unclipped the flow ends near 3, clipped near 1.
         let d = data("sr:1", [1, 4, 4], 1.0, 1);
-        let go = |clip_x0| {
-            let c = SamplerConfig {
-                steps: 20,
-                zeta: 0.0,
-                clip_x0,
-                ..Default::default()
-            };
-            let mut noise = ImageRngs::new(SEED, "z").noise;
-            let mut tasks = [ImageTask {
-                y: &d.ys[0],
-                operator: d.ops[0].as_ref(),
-                mask: d.masks[0].view(),
-                noise: &mut noise,
-            }];
-            let mut den = GaussianDenoiser::new(d.shape, 3.0, 0.01);
-            ambient_dps(&mut den, &mut tasks, &c, GradientPath::Vjp, |_| {})
-                .unwrap()
-                .x
+        let go = |clip| clipped(&d, 3.0, clip, 0.0, GradientPath::Vjp);
+        assert!(go(Clip::None).iter().all(|&v| (v - 3.0).abs() < 0.05));
+        assert!(go(Clip::Direction).iter().all(|&v| (v - 1.0).abs() < 0.05));
+        assert!(go(Clip::Residual).iter().all(|&v| (v - 1.0).abs() < 0.05));
+    }
+
+    #[test]
+    fn residual_clipping_stops_the_gradient_at_clipped_pixels() {
+        // x0 ≈ 3 everywhere, so every pixel is clipped: with Clip::Residual the guidance
+        // is exactly 0 and ζ changes nothing; clipped in the direction only, it moves x.
+        let d = data("cs:8", [1, 4, 4], 1.0, 1);
+        for path in [GradientPath::Dense, GradientPath::Vjp] {
+            let free = clipped(&d, 3.0, Clip::Residual, 0.0, path);
+            assert_eq!(
+                clipped(&d, 3.0, Clip::Residual, 5.0, path),
+                free,
+                "{path:?}"
+            );
+            let moved = max_diff(
+                clipped(&d, 3.0, Clip::Direction, 5.0, path).index_axis(ndarray::Axis(0), 0),
+                free.index_axis(ndarray::Axis(0), 0),
+            );
+            assert!(moved > 1e-3, "{path:?}: guidance moved x by {moved}");
+        }
+        // Inside [-1, 1] nothing is clipped: Residual and Direction give one trajectory.
+        let inside = |clip| clipped(&d, 0.2, clip, 0.5, GradientPath::Dense);
+        let diff = max_diff(
+            inside(Clip::Residual).index_axis(ndarray::Axis(0), 0),
+            inside(Clip::Direction).index_axis(ndarray::Axis(0), 0),
+        );
+        assert!(diff <= 1e-5, "unclipped trajectories differ by {diff}");
+    }
+
+    #[test]
+    fn residual_clipping_keeps_images_independent() {
+        let d = data("cs:16", [1, 8, 8], 0.7, 6);
+        let c = SamplerConfig {
+            clip: Clip::Residual,
+            ..cfg(8, Solver::Heun, 0.7, 10.0)
         };
-        assert!(go(false).iter().all(|&v| (v - 3.0).abs() < 0.05));
-        assert!(go(true).iter().all(|&v| (v - 1.0).abs() < 0.05));
+        let (alone, _) = run(&d, &[4], &c, GradientPath::Dense);
+        let (batch, _) = run(&d, &[0, 1, 2, 3, 4, 5], &c, GradientPath::Dense);
+        let diff = max_diff(
+            alone.x.index_axis(ndarray::Axis(0), 0),
+            batch.x.index_axis(ndarray::Axis(0), 4),
+        );
+        assert!(diff <= 1e-5, "alone vs batch: {diff}");
+    }
+
+    #[test]
+    fn heun_guidance_once_is_the_unguided_heun_step_minus_one_guidance_step() {
+        // With ζ = 0 both conventions are the plain Heun step; with ζ > 0 they differ,
+        // both reduce the residual, and each keeps images independent of their batch.
+        let d = data("cs:16", [1, 8, 8], 1.0, 4);
+        let all = [0, 1, 2, 3];
+        let with = |g, zeta| SamplerConfig {
+            heun_guidance: g,
+            ..cfg(12, Solver::Heun, zeta, 0.0)
+        };
+        let (a, _) = run(
+            &d,
+            &all,
+            &with(HeunGuidance::Averaged, 0.0),
+            GradientPath::Dense,
+        );
+        let (o, _) = run(
+            &d,
+            &all,
+            &with(HeunGuidance::Once, 0.0),
+            GradientPath::Dense,
+        );
+        assert_eq!(a.x, o.x);
+        let (a, _) = run(
+            &d,
+            &all,
+            &with(HeunGuidance::Averaged, 0.3),
+            GradientPath::Dense,
+        );
+        let (o, _) = run(
+            &d,
+            &all,
+            &with(HeunGuidance::Once, 0.3),
+            GradientPath::Dense,
+        );
+        let diff = max_diff(
+            a.x.index_axis(ndarray::Axis(0), 0),
+            o.x.index_axis(ndarray::Axis(0), 0),
+        );
+        assert!(diff > 1e-4, "the conventions agree to {diff}");
+        let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+        assert!(mean(&o.residual) < 0.5 * mean(&free_residual(&d, &all)));
+        let (alone, _) = run(&d, &[2], &with(HeunGuidance::Once, 0.3), GradientPath::Vjp);
+        let (batch, _) = run(&d, &all, &with(HeunGuidance::Once, 0.3), GradientPath::Vjp);
+        let diff = max_diff(
+            alone.x.index_axis(ndarray::Axis(0), 0),
+            batch.x.index_axis(ndarray::Axis(0), 2),
+        );
+        assert!(diff <= 1e-5, "alone vs batch: {diff}");
+    }
+
+    fn free_residual(d: &Data, which: &[usize]) -> Vec<f32> {
+        run(
+            d,
+            which,
+            &cfg(12, Solver::Heun, 0.0, 0.0),
+            GradientPath::Dense,
+        )
+        .0
+        .residual
+    }
+
+    #[test]
+    fn names_are_lowercase_everywhere() {
+        use clap::ValueEnum;
+        for (solver, name) in [(Solver::Euler, "euler"), (Solver::Heun, "heun")] {
+            assert_eq!(solver.to_string(), name);
+            assert_eq!(Solver::from_str(name, false), Ok(solver));
+            assert_eq!(
+                serde_json::to_string(&solver).unwrap(),
+                format!("\"{name}\"")
+            );
+        }
+        for (g, name) in [
+            (HeunGuidance::Averaged, "averaged"),
+            (HeunGuidance::Once, "once"),
+        ] {
+            assert_eq!(HeunGuidance::from_str(name, false), Ok(g));
+            assert_eq!(serde_json::to_string(&g).unwrap(), format!("\"{name}\""));
+        }
+        for (clip, name) in [
+            (Clip::None, "none"),
+            (Clip::Direction, "direction"),
+            (Clip::Residual, "residual"),
+        ] {
+            assert_eq!(Clip::from_str(name, false), Ok(clip));
+            assert_eq!(clip.as_str(), name);
+            assert_eq!(
+                serde_json::from_str::<Clip>(&format!("\"{name}\"")).unwrap(),
+                clip
+            );
+        }
+        assert_eq!(
+            serde_json::from_str::<Clip>("true").unwrap(),
+            Clip::Direction
+        );
+        assert_eq!(serde_json::from_str::<Clip>("false").unwrap(), Clip::None);
+        let err = serde_json::from_str::<Clip>("\"static\"").unwrap_err();
+        assert!(err.to_string().contains("expected none"), "{err}");
     }
 
     #[test]

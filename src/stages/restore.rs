@@ -17,7 +17,7 @@ use crate::restore::operators::{
     simulate_measurement, LinearOperator, OperatorFamily, OperatorSpec,
 };
 use crate::restore::rng::ImageRngs;
-use crate::restore::sampler::{ambient_dps, sampling_mask, ImageTask, SamplerConfig, Solver};
+use crate::restore::sampler::{ambient_dps, sampling_mask, ImageTask, SamplerConfig};
 
 /// Restores batches of records: one per worker, owning its model sessions.
 pub trait Restorer: Send {
@@ -156,17 +156,14 @@ impl RestoreSettings {
             sigma_min: s.sigma_min,
             sigma_max: s.sigma_max,
             rho: 7.0,
-            solver: if s.solver == "euler" {
-                Solver::Euler
-            } else {
-                Solver::Heun
-            },
+            solver: s.solver,
             s_churn: s.churn,
             s_min: s.s_min,
             s_max: s.s_max,
             s_noise: s.s_noise,
             zeta: s.zeta,
-            clip_x0: s.clip,
+            clip: s.clip,
+            heun_guidance: s.heun_guidance,
         }
         .clamped_to_model(card.sigma_min, card.sigma_max);
         sampler

@@ -13,7 +13,7 @@ use adps::restore::operators::cs::MinNormSolver;
 use adps::restore::operators::sr::nearest_upsample;
 use adps::restore::operators::{simulate_measurement, OperatorSpec};
 use adps::restore::rng::ImageRngs;
-use adps::restore::sampler::{SamplerConfig, Solver};
+use adps::restore::sampler::{Clip, SamplerConfig, Solver};
 use adps::stages::restore::{AdpsRestorer, RestoreSettings, Restorer};
 use adps::stages::{Record, Shard};
 
@@ -68,6 +68,7 @@ fn restorer(
             steps,
             zeta,
             solver,
+            clip: Clip::None,
             ..SamplerConfig::default()
         }
         .clamped_to_model(card.sigma_min, card.sigma_max),
