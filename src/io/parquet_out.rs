@@ -426,6 +426,26 @@ mod tests {
     use super::*;
     use crate::io::parquet_in::{read_shard, Payload};
 
+    /// Row settings of a 10-step Heun run of operator `op`, nothing kept, unit-range y.
+    fn test_settings(op: &str, kind: &str, level: f64) -> RowSettings {
+        RowSettings {
+            model: "m".into(),
+            train_p: 0.2,
+            operator: op.into(),
+            operator_kind: kind.into(),
+            level,
+            sigma_y: 0.0,
+            steps: 10,
+            nfe: 19,
+            zeta: 1.0,
+            seed: 0,
+            sampler: "heun".into(),
+            y_range: "unit".into(),
+            keep: Vec::new(),
+            keep_features: serde_json::Map::new(),
+        }
+    }
+
     #[test]
     fn image_shards_round_trip_through_the_reader() {
         let png = crate::io::image::encode_png([1, 2, 2], &[0.0, 1.0, -1.0, 0.5]).unwrap();
@@ -440,23 +460,13 @@ mod tests {
     fn kept_columns_and_y_range_are_written_with_their_types() {
         let label = Field::new("label", DataType::Int64, true);
         let settings = RowSettings {
-            model: "m".into(),
-            train_p: 0.2,
-            operator: "sr:2".into(),
-            operator_kind: "sr".into(),
-            level: 2.0,
-            sigma_y: 0.0,
-            steps: 10,
-            nfe: 19,
-            zeta: 1.0,
-            seed: 0,
-            sampler: "heun".into(),
             y_range: "model".into(),
             keep: vec![label.clone()],
             keep_features: serde_json::from_str(
                 r#"{"label": {"names": ["a", "b"], "_type": "ClassLabel"}}"#,
             )
             .unwrap(),
+            ..test_settings("sr:2", "sr", 2.0)
         };
         let row = |id: &str, v: i64, measured: bool| OutputRow {
             id: id.into(),
@@ -529,20 +539,8 @@ mod tests {
     #[test]
     fn outputs_carry_hf_image_feature() {
         let settings = RowSettings {
-            model: "m".into(),
-            train_p: 0.2,
-            operator: "cs:8".into(),
-            operator_kind: "cs".into(),
-            level: 8.0,
-            sigma_y: 0.0,
-            steps: 10,
-            nfe: 19,
-            zeta: 1.0,
-            seed: 0,
-            sampler: "heun".into(),
-            y_range: "unit".into(),
             keep: vec![Field::new("label", DataType::Int64, true)],
-            keep_features: serde_json::Map::new(),
+            ..test_settings("cs:8", "cs", 8.0)
         };
         let row = OutputRow {
             id: "x".into(),

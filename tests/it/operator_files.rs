@@ -168,33 +168,23 @@ fn bad_operator_files_fail_before_any_compute_naming_the_file() {
     }
     assert!(!part_path(&o, "shard-00000").exists());
 
-    // Unreadable, and not an array at all.
+    // Unreadable, and not an array at all: exit 1, naming the file and what is wrong.
+    let fails_naming = |operator: String, want: String| {
+        let out = restore(&s(&input), &s(&o), &operator, &[]);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&want), "{want:?} not in:\n{stderr}");
+    };
     let missing = tmp.path().join("missing.npy");
-    let out = restore(
-        &s(&input),
-        &s(&o),
-        &format!("fourier:{}", missing.display()),
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("{}: cannot read", missing.display())),
-        "{stderr}"
+    fails_naming(
+        format!("fourier:{}", missing.display()),
+        format!("{}: cannot read", missing.display()),
     );
     let text = tmp.path().join("kernel.npy");
     std::fs::write(&text, "not numpy").unwrap();
-    let out = restore(
-        &s(&input),
-        &s(&o),
-        &format!("blur-kernel:{}", text.display()),
-        &[],
-    );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(&format!("{}: not a .npy or PNG file", text.display())),
-        "{stderr}"
+    fails_naming(
+        format!("blur-kernel:{}", text.display()),
+        format!("{}: not a .npy or PNG file", text.display()),
     );
     assert!(!part_path(&o, "shard-00000").exists());
 }
