@@ -73,8 +73,9 @@ pub enum Command {
     /// exists, the first errors, and an example grid (measurement, reconstruction,
     /// ground truth when present).
     ///
-    /// Example: adps report out/demo   (writes out/demo/__adps/report.html)
-    ///          adps report s3://bucket/restored --html report.html
+    /// Example: adps report out/demo (writes out/demo/__adps/report.html)
+    ///
+    /// Example: adps report s3://bucket/restored --html report.html
     Report(ReportArgs),
     /// Print a model folder's card and each graph's inputs and outputs.
     Inspect {
