@@ -152,13 +152,7 @@ struct Models {
 
 impl Models {
     fn new(rows: &[SettingSummary]) -> Self {
-        let mut list: Vec<(String, f64)> = Vec::new();
-        for r in rows {
-            if !list.iter().any(|(m, _)| m == &r.model) {
-                list.push((r.model.clone(), r.train_p));
-            }
-        }
-        list.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        let list = super::models(rows);
         let color = list
             .iter()
             .enumerate()

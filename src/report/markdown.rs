@@ -21,13 +21,7 @@ const TABLES: [(&str, &str, bool); 3] = [
 
 /// Renders the tables; the best model per row is in bold.
 pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
-    let mut models: Vec<(String, f64)> = Vec::new();
-    for r in rows {
-        if !models.iter().any(|(m, _)| m == &r.model) {
-            models.push((r.model.clone(), r.train_p));
-        }
-    }
-    models.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let models = super::models(rows);
     let ops = operators(rows);
     let best = best_per_model_operator(rows);
     let header = |first: &str| {

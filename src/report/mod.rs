@@ -58,6 +58,19 @@ pub struct ExampleGrid {
     pub rows: Vec<(String, Vec<Vec<u8>>)>,
 }
 
+/// The models of a sweep in display order: by training erasure probability p, then
+/// name; each with its p. The HTML and Markdown reports both list models this way.
+pub fn models(rows: &[SettingSummary]) -> Vec<(String, f64)> {
+    let mut list: Vec<(String, f64)> = Vec::new();
+    for r in rows {
+        if !list.iter().any(|(m, _)| m == &r.model) {
+            list.push((r.model.clone(), r.train_p));
+        }
+    }
+    list.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    list
+}
+
 /// The step counts N an operator was run at.
 pub fn steps_of(rows: &[SettingSummary], op: &str) -> BTreeSet<u32> {
     rows.iter()
