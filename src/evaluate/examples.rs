@@ -174,20 +174,12 @@ pub fn build(
             }
         }
         for model in models {
-            let best = idx
-                .iter()
-                .copied()
-                .filter(|&i| settings[i].model == model)
-                .min_by(|&a, &b| {
-                    let m = |i: usize| {
-                        summaries[i]
-                            .metrics
-                            .get("mse")
-                            .map_or(f64::INFINITY, |s| s.mean)
-                    };
-                    m(a).total_cmp(&m(b))
-                })
-                .context("no setting")?;
+            // The same choice as the report's tables (lowest test MSE, then fewer NFE).
+            let best = crate::report::best_of(
+                summaries,
+                idx.iter().copied().filter(|&i| settings[i].model == model),
+            )
+            .context("no setting")?;
             let rows = super::rows_of(&test_dirs[best])?;
             let by_id: BTreeMap<&str, &Vec<u8>> =
                 rows.iter().map(|r| (r.id.as_str(), &r.png)).collect();
