@@ -885,39 +885,11 @@ fn section_examples(o: &mut String, examples: &[ExampleGrid]) {
     o.push_str(r#"<h2 id="examples">Examples</h2>
 <p class="caption">Test images (columns) with their measurement and each model’s reconstruction (rows). Small images are enlarged without smoothing.</p>
 <div class="examples">"#);
-    for g in examples {
-        let _ = write!(
-            o,
-            r#"<figure><figcaption><code>{}</code></figcaption><table class="grid"><thead><tr><th></th>"#,
-            escape(&g.operator)
-        );
-        for id in &g.ids {
-            let _ = write!(o, "<th>{}</th>", escape(id));
+    match super::templates::render_grids(examples) {
+        Ok(grids) => o.push_str(&grids),
+        Err(e) => {
+            let _ = write!(o, r#"<p class="caption">{}</p>"#, escape(&format!("{e:#}")));
         }
-        o.push_str("</tr></thead><tbody>");
-        for (label, pngs) in &g.rows {
-            let _ = write!(o, "<tr><th>{}</th>", escape(label));
-            for png in pngs {
-                if png.is_empty() {
-                    o.push_str(r#"<td><span class="pm">—</span></td>"#);
-                    continue;
-                }
-                let (class, width) = match png_size(png) {
-                    Some((w, _)) if w < 64 => (r#" class="px""#, 64),
-                    Some((w, _)) => ("", w.min(128)),
-                    None => ("", 64),
-                };
-                let _ = write!(
-                    o,
-                    r#"<td><img{class} style="width:{width}px" alt="{} / {}" src="data:image/png;base64,{}"></td>"#,
-                    escape(label),
-                    escape(&g.operator),
-                    base64(png)
-                );
-            }
-            o.push_str("</tr>");
-        }
-        o.push_str("</tbody></table></figure>\n");
     }
     o.push_str("</div>\n");
 }

@@ -9,6 +9,7 @@ pub mod markdown;
 pub mod run_page;
 pub mod summary;
 pub mod svg;
+pub mod templates;
 
 /// Mean, standard deviation (population) and count of one metric over a setting's images.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]

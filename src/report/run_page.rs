@@ -6,8 +6,9 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde::Serialize;
 
-use super::html::{base64, png_size, CSS};
+use super::html::CSS;
 use super::svg::fmt_short;
+use super::templates::{environment, Grid};
 use crate::run_report::RunReport;
 
 /// Shards listed one per row; the rest are summarised (a run can have thousands).
@@ -36,26 +37,6 @@ struct Problem {
 struct MetricPlot {
     plot: minijinja::Value,
     summary: String,
-}
-
-#[derive(Serialize)]
-struct Img {
-    base64: String,
-    width: u32,
-    pixelated: bool,
-}
-
-#[derive(Serialize)]
-struct GridRow {
-    label: String,
-    images: Vec<Img>,
-}
-
-#[derive(Serialize)]
-struct Grid {
-    operator: String,
-    ids: Vec<String>,
-    rows: Vec<GridRow>,
 }
 
 /// The page for one run.
@@ -107,41 +88,13 @@ pub fn render_run_report(r: &RunReport) -> Result<String> {
             })
         })
         .collect::<Result<_>>()?;
-    let examples = r.examples.as_ref().map(|g| Grid {
-        operator: g.operator.clone(),
-        ids: g.ids.clone(),
-        rows: g
-            .rows
-            .iter()
-            .map(|(label, pngs)| GridRow {
-                label: label.clone(),
-                images: pngs
-                    .iter()
-                    .map(|png| {
-                        let (width, pixelated) = match png_size(png) {
-                            Some((w, _)) if w < 64 => (64, true),
-                            Some((w, _)) => (w.min(128), false),
-                            None => (64, false),
-                        };
-                        Img {
-                            base64: base64(png),
-                            width,
-                            pixelated,
-                        }
-                    })
-                    .collect(),
-            })
-            .collect(),
-    });
+    let grids: Vec<Grid> = r.examples.iter().map(Grid::from).collect();
     let residual_plot = if r.residual.is_empty() {
         minijinja::Value::from("no restored images")
     } else {
         minijinja::Value::from_safe_string(histogram_svg(&r.residual, "‖y − A x̂‖")?)
     };
-    let mut env = minijinja::Environment::new();
-    env.add_template("run.html", include_str!("templates/run.html"))
-        .context("the run report template")?;
-    let page = env
+    let page = environment()?
         .get_template("run.html")
         .context("the run report template")?
         .render(minijinja::context! {
@@ -168,7 +121,7 @@ pub fn render_run_report(r: &RunReport) -> Result<String> {
             residual_plot => residual_plot,
             residual_summary => summary(&r.residual),
             metrics => metrics,
-            examples => examples,
+            grids => grids,
             examples_shard => r.shards.first().map(|s| s.shard.clone()),
             examples_note => r.examples_note,
             errors => r.errors.iter().map(|e| minijinja::context! {
