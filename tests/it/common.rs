@@ -75,6 +75,17 @@ pub fn gaussian_restore_args(
     steps: usize,
     extra: &[&str],
 ) -> Vec<String> {
+    gaussian_restore_args_for("cs:24", input, output, steps, extra)
+}
+
+/// The same with another `operator`.
+pub fn gaussian_restore_args_for(
+    operator: &str,
+    input: &str,
+    output: &str,
+    steps: usize,
+    extra: &[&str],
+) -> Vec<String> {
     let model = gaussian_model().to_string_lossy().to_string();
     let steps = steps.to_string();
     let base = [
@@ -86,7 +97,7 @@ pub fn gaussian_restore_args(
         "--output",
         output,
         "--operator",
-        "cs:24",
+        operator,
         "--steps",
         &steps,
         "--zeta",

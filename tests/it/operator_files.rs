@@ -24,26 +24,9 @@ fn write_npy<A: WriteNpyExt>(path: &Path, a: &A) {
 
 /// `adps restore` of `input` into `output` with the Gaussian test model and `operator`.
 fn restore(input: &str, output: &str, operator: &str, extra: &[&str]) -> std::process::Output {
-    let model = s(&gaussian_model());
-    let mut args = vec![
-        "restore",
-        "--model",
-        &model,
-        "--input",
-        input,
-        "--output",
-        output,
-        "--operator",
-        operator,
-        "--steps",
-        "4",
-        "--zeta",
-        "0.5",
-        "--device",
-        "cpu",
-    ];
-    args.extend_from_slice(extra);
-    adps(&args)
+    adps_owned(&gaussian_restore_args_for(
+        operator, input, output, 4, extra,
+    ))
 }
 
 /// The operator file loaded as the plan loads it.
