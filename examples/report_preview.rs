@@ -3,9 +3,13 @@
 //!
 //! ```text
 //! cargo run --example report_preview [OUT.html]   # default /tmp/report-preview.html
+//! cargo run --example report_preview OUT.html reports/fmnist/summary.parquet
 //! ```
 //!
 //! Also writes the matching `summary.parquet` next to it (and checks it round-trips).
+//! Given a sweep's `summary.parquet`, renders its numbers instead (without the example
+//! grids, which need the sweep's outputs): a quick look at a change to the report's
+//! layout on real results.
 
 use std::collections::BTreeMap;
 
@@ -229,6 +233,19 @@ fn main() -> anyhow::Result<()> {
     let out = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "/tmp/report-preview.html".into());
+    if let Some(summary_path) = std::env::args().nth(2) {
+        let bytes = std::fs::read(&summary_path)?;
+        let rows = summary::decode_summary(&bytes)?;
+        let intro = format!("<p>Rendered from <code>{summary_path}</code> (no example grids).</p>");
+        let page = html::render_report("Ambient DPS evaluation (re-rendered)", &intro, &rows, &[])?;
+        std::fs::write(&out, &page)?;
+        println!(
+            "wrote {out} ({} KiB, {} settings)",
+            page.len() / 1024,
+            rows.len()
+        );
+        return Ok(());
+    }
     let rows = rows();
     let intro = "<p>Ambient DPS restorations of the Fashion-MNIST test split by five priors: one \
                  trained on clean images and four <em>Ambient Diffusion</em> models trained only on \
@@ -239,7 +256,7 @@ fn main() -> anyhow::Result<()> {
         intro,
         &rows,
         &examples(),
-    );
+    )?;
     std::fs::write(&out, &page)?;
     let parquet = summary::encode_summary(&rows)?;
     anyhow::ensure!(

@@ -193,7 +193,7 @@ pub fn build(
                     "{} (N={}, ζ={})",
                     model,
                     s.steps,
-                    crate::report::svg::fmt_short(s.zeta, 3)
+                    crate::report::format::fmt_short(s.zeta, 3)
                 ),
                 pngs,
             ));

@@ -408,7 +408,7 @@ fn write_outputs(
         &summary,
         &crate::report::summary::encode_summary(summaries)?,
     )?;
-    let html = crate::report::html::render_report(&spec.title, &intro, summaries, &grids);
+    let html = crate::report::html::render_report(&spec.title, &intro, summaries, &grids)?;
     write_atomically(&report, html.as_bytes())?;
     let markdown = crate::report::markdown::render_markdown(&spec.title, summaries);
     write_atomically(&dir.join("summary.md"), markdown.as_bytes())?;

@@ -3,12 +3,24 @@
 //! clean-trained vs Ambient models across compressed-sensing measurement counts
 //! (Fig. 2), super-resolution factors (Fig. 3) and numbers of function evaluations
 //! (Fig. 4), plus the ζ search, every setting, and example reconstructions.
+//!
+//! This module turns the setting summaries into the views `templates/report.html`
+//! lays out (auto-escaped); what is shown comes from [`super::figures`], the plots
+//! from [`super::plot`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write;
 
-use super::svg::{self, escape, fmt_num, fmt_short, Errors, LinePlot, Point, Scale, Series};
-use super::{best_of, best_per_model_operator, mse_key, steps_of, ExampleGrid, SettingSummary};
+use anyhow::{Context, Result};
+use minijinja::Value;
+use serde::Serialize;
+
+use super::figures::{self, kind_rank, LevelFigure};
+use super::format::{
+    fmt_level, fmt_num, fmt_p, fmt_short, metric_axis, metric_name, palette_color,
+};
+use super::plot::{self, LinePlot, Point, Scale, Series};
+use super::templates::{environment, Grid};
+use super::{best_of, ExampleGrid, SettingSummary, Stat};
 
 /// Colour marking the chosen ζ in the sparklines.
 const MARK: &str = "#111827";
@@ -84,36 +96,6 @@ pub(crate) fn png_size(png: &[u8]) -> Option<(u32, u32)> {
     Some((w, h))
 }
 
-fn metric_name(m: &str) -> String {
-    match m {
-        "mse" => "MSE".into(),
-        "psnr" => "PSNR".into(),
-        "ssim" => "SSIM".into(),
-        "lpips" => "LPIPS".into(),
-        "residual" => "residual".into(),
-        m => m.to_string(),
-    }
-}
-
-/// Axis label with the direction of "better".
-fn metric_axis(m: &str) -> String {
-    match m {
-        "mse" | "lpips" | "residual" => format!("{} ↓", metric_name(m)),
-        "psnr" => "PSNR (dB) ↑".into(),
-        "ssim" => "SSIM ↑".into(),
-        m => m.to_string(),
-    }
-}
-
-/// Sort rank of an operator kind: compressed sensing, super-resolution, then the rest.
-pub(crate) fn kind_rank(kind: &str) -> (u8, &str) {
-    match kind {
-        "cs" => (0, kind),
-        "sr" => (1, kind),
-        k => (2, k),
-    }
-}
-
 /// (section title, x-axis label, paper figure) for a kind.
 fn kind_info(kind: &str) -> (String, String, Option<&'static str>) {
     match kind {
@@ -131,6 +113,7 @@ fn kind_info(kind: &str) -> (String, String, Option<&'static str>) {
     }
 }
 
+/// Settings in table order: kind, level, operator, model (by p), steps, seed.
 fn setting_order(rows: &[SettingSummary], a: usize, b: usize) -> std::cmp::Ordering {
     let (x, y) = (&rows[a], &rows[b]);
     kind_rank(&x.kind)
@@ -144,77 +127,17 @@ fn setting_order(rows: &[SettingSummary], a: usize, b: usize) -> std::cmp::Order
         .then(a.cmp(&b))
 }
 
-/// Models in display order (train p, then name) with their colours.
-struct Models {
-    list: Vec<(String, f64)>,
-    color: BTreeMap<String, &'static str>,
-}
-
-impl Models {
-    fn new(rows: &[SettingSummary]) -> Self {
-        let list = super::models(rows);
-        let color = list
-            .iter()
-            .enumerate()
-            .map(|(i, (m, _))| (m.clone(), svg::palette_color(i)))
-            .collect();
-        Models { list, color }
-    }
-
-    fn color(&self, model: &str) -> &'static str {
-        self.color.get(model).copied().unwrap_or("#6b7280")
-    }
-}
-
-/// Operators in display order: (operator, kind, level).
-pub(crate) fn operators(rows: &[SettingSummary]) -> Vec<(String, String, f64)> {
-    let mut ops: Vec<(String, String, f64)> = Vec::new();
-    for r in rows {
-        if !ops.iter().any(|(o, _, _)| o == &r.operator) {
-            ops.push((r.operator.clone(), r.kind.clone(), r.level));
-        }
-    }
-    ops.sort_by(|a, b| {
-        kind_rank(&a.1)
-            .cmp(&kind_rank(&b.1))
-            .then(a.2.total_cmp(&b.2))
-            .then(a.0.cmp(&b.0))
-    });
-    ops
-}
-
-fn fmt_stat(s: Option<&super::Stat>) -> String {
-    match s {
-        Some(s) => format!(
-            r#"{}<span class="pm"> ± {}</span><span class="n">({})</span>"#,
-            escape(&fmt_num(s.mean, 3)),
-            escape(&fmt_num(s.std, 2)),
-            s.count
-        ),
-        None => r#"<span class="pm">—</span>"#.into(),
-    }
-}
-
-fn fmt_p(p: f64) -> String {
-    if p.is_finite() {
-        let s = format!("{p:.3}");
-        let s = s.trim_end_matches('0');
-        if s.ends_with('.') {
-            format!("{s}0")
-        } else {
-            s.to_string()
-        }
-    } else {
-        "–".into()
-    }
-}
-
-fn fmt_level(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        fmt_num(v, 4)
-    }
+/// A fragment id from arbitrary text (ASCII alphanumerics and '-').
+fn anchor(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// Where the chosen ζ sits in its grid: `Some("lower")`/`Some("upper")` at an edge.
@@ -240,344 +163,197 @@ fn zeta_edge(r: &SettingSummary) -> Option<&'static str> {
     }
 }
 
+/// A metric value as the tables show it: mean ± std (count).
+#[derive(Serialize)]
+struct StatView {
+    mean: String,
+    std: String,
+    count: u64,
+}
+
+fn stat_view(s: Option<&Stat>) -> Option<StatView> {
+    s.map(|s| StatView {
+        mean: fmt_num(s.mean, 3),
+        std: fmt_num(s.std, 2),
+        count: s.count,
+    })
+}
+
+#[derive(Serialize)]
+struct CellView {
+    stat: Option<StatView>,
+    win: bool,
+}
+
+#[derive(Serialize)]
+struct ModelView {
+    name: String,
+    color: &'static str,
+    p: String,
+    clean: bool,
+    erased: String,
+    settings: usize,
+}
+
+#[derive(Serialize)]
+struct KindView {
+    anchor: String,
+    name: String,
+    figure: Option<&'static str>,
+    x_label: String,
+    levels: String,
+    /// The step counts searched, when more than one.
+    steps: Option<String>,
+    equal_budgets: bool,
+    plots: Vec<Value>,
+}
+
+#[derive(Serialize)]
+struct ZetaCell {
+    spark: Value,
+    zeta: String,
+    edge: Option<&'static str>,
+    searched: bool,
+}
+
+#[derive(Serialize)]
+struct ZetaRow {
+    first: bool,
+    operator: String,
+    steps: u32,
+    cells: Vec<Option<ZetaCell>>,
+}
+
+#[derive(Serialize)]
+struct Constant {
+    name: &'static str,
+    value: String,
+    code: bool,
+}
+
+#[derive(Serialize)]
+struct SettingView {
+    classes: String,
+    best: bool,
+    color: &'static str,
+    model: String,
+    p: String,
+    operator: String,
+    steps: u32,
+    solver: String,
+    nfe: u32,
+    seed: u64,
+    zeta: String,
+    metrics: Vec<CellView>,
+    seconds: String,
+}
+
+/// Models in display order with their colours.
+struct Models {
+    list: Vec<(String, f64)>,
+    color: BTreeMap<String, &'static str>,
+}
+
+impl Models {
+    fn new(rows: &[SettingSummary]) -> Self {
+        let list = super::models(rows);
+        let color = list
+            .iter()
+            .enumerate()
+            .map(|(i, (m, _))| (m.clone(), palette_color(i)))
+            .collect();
+        Models { list, color }
+    }
+
+    fn color(&self, model: &str) -> &'static str {
+        self.color.get(model).copied().unwrap_or("#6b7280")
+    }
+}
+
 /// Renders the whole report as one self-contained HTML document.
 ///
 /// `intro_html` is inserted as-is (it is HTML written by the caller); everything taken
-/// from `rows` and `examples` is escaped.
+/// from `rows` and `examples` is escaped by the template.
 pub fn render_report(
     title: &str,
     intro_html: &str,
     rows: &[SettingSummary],
     examples: &[ExampleGrid],
-) -> String {
+) -> Result<String> {
     let models = Models::new(rows);
-    let ops = operators(rows);
-    let best = best_per_model_operator(rows);
-    let mut kinds: Vec<String> = rows
-        .iter()
-        .map(|r| r.kind.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    kinds.sort_by(|a, b| kind_rank(a).cmp(&kind_rank(b)));
-    let n_steps = |op: &str| steps_of(rows, op).len();
-    // The NFE plots are for the step-count sweep (Fig. 4): when some operators were run at
-    // three or more step counts, those; otherwise every operator with more than one.
-    let widest = ops.iter().map(|(op, _, _)| n_steps(op)).max().unwrap_or(0);
-    let min_steps = if widest >= 3 { 3 } else { 2 };
-    let mut nfe_ops: Vec<&(String, String, f64)> = ops
-        .iter()
-        .filter(|(op, _, _)| n_steps(op) >= min_steps)
-        .collect();
-    // Stable: the widest sweeps first, display order within.
-    nfe_ops.sort_by_key(|(op, _, _)| std::cmp::Reverse(n_steps(op)));
-
-    let mut o = String::with_capacity(64 * 1024);
-    let _ = write!(
-        o,
-        r#"<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="adps {}">
-<title>{}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<main>
-<h1>{}</h1>
-"#,
-        env!("CARGO_PKG_VERSION"),
-        escape(title),
-        escape(title)
-    );
     let seeds: BTreeSet<u64> = rows.iter().map(|r| r.seed).collect();
-    let _ = writeln!(
-        o,
-        r#"<div class="meta">{} settings · {} models · {} operators · {} seed{}</div>"#,
-        rows.len(),
-        models.list.len(),
-        ops.len(),
-        seeds.len(),
-        if seeds.len() == 1 { "" } else { "s" }
-    );
-    let _ = writeln!(o, r#"<div class="intro">{intro_html}</div>"#);
-
-    // Table of contents.
-    o.push_str(r##"<nav class="toc"><a href="#models">Models</a><a href="#headline">Best MSE per task</a>"##);
-    for k in &kinds {
-        let (name, _, fig) = kind_info(k);
-        let _ = write!(
-            o,
-            r##"<a href="#fig-{}">{}{}</a>"##,
-            escape(&anchor(k)),
-            escape(&name),
-            fig.map(|f| format!(" ({f})")).unwrap_or_default()
-        );
-    }
-    if !nfe_ops.is_empty() {
-        o.push_str(r##"<a href="#nfe">Speed vs quality (Figure 4)</a>"##);
-    }
-    o.push_str(r##"<a href="#zeta">ζ search</a><a href="#settings">All settings</a>"##);
-    if !examples.is_empty() {
-        o.push_str(r##"<a href="#examples">Examples</a>"##);
-    }
-    o.push_str("</nav>\n");
-
-    section_models(&mut o, rows, &models);
-    section_headline(&mut o, rows, &models, &ops, &best);
-    for k in &kinds {
-        section_levels(&mut o, rows, &models, k);
-    }
-    if !nfe_ops.is_empty() {
-        section_nfe(&mut o, rows, &models, &nfe_ops);
-    }
-    section_zeta(&mut o, rows, &models, &ops);
-    section_settings(&mut o, rows, &models, &best);
-    if !examples.is_empty() {
-        section_examples(&mut o, examples);
-    }
-    let _ = write!(
-        o,
-        "<footer>Generated by adps {} — Ambient DPS evaluation report. Self-contained: no scripts, no external resources.</footer>\n</main>\n</body>\n</html>\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    o
+    let kinds = figures::kinds(rows)
+        .iter()
+        .map(|k| kind_view(rows, &models, k))
+        .collect::<Result<Vec<_>>>()?;
+    let nfe_plots = figures::nfe_operators(rows)
+        .iter()
+        .map(|op| nfe_plot(rows, &models, op))
+        .collect::<Result<Vec<_>>>()?;
+    let (zeta, zeta_searched, zeta_at_edge) = zeta_rows(rows, &models)?;
+    let (settings, metric_columns, constant, show_solver, show_seed) = settings(rows, &models);
+    let grids: Vec<Grid> = examples.iter().map(Grid::from).collect();
+    environment()?
+        .get_template("report.html")
+        .context("the evaluation report template")?
+        .render(minijinja::context! {
+            version => env!("CARGO_PKG_VERSION"),
+            title => title,
+            css => Value::from_safe_string(CSS.to_string()),
+            intro => Value::from_safe_string(intro_html.to_string()),
+            n_settings => rows.len(),
+            n_operators => figures::operators(rows).len(),
+            n_seeds => seeds.len(),
+            models => model_views(rows, &models),
+            headline => headline(rows, &models),
+            kinds => kinds,
+            nfe_plots => nfe_plots,
+            mark => MARK,
+            zeta => zeta,
+            zeta_searched => zeta_searched,
+            zeta_at_edge => zeta_at_edge,
+            constant => constant,
+            show_solver => show_solver,
+            show_seed => show_seed,
+            metric_columns => metric_columns,
+            settings => settings,
+            grids => grids,
+        })
+        .context("rendering the evaluation report")
 }
 
-/// A fragment id from arbitrary text (ASCII alphanumerics and '-').
-fn anchor(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
+fn model_views(rows: &[SettingSummary], models: &Models) -> Vec<ModelView> {
+    models
+        .list
+        .iter()
+        .map(|(m, p)| ModelView {
+            name: m.clone(),
+            color: models.color(m),
+            p: fmt_p(*p),
+            clean: *p == 0.0,
+            erased: format!("{:.0}", p * 100.0),
+            settings: rows.iter().filter(|r| &r.model == m).count(),
         })
         .collect()
 }
 
-fn swatch(color: &str) -> String {
-    format!(
-        r#"<span class="swatch" style="background:{}"></span>"#,
-        escape(color)
-    )
-}
-
-fn section_models(o: &mut String, rows: &[SettingSummary], models: &Models) {
-    o.push_str(r#"<h2 id="models">Models</h2>
-<p class="caption">Each model is a diffusion prior; <em>p</em> is the probability with which each pixel was erased in its training images. <em>p</em> = 0 is the clean-trained baseline; <em>p</em> &gt; 0 are Ambient Diffusion models that never saw a complete image. Colours are the same in every plot.</p>
-<div class="table-wrap compact"><table><thead><tr><th>Model</th><th class="num">train p</th><th>Training data</th><th class="num">settings</th></tr></thead><tbody>
-"#);
-    for (m, p) in &models.list {
-        let desc = if *p == 0.0 {
-            "clean images (baseline)".to_string()
-        } else {
-            format!("Ambient: {:.0}% of pixels erased", p * 100.0)
-        };
-        let n = rows.iter().filter(|r| &r.model == m).count();
-        let _ = writeln!(
-            o,
-            r#"<tr><td>{}{}</td><td class="num">{}</td><td>{}</td><td class="num">{n}</td></tr>"#,
-            swatch(models.color(m)),
-            escape(m),
-            fmt_p(*p),
-            escape(&desc)
-        );
-    }
-    o.push_str("</tbody></table></div>\n");
-}
-
-fn section_headline(
-    o: &mut String,
-    rows: &[SettingSummary],
-    models: &Models,
-    ops: &[(String, String, f64)],
-    best: &BTreeMap<(String, String), usize>,
-) {
-    o.push_str(r#"<h2 id="headline">Best MSE per task</h2>
-<p class="caption">Mean test MSE ± std of each model’s best step count for each operator (lower is better); the best model per operator is in bold.</p>
-<div class="table-wrap"><table><thead><tr><th>Operator</th>"#);
-    for (m, p) in &models.list {
-        let _ = write!(
-            o,
-            r#"<th class="num">{}{} <span class="n">p={}</span></th>"#,
-            swatch(models.color(m)),
-            escape(m),
-            fmt_p(*p)
-        );
-    }
-    o.push_str("</tr></thead><tbody>\n");
-    for (op, _, _) in ops {
-        let cells: Vec<Option<usize>> = models
-            .list
-            .iter()
-            .map(|(m, _)| best.get(&(m.clone(), op.clone())).copied())
-            .collect();
-        let winner = best_of(rows, cells.iter().flatten().copied())
-            .filter(|&i| mse_key(&rows[i]).is_finite());
-        let _ = write!(o, "<tr><td><code>{}</code></td>", escape(op));
-        for c in cells {
-            match c {
-                Some(i) => {
-                    let cls = if Some(i) == winner { "num win" } else { "num" };
-                    let _ = write!(
-                        o,
-                        r#"<td class="{cls}">{}</td>"#,
-                        fmt_stat(rows[i].metrics.get("mse"))
-                    );
-                }
-                None => o.push_str(r#"<td class="num"><span class="pm">—</span></td>"#),
-            }
-        }
-        o.push_str("</tr>\n");
-    }
-    o.push_str("</tbody></table></div>\n");
-}
-
-/// Fig. 2/3 analogue: metrics against the operator level, best step count per point.
-fn section_levels(o: &mut String, rows: &[SettingSummary], models: &Models, kind: &str) {
-    let (name, x_label, fig) = kind_info(kind);
-    let _ = write!(
-        o,
-        r#"<h2 id="fig-{}">{}{}</h2>"#,
-        escape(&anchor(kind)),
-        escape(&name),
-        fig.map(|f| format!(r#" <span class="pm">— {f} analogue</span>"#))
-            .unwrap_or_default()
-    );
-    // The step counts every operator of this kind was run at: the points of one curve
-    // compare equal budgets, even where an operator also has an NFE sweep (Fig. 4).
-    let mut common: Option<BTreeSet<u32>> = None;
-    for (op, _, _) in operators(rows).iter().filter(|(_, k, _)| k == kind) {
-        let these = steps_of(rows, op);
-        common = Some(match common {
-            Some(c) => c.intersection(&these).copied().collect(),
-            None => these,
-        });
-    }
-    let common = common.unwrap_or_default();
-    // Per model: level → best setting over those step counts (over operators sharing a
-    // level too); with no step count in common, over all of them.
-    let mut per_model: Vec<(&str, BTreeMap<u64, usize>)> = Vec::new();
-    for (m, _) in &models.list {
-        let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            if &r.model == m && r.kind == kind && (common.is_empty() || common.contains(&r.steps)) {
-                groups.entry(r.level.to_bits()).or_default().push(i);
-            }
-        }
-        let by_level: BTreeMap<u64, usize> = groups
-            .into_iter()
-            .filter_map(|(level, idx)| best_of(rows, idx).map(|b| (level, b)))
-            .collect();
-        if !by_level.is_empty() {
-            per_model.push((m, by_level));
-        }
-    }
-    let levels: BTreeSet<u64> = per_model
-        .iter()
-        .flat_map(|(_, l)| l.keys().copied())
-        .collect();
-    let levels: Vec<f64> = {
-        let mut v: Vec<f64> = levels.into_iter().map(f64::from_bits).collect();
-        v.sort_by(f64::total_cmp);
-        v
-    };
-    let all_steps: BTreeSet<u32> = rows
-        .iter()
-        .filter(|r| r.kind == kind)
-        .map(|r| r.steps)
-        .collect();
-    let steps = if common.is_empty() {
-        all_steps.clone()
-    } else {
-        common.clone()
-    };
-    let _ = write!(
-        o,
-        r#"<p class="caption">Reconstruction quality against the {x_label} ({}). One line per model; each point is the step count with the lowest mean test MSE for that model and level{}, as in the paper{}; bars show ± 1 std over the test images.</p>"#,
-        levels
-            .iter()
-            .map(|v| fmt_level(*v))
-            .collect::<Vec<_>>()
-            .join(", "),
-        if steps.len() > 1 {
-            format!(
-                " (searched over N ∈ {{{}}})",
-                steps
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        } else {
-            String::new()
-        },
-        if steps.len() < all_steps.len() {
-            " — the step counts every level was run at, so each curve compares equal budgets (the NFE sweep’s extra step counts are in Figure 4 and the tables)"
-        } else {
-            ""
-        }
-    );
-    let positive = levels.iter().all(|v| *v > 0.0);
-    let span = levels.last().copied().unwrap_or(1.0) / levels.first().copied().unwrap_or(1.0);
-    let x_scale = if positive && span >= 4.0 {
-        Scale::Log2
-    } else {
-        Scale::Linear
-    };
-    o.push_str(r#"<div class="plots">"#);
-    let mut any = false;
-    for metric in ["mse", "ssim", "lpips"] {
-        let series: Vec<Series> = per_model
-            .iter()
-            .map(|(m, by_level)| Series {
-                label: m.to_string(),
-                color: models.color(m).into(),
-                points: by_level
-                    .iter()
-                    .filter_map(|(&l, &i)| {
-                        rows[i].metrics.get(metric).map(|s| Point {
-                            x: f64::from_bits(l),
-                            y: s.mean,
-                            err: s.std,
-                        })
-                    })
-                    .collect(),
-            })
-            .filter(|s| !s.points.is_empty())
-            .collect();
-        if series.is_empty() {
-            continue;
-        }
-        any = true;
-        let mut plot = LinePlot::new(
-            &format!("{} — {}", name, metric_name(metric)),
-            &x_label,
-            &metric_axis(metric),
-        );
-        plot.x_scale = x_scale;
-        plot.y_scale = auto_y_scale(metric, &series);
-        match metric {
-            "ssim" => (plot.y_min, plot.y_max) = (None, Some(1.0)),
-            _ => plot.y_min = Some(0.0),
-        }
-        if levels.len() <= 12 {
-            plot.x_ticks = Some(levels.clone());
-        }
-        plot.errors = Errors::Bars;
-        plot.series = series;
-        let _ = write!(o, r#"<div class="card">{}</div>"#, plot.render());
-    }
-    o.push_str("</div>\n");
-    if !any {
-        o.push_str(
-            r#"<p class="caption">No MSE, SSIM or LPIPS values for this operator kind.</p>"#,
-        );
-    }
+/// Best MSE per task: each model's best step count per operator, the best model bold.
+fn headline(rows: &[SettingSummary], models: &Models) -> Vec<minijinja::Value> {
+    figures::best_table(rows, &models.list)
+        .into_iter()
+        .map(|row| {
+            let win = figures::winner(rows, row.cells.iter().flatten().copied(), "mse");
+            let cells: Vec<CellView> = row
+                .cells
+                .iter()
+                .map(|c| CellView {
+                    stat: c.and_then(|i| stat_view(rows[i].metrics.get("mse"))),
+                    win: c.is_some() && *c == win,
+                })
+                .collect();
+            minijinja::context! { operator => row.operator, cells => cells }
+        })
+        .collect()
 }
 
 /// Log y for MSE-like metrics spanning more than 30×, linear otherwise.
@@ -605,162 +381,190 @@ fn log_if_wide(series: &[Series], ratio: f64) -> Scale {
     }
 }
 
-/// Fig. 4 analogue: MSE against NFE per operator with several step counts.
-fn section_nfe(
-    o: &mut String,
-    rows: &[SettingSummary],
-    models: &Models,
-    ops: &[&(String, String, f64)],
-) {
-    o.push_str(r#"<h2 id="nfe">Speed vs quality <span class="pm">— Figure 4 analogue</span></h2>
-<p class="caption">Mean test MSE against the number of denoiser evaluations per image (NFE), one line per model; bars show ± 1 std over the test images (slightly offset per model so they stay readable). Operators with the most step counts come first; operators run at only two step counts, when others have more, are left to the table of all settings. The paper finds models trained with more corruption reach a given quality with fewer NFEs, while cleaner models win at large NFE.</p>
-<div class="plots">"#);
-    for (op, _, _) in ops {
-        let series: Vec<Series> = models
-            .list
+/// A Fig. 2/3 analogue section: metrics against the operator level.
+fn kind_view(rows: &[SettingSummary], models: &Models, kind: &str) -> Result<KindView> {
+    let (name, x_label, figure) = kind_info(kind);
+    let LevelFigure {
+        levels,
+        steps,
+        all_steps,
+        curves,
+    } = figures::level_figure(rows, &models.list, kind);
+    let positive = levels.iter().all(|v| *v > 0.0);
+    let span = levels.last().copied().unwrap_or(1.0) / levels.first().copied().unwrap_or(1.0);
+    let x_scale = if positive && span >= 4.0 {
+        Scale::Log2
+    } else {
+        Scale::Linear
+    };
+    let mut plots = Vec::new();
+    for metric in ["mse", "ssim", "lpips"] {
+        let series: Vec<Series> = curves
             .iter()
-            .map(|(m, _)| {
-                let mut by_nfe: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-                for (i, r) in rows.iter().enumerate() {
-                    if &r.model == m && &r.operator == op {
-                        by_nfe.entry(r.nfe).or_default().push(i);
-                    }
-                }
-                Series {
-                    label: m.clone(),
-                    color: models.color(m).into(),
-                    points: by_nfe
-                        .into_iter()
-                        .filter_map(|(nfe, idx)| {
-                            let i = best_of(rows, idx)?;
-                            rows[i].metrics.get("mse").map(|s| Point {
-                                x: f64::from(nfe),
-                                y: s.mean,
-                                err: s.std,
-                            })
+            .map(|(m, points)| Series {
+                label: m.clone(),
+                color: models.color(m).into(),
+                points: points
+                    .iter()
+                    .filter_map(|&(level, i)| {
+                        rows[i].metrics.get(metric).map(|s| Point {
+                            x: level,
+                            y: s.mean,
+                            err: s.std,
                         })
-                        .collect(),
-                }
+                    })
+                    .collect(),
             })
             .filter(|s| !s.points.is_empty())
             .collect();
+        if series.is_empty() {
+            continue;
+        }
         let mut plot = LinePlot::new(
-            &format!("{op} — MSE vs NFE"),
-            "NFE (denoiser evaluations per image)",
-            &metric_axis("mse"),
+            &format!("{} — {}", name, metric_name(metric)),
+            &x_label,
+            &metric_axis(metric),
         );
-        let nfes: Vec<f64> = series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.x))
-            .collect();
-        let (lo, hi) = nfes
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
-                (a.min(x), b.max(x))
-            });
-        plot.x_scale = if lo > 0.0 && hi / lo >= 4.0 {
-            Scale::Log10
-        } else {
-            Scale::Linear
-        };
-        // MSE falls steeply over the first NFEs; on a linear axis that hides the
-        // cross-over at large NFE, so a wide span goes on a log axis like x.
-        plot.y_scale = log_if_wide(&series, 4.0);
-        plot.y_min = Some(0.0);
-        plot.errors = Errors::Bars;
+        plot.x_scale = x_scale;
+        plot.y_scale = auto_y_scale(metric, &series);
+        match metric {
+            "ssim" => plot.y_max = Some(1.0),
+            _ => plot.y_min = Some(0.0),
+        }
+        if levels.len() <= 12 {
+            plot.x_ticks = Some(levels.clone());
+        }
         plot.series = series;
-        let _ = write!(o, r#"<div class="card">{}</div>"#, plot.render());
+        plots.push(Value::from_safe_string(plot.render()?));
     }
-    o.push_str("</div>\n");
+    let join = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(", ");
+    Ok(KindView {
+        anchor: anchor(kind),
+        name,
+        figure,
+        x_label,
+        levels: join(&mut levels.iter().map(|v| fmt_level(*v))),
+        steps: (steps.len() > 1).then(|| join(&mut steps.iter().map(|s| s.to_string()))),
+        equal_budgets: steps.len() < all_steps.len(),
+        plots,
+    })
 }
 
-/// The ζ search: validation MSE against ζ per (operator, steps) × model.
-fn section_zeta(
-    o: &mut String,
-    rows: &[SettingSummary],
-    models: &Models,
-    ops: &[(String, String, f64)],
-) {
+/// Fig. 4 analogue: MSE against NFE for one operator, one line per model.
+fn nfe_plot(rows: &[SettingSummary], models: &Models, op: &str) -> Result<Value> {
+    let series: Vec<Series> = models
+        .list
+        .iter()
+        .map(|(m, _)| Series {
+            label: m.clone(),
+            color: models.color(m).into(),
+            points: figures::nfe_curve(rows, op, m)
+                .into_iter()
+                .filter_map(|(nfe, i)| {
+                    rows[i].metrics.get("mse").map(|s| Point {
+                        x: f64::from(nfe),
+                        y: s.mean,
+                        err: s.std,
+                    })
+                })
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let mut plot = LinePlot::new(
+        &format!("{op} — MSE vs NFE"),
+        "NFE (denoiser evaluations per image)",
+        &metric_axis("mse"),
+    );
+    let (lo, hi) = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.x))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    plot.x_scale = if lo > 0.0 && hi / lo >= 4.0 {
+        Scale::Log10
+    } else {
+        Scale::Linear
+    };
+    // The measured NFEs are the ticks, as the levels are in Figs. 2/3.
+    let nfes: BTreeSet<u64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.x.to_bits()))
+        .collect();
+    if nfes.len() <= 8 {
+        plot.x_ticks = Some(nfes.into_iter().map(f64::from_bits).collect());
+    }
+    // MSE falls steeply over the first NFEs; on a linear axis that hides the cross-over
+    // at large NFE, so a wide span goes on a log axis like x.
+    plot.y_scale = log_if_wide(&series, 4.0);
+    plot.y_min = Some(0.0);
+    plot.series = series;
+    Ok(Value::from_safe_string(plot.render()?))
+}
+
+/// The ζ search: validation MSE against ζ per (operator, steps) × model; with the
+/// number of searched settings and of those whose choice sits at a grid edge.
+fn zeta_rows(rows: &[SettingSummary], models: &Models) -> Result<(Vec<ZetaRow>, usize, usize)> {
     let searched = rows.iter().filter(|r| r.zeta_grid.len() > 1).count();
     let at_edge = rows.iter().filter(|r| zeta_edge(r).is_some()).count();
-    let _ = write!(
-        o,
-        r#"<h2 id="zeta">ζ search</h2>
-<p class="caption">The guidance step size ζ is chosen per setting on the validation images (never the test images). Each cell plots validation MSE against ζ (log scale; y on a log scale when it spans more than 20×) and marks the chosen ζ in <span style="color:{MARK}">●</span>; hover a curve for its values. A choice at the grid edge suggests the grid should be widened. {at_edge} of {searched} searched settings chose a ζ at an edge.</p>
-<div class="table-wrap"><table><thead><tr><th>Operator</th><th class="num">steps</th>"#
-    );
-    for (m, _) in &models.list {
-        let _ = write!(o, "<th>{}{}</th>", swatch(models.color(m)), escape(m));
-    }
-    o.push_str("</tr></thead><tbody>\n");
-    for (op, _, _) in ops {
-        let steps: BTreeSet<u32> = rows
-            .iter()
-            .filter(|r| &r.operator == op)
-            .map(|r| r.steps)
-            .collect();
-        for (k, s) in steps.iter().enumerate() {
-            let _ = write!(
-                o,
-                r#"<tr{}><td>{}</td><td class="num">{s}</td>"#,
-                if k == 0 { r#" class="grp""# } else { "" },
-                if k == 0 {
-                    format!("<code>{}</code>", escape(op))
-                } else {
-                    String::new()
-                }
-            );
-            for (m, _) in &models.list {
-                let Some(r) = rows
-                    .iter()
-                    .find(|r| &r.model == m && &r.operator == op && r.steps == *s)
-                else {
-                    o.push_str(r#"<td><span class="pm">—</span></td>"#);
-                    continue;
-                };
-                let pts: Vec<(f64, f64)> = r
-                    .zeta_grid
-                    .iter()
-                    .copied()
-                    .zip(r.zeta_val_mse.iter().copied())
-                    .collect();
-                let spark = if pts.len() > 1 {
-                    svg::sparkline(
-                        &pts,
-                        Some(r.zeta),
-                        Scale::Log10,
-                        120.0,
-                        30.0,
-                        models.color(m),
-                        MARK,
-                    )
-                } else {
-                    String::new()
-                };
-                let flag = match zeta_edge(r) {
-                    Some(e) => format!(r#"<span class="badge">{e} edge</span>"#),
-                    None if pts.len() > 1 => r#"<span class="ok">interior</span>"#.into(),
-                    None => r#"<span class="ok">not searched</span>"#.into(),
-                };
-                let _ = write!(
-                    o,
-                    r#"<td class="zeta">{spark}<span class="zv">ζ = {}</span>{flag}</td>"#,
-                    escape(&fmt_short(r.zeta, 3))
-                );
-            }
-            o.push_str("</tr>\n");
+    let mut out = Vec::new();
+    for (op, _, _) in figures::operators(rows) {
+        for (k, s) in super::steps_of(rows, &op).into_iter().enumerate() {
+            let cells = models
+                .list
+                .iter()
+                .map(|(m, _)| {
+                    let Some(r) = rows
+                        .iter()
+                        .find(|r| &r.model == m && r.operator == op && r.steps == s)
+                    else {
+                        return Ok(None);
+                    };
+                    let pts: Vec<(f64, f64)> = r
+                        .zeta_grid
+                        .iter()
+                        .copied()
+                        .zip(r.zeta_val_mse.iter().copied())
+                        .collect();
+                    let spark = if pts.len() > 1 {
+                        plot::sparkline(
+                            &pts,
+                            Some(r.zeta),
+                            Scale::Log10,
+                            (120, 30),
+                            models.color(m),
+                            MARK,
+                        )?
+                    } else {
+                        String::new()
+                    };
+                    Ok(Some(ZetaCell {
+                        spark: Value::from_safe_string(spark),
+                        zeta: fmt_short(r.zeta, 3),
+                        edge: zeta_edge(r),
+                        searched: pts.len() > 1,
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.push(ZetaRow {
+                first: k == 0,
+                operator: op.clone(),
+                steps: s,
+                cells,
+            });
         }
     }
-    o.push_str("</tbody></table></div>\n");
+    Ok((out, searched, at_edge))
 }
 
-/// Every setting, with the best per (model, operator) marked.
-fn section_settings(
-    o: &mut String,
+/// Every setting, with the best per (model, operator) marked: the rows, the metric
+/// column headers, what every setting shares (stated once), and which varying columns
+/// to show (solver, seed).
+fn settings(
     rows: &[SettingSummary],
     models: &Models,
-    best: &BTreeMap<(String, String), usize>,
-) {
+) -> (Vec<SettingView>, Vec<String>, Vec<Constant>, bool, bool) {
     let metrics: Vec<String> = {
         let present: BTreeSet<&String> = rows.iter().flat_map(|r| r.metrics.keys()).collect();
         let mut v: Vec<String> = super::summary::METRICS
@@ -776,42 +580,25 @@ fn section_settings(
         );
         v
     };
-    let best_set: BTreeSet<usize> = best.values().copied().collect();
-    // Columns that are the same for every setting are stated once in the caption.
+    let best_set: BTreeSet<usize> = super::best_per_model_operator(rows).into_values().collect();
     let solvers: BTreeSet<&str> = rows.iter().map(|r| r.solver.as_str()).collect();
     let seeds: BTreeSet<u64> = rows.iter().map(|r| r.seed).collect();
     let (show_solver, show_seed) = (solvers.len() > 1, seeds.len() > 1);
     let mut constant = Vec::new();
     if let (false, Some(s)) = (show_solver, solvers.first()) {
-        constant.push(format!("solver <code>{}</code>", escape(s)));
+        constant.push(Constant {
+            name: "solver",
+            value: s.to_string(),
+            code: true,
+        });
     }
     if let (false, Some(s)) = (show_seed, seeds.first()) {
-        constant.push(format!("seed {s}"));
+        constant.push(Constant {
+            name: "seed",
+            value: s.to_string(),
+            code: false,
+        });
     }
-    let _ = write!(
-        o,
-        r#"<h2 id="settings">All settings</h2>
-<p class="caption">Mean ± std (count) over the test images. <span class="star">★</span> and shading mark each model’s best step count per operator (lowest mean MSE), the setting used in the figures above; the lowest MSE per operator is in bold.{}</p>
-<div class="table-wrap"><table class="settings"><thead><tr><th></th><th>Model</th><th class="num">train p</th><th>Operator</th><th class="num">steps</th>{}<th class="num">NFE</th>{}<th class="num">ζ</th>"#,
-        if constant.is_empty() {
-            String::new()
-        } else {
-            format!(" All settings use {}.", constant.join(" and "))
-        },
-        if show_solver { "<th>solver</th>" } else { "" },
-        if show_seed {
-            r#"<th class="num">seed</th>"#
-        } else {
-            ""
-        },
-    );
-    for m in &metrics {
-        let _ = write!(o, r#"<th class="num">{}</th>"#, escape(&metric_axis(m)));
-    }
-    o.push_str(r#"<th class="num">seconds</th></tr></thead><tbody>"#);
-    o.push('\n');
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| setting_order(rows, a, b));
     let mut op_best: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         let cur = op_best.get(r.operator.as_str()).copied();
@@ -819,7 +606,10 @@ fn section_settings(
             op_best.insert(&r.operator, b);
         }
     }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| setting_order(rows, a, b));
     let mut prev_op: Option<&str> = None;
+    let mut out = Vec::new();
     for i in order {
         let r = &rows[i];
         let mut classes = Vec::new();
@@ -830,73 +620,38 @@ fn section_settings(
             classes.push("grp");
         }
         prev_op = Some(&r.operator);
-        let _ = write!(
-            o,
-            r#"<tr{}><td>{}</td><td>{}{}</td><td class="num">{}</td><td><code>{}</code></td><td class="num">{}</td>"#,
-            if classes.is_empty() {
-                String::new()
-            } else {
-                format!(r#" class="{}""#, classes.join(" "))
-            },
-            if best_set.contains(&i) {
-                r#"<span class="star" title="best step count for this model and operator">★</span>"#
-            } else {
-                ""
-            },
-            swatch(models.color(&r.model)),
-            escape(&r.model),
-            fmt_p(r.train_p),
-            escape(&r.operator),
-            r.steps,
-        );
-        if show_solver {
-            let _ = write!(o, "<td>{}</td>", escape(&r.solver));
-        }
-        let _ = write!(o, r#"<td class="num">{}</td>"#, r.nfe);
-        if show_seed {
-            let _ = write!(o, r#"<td class="num">{}</td>"#, r.seed);
-        }
-        let _ = write!(
-            o,
-            r#"<td class="num">{}</td>"#,
-            escape(&fmt_short(r.zeta, 3))
-        );
-        for m in &metrics {
-            let win = m == "mse"
-                && op_best.get(r.operator.as_str()) == Some(&i)
-                && mse_key(r).is_finite();
-            let _ = write!(
-                o,
-                r#"<td class="num{}">{}</td>"#,
-                if win { " win" } else { "" },
-                fmt_stat(r.metrics.get(m))
-            );
-        }
-        let _ = writeln!(
-            o,
-            r#"<td class="num">{}</td></tr>"#,
-            escape(&fmt_num(r.seconds, 3))
-        );
+        let op_winner = op_best.get(r.operator.as_str()) == Some(&i)
+            && r.metrics.get("mse").is_some_and(|s| s.mean.is_finite());
+        out.push(SettingView {
+            classes: classes.join(" "),
+            best: best_set.contains(&i),
+            color: models.color(&r.model),
+            model: r.model.clone(),
+            p: fmt_p(r.train_p),
+            operator: r.operator.clone(),
+            steps: r.steps,
+            solver: r.solver.clone(),
+            nfe: r.nfe,
+            seed: r.seed,
+            zeta: fmt_short(r.zeta, 3),
+            metrics: metrics
+                .iter()
+                .map(|m| CellView {
+                    stat: stat_view(r.metrics.get(m)),
+                    win: m == "mse" && op_winner,
+                })
+                .collect(),
+            seconds: fmt_num(r.seconds, 3),
+        });
     }
-    o.push_str("</tbody></table></div>\n");
-}
-
-fn section_examples(o: &mut String, examples: &[ExampleGrid]) {
-    o.push_str(r#"<h2 id="examples">Examples</h2>
-<p class="caption">Test images (columns) with their measurement and each model’s reconstruction (rows). Small images are enlarged without smoothing.</p>
-<div class="examples">"#);
-    match super::templates::render_grids(examples) {
-        Ok(grids) => o.push_str(&grids),
-        Err(e) => {
-            let _ = write!(o, r#"<p class="caption">{}</p>"#, escape(&format!("{e:#}")));
-        }
-    }
-    o.push_str("</div>\n");
+    let headers = metrics.iter().map(|m| metric_axis(m)).collect();
+    (out, headers, constant, show_solver, show_seed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::format::escape;
 
     fn setting(model: &str, p: f64, op: &str, steps: u32, mse: f64) -> SettingSummary {
         crate::report::test_setting(
@@ -928,11 +683,11 @@ mod tests {
         // Every operator has two step counts; cs:64 also a third: only it gets an NFE plot.
         let mut rows = fixture();
         rows.push(setting("clean-p0", 0.0, "cs:64", 25, 0.03));
-        let html = render_report("t", "", &rows, &[]);
+        let html = render_report("t", "", &rows, &[]).unwrap();
         assert!(html.contains("cs:64 — MSE vs NFE"));
         assert!(!html.contains("cs:16 — MSE vs NFE"));
         // With two step counts everywhere, every such operator gets one.
-        let html = render_report("t", "", &fixture(), &[]);
+        let html = render_report("t", "", &fixture(), &[]).unwrap();
         assert!(html.contains("cs:16 — MSE vs NFE") && html.contains("sr:4 — MSE vs NFE"));
         assert!(!html.contains("sr:2 — MSE vs NFE"));
     }
@@ -945,7 +700,7 @@ mod tests {
         let mut long = setting("clean-p0", 0.0, "cs:64", 100, 0.00123);
         long.metrics.get_mut("mse").unwrap().std = 0.0;
         rows.push(long);
-        let html = render_report("t", "", &rows, &[]);
+        let html = render_report("t", "", &rows, &[]).unwrap();
         let fig = &html[html.find("id=\"fig-cs\"").unwrap()..];
         let fig = &fig[..fig
             .find("</section>")
@@ -992,7 +747,7 @@ mod tests {
     #[test]
     fn names_every_setting() {
         let rows = fixture();
-        let html = render_report("Eval <1>", "<p>Intro.</p>", &rows, &examples());
+        let html = render_report("Eval <1>", "<p>Intro.</p>", &rows, &examples()).unwrap();
         assert!(html.contains("<title>Eval &lt;1&gt;</title>"));
         assert!(html.contains("<p>Intro.</p>"));
         for r in &rows {
@@ -1019,7 +774,7 @@ mod tests {
 
     #[test]
     fn is_self_contained() {
-        let html = render_report("t", "<p>x</p>", &fixture(), &examples());
+        let html = render_report("t", "<p>x</p>", &fixture(), &examples()).unwrap();
         let stripped = html.replace("http://www.w3.org/2000/svg", "");
         assert!(!stripped.contains("http://") && !stripped.contains("https://"));
         for bad in [
@@ -1044,7 +799,7 @@ mod tests {
 
     #[test]
     fn is_well_formed_enough() {
-        let html = render_report("t", "", &fixture(), &examples());
+        let html = render_report("t", "", &fixture(), &examples()).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>"));
         for tag in [
             "table", "svg", "tr", "td", "th", "div", "figure", "section", "thead", "tbody", "h2",
@@ -1061,7 +816,7 @@ mod tests {
 
     #[test]
     fn empty_inputs_render() {
-        let html = render_report("empty", "", &[], &[]);
+        let html = render_report("empty", "", &[], &[]).unwrap();
         assert!(html.contains("0 settings"));
         assert_eq!(
             html.matches("<table").count(),

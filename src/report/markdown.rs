@@ -5,25 +5,22 @@
 //! count — chosen by mean test MSE, as in the report, so the three tables describe the
 //! same runs — and, for operators run at more than one step count, MSE per NFE.
 
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::html::{kind_rank, operators};
-use super::svg::fmt_num;
-use super::{best_per_model_operator, steps_of, SettingSummary};
+use super::figures::{best_table, nfe_table, winner};
+use super::format::fmt_num;
+use super::SettingSummary;
 
-/// (metric key, heading, lower is better).
-const TABLES: [(&str, &str, bool); 3] = [
-    ("mse", "MSE (lower is better)", true),
-    ("ssim", "SSIM (higher is better)", false),
-    ("lpips", "LPIPS (lower is better)", true),
+/// (metric key, heading).
+const TABLES: [(&str, &str); 3] = [
+    ("mse", "MSE (lower is better)"),
+    ("ssim", "SSIM (higher is better)"),
+    ("lpips", "LPIPS (lower is better)"),
 ];
 
 /// Renders the tables; the best model per row is in bold.
 pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
     let models = super::models(rows);
-    let ops = operators(rows);
-    let best = best_per_model_operator(rows);
     let header = |first: &str| {
         let mut h = format!("| {first} |");
         for (m, p) in &models {
@@ -42,96 +39,63 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
          that operator (by mean MSE, as the paper reports); the best model per row is in bold.\n",
         rows.len()
     );
-    for (key, heading, lower) in TABLES {
+    let table = best_table(rows, &models);
+    for (key, heading) in TABLES {
         if !rows.iter().any(|r| r.metrics.contains_key(key)) {
             continue;
         }
         let _ = writeln!(o, "## {heading}\n");
         o.push_str(&header("operator"));
-        for (op, _, _) in &ops {
-            let cells: Vec<Option<f64>> = models
-                .iter()
-                .map(|(m, _)| {
-                    best.get(&(m.clone(), op.clone()))
-                        .and_then(|&i| rows[i].metrics.get(key))
-                        .map(|s| s.mean)
-                        .filter(|v| v.is_finite())
-                })
-                .collect();
-            push_row(&mut o, &format!("`{op}`"), &cells, lower);
+        for row in &table {
+            push_row(
+                rows,
+                &mut o,
+                &format!("`{}`", row.operator),
+                &row.cells,
+                key,
+            );
         }
         o.push('\n');
     }
 
     // MSE against NFE for operators run at several step counts.
-    let mut nfe_ops: Vec<&(String, String, f64)> = ops
-        .iter()
-        .filter(|(op, _, _)| steps_of(rows, op).len() > 1)
-        .collect();
-    nfe_ops.sort_by(|a, b| {
-        kind_rank(&a.1)
-            .cmp(&kind_rank(&b.1))
-            .then(a.2.total_cmp(&b.2))
-    });
-    if !nfe_ops.is_empty() {
+    let nfe_rows = nfe_table(rows, &models);
+    if !nfe_rows.is_empty() {
         o.push_str("## MSE per number of function evaluations (NFE)\n\n");
         o.push_str(&header("operator, steps N (NFE)"));
-        for (op, _, _) in nfe_ops {
-            // (steps, nfe) → model → mean MSE (mean over seeds where there are several).
-            let mut by_steps: BTreeMap<(u32, u32), BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
-            for r in rows.iter().filter(|r| &r.operator == op) {
-                if let Some(s) = r.metrics.get("mse").filter(|s| s.mean.is_finite()) {
-                    by_steps
-                        .entry((r.steps, r.nfe))
-                        .or_default()
-                        .entry(r.model.as_str())
-                        .or_default()
-                        .push(s.mean);
-                }
-            }
-            for ((steps, nfe), per_model) in by_steps {
-                let cells: Vec<Option<f64>> = models
-                    .iter()
-                    .map(|(m, _)| {
-                        per_model
-                            .get(m.as_str())
-                            .map(|v| v.iter().sum::<f64>() / v.len() as f64)
-                    })
-                    .collect();
-                push_row(
-                    &mut o,
-                    &format!("`{op}`, N = {steps} ({nfe})"),
-                    &cells,
-                    true,
-                );
-            }
+        for r in nfe_rows {
+            let label = format!("`{}`, N = {} ({})", r.operator, r.steps, r.nfe);
+            push_row(rows, &mut o, &label, &r.cells, "mse");
         }
         o.push('\n');
     }
     o
 }
 
-fn push_row(o: &mut String, label: &str, cells: &[Option<f64>], lower_is_better: bool) {
-    let winner = cells
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| c.map(|v| (i, v)))
-        .min_by(|a, b| {
-            if lower_is_better {
-                a.1.total_cmp(&b.1)
-            } else {
-                b.1.total_cmp(&a.1)
-            }
-        })
-        .map(|(i, _)| i);
+/// One table row: `metric` of the settings in `cells` (one per model), the best in bold.
+fn push_row(
+    rows: &[SettingSummary],
+    o: &mut String,
+    label: &str,
+    cells: &[Option<usize>],
+    metric: &str,
+) {
+    let best = winner(rows, cells.iter().flatten().copied(), metric);
     let _ = write!(o, "| {label} |");
-    for (i, c) in cells.iter().enumerate() {
-        match c {
-            Some(v) if Some(i) == winner => {
-                let _ = write!(o, " **{}** |", fmt_num(*v, 3));
+    for c in cells {
+        let value = c.and_then(|i| {
+            rows[i]
+                .metrics
+                .get(metric)
+                .map(|s| s.mean)
+                .filter(|v| v.is_finite())
+        });
+        match value {
+            Some(v) if *c == best => {
+                let _ = write!(o, " **{}** |", fmt_num(v, 3));
             }
             Some(v) => {
-                let _ = write!(o, " {} |", fmt_num(*v, 3));
+                let _ = write!(o, " {} |", fmt_num(v, 3));
             }
             None => o.push_str(" – |"),
         }

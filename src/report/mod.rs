@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub mod figures;
+pub mod format;
 pub mod html;
 pub mod markdown;
+pub mod plot;
 pub mod run_page;
 pub mod summary;
-pub mod svg;
 pub mod templates;
 
 /// Mean, standard deviation (population) and count of one metric over a setting's images.

@@ -1,21 +1,18 @@
 //! The run report page (`adps report`): one self-contained HTML file from a template
-//! (minijinja, auto-escaped), histograms drawn with plotters' SVG backend, images
+//! (minijinja, auto-escaped), histograms from [`super::plot`] (plotters), images
 //! inlined as base64. Pure: it renders a [`RunReport`] that `crate::run_report` read.
 
 use anyhow::{Context, Result};
-use plotters::prelude::*;
 use serde::Serialize;
 
+use super::format::{fmt_short, metric_axis};
 use super::html::CSS;
-use super::svg::fmt_short;
+use super::plot::histogram;
 use super::templates::{environment, Grid};
 use crate::run_report::RunReport;
 
 /// Shards listed one per row; the rest are summarised (a run can have thousands).
 const SHARDS_LISTED: usize = 50;
-
-/// Histogram bars: about √n of them, at least 5 and at most this many.
-const MAX_BINS: usize = 40;
 
 #[derive(Serialize)]
 struct ShardLine {
@@ -83,7 +80,7 @@ pub fn render_run_report(r: &RunReport) -> Result<String> {
         .iter()
         .map(|(name, v)| {
             Ok(MetricPlot {
-                plot: minijinja::Value::from_safe_string(histogram_svg(v, &metric_label(name))?),
+                plot: minijinja::Value::from_safe_string(histogram(v, &metric_axis(name))?),
                 summary: summary(v),
             })
         })
@@ -92,7 +89,7 @@ pub fn render_run_report(r: &RunReport) -> Result<String> {
     let residual_plot = if r.residual.is_empty() {
         minijinja::Value::from("no restored images")
     } else {
-        minijinja::Value::from_safe_string(histogram_svg(&r.residual, "‖y − A x̂‖")?)
+        minijinja::Value::from_safe_string(histogram(&r.residual, "‖y − A x̂‖")?)
     };
     let page = environment()?
         .get_template("run.html")
@@ -141,16 +138,6 @@ fn rate(rows: usize, seconds: f64) -> String {
     }
 }
 
-fn metric_label(name: &str) -> String {
-    match name {
-        "psnr" => "PSNR (dB)".into(),
-        "ssim" => "SSIM".into(),
-        "mse" => "MSE".into(),
-        "lpips" => "LPIPS".into(),
-        other => other.to_string(),
-    }
-}
-
 /// "mean 21.3, median 21.9, 5–95%: 17.0–24.8 (n = 256)".
 fn summary(v: &[f64]) -> String {
     if v.is_empty() {
@@ -170,99 +157,9 @@ fn summary(v: &[f64]) -> String {
     )
 }
 
-/// Bar counts of `v` over `bins` equal bins from `lo` to `hi` (the last bin closed).
-fn bin_counts(v: &[f64], lo: f64, hi: f64, bins: usize) -> Vec<u32> {
-    let mut counts = vec![0u32; bins];
-    let width = (hi - lo) / bins as f64;
-    for &x in v {
-        let i = (((x - lo) / width).floor().max(0.0) as usize).min(bins - 1);
-        counts[i] += 1;
-    }
-    counts
-}
-
-/// A histogram of `v` as an SVG element.
-fn histogram_svg(v: &[f64], x_label: &str) -> Result<String> {
-    let (mut lo, mut hi) = v
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
-            (l.min(x), h.max(x))
-        });
-    if !(lo.is_finite() && hi.is_finite()) {
-        return Ok(String::new());
-    }
-    if hi - lo < 1e-12 * lo.abs().max(1.0) {
-        let pad = 0.05 * lo.abs().max(1e-6);
-        (lo, hi) = (lo - pad, hi + pad);
-    }
-    let bins = ((v.len() as f64).sqrt().ceil() as usize).clamp(5, MAX_BINS);
-    let counts = bin_counts(v, lo, hi, bins);
-    let top = counts.iter().copied().max().unwrap_or(1).max(1);
-    let width = (hi - lo) / bins as f64;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (480, 260)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(48)
-            .build_cartesian_2d(lo..hi, 0u32..top + top / 10 + 1)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(RGBColor(229, 231, 235))
-            .x_desc(x_label)
-            .y_desc("images")
-            .label_style(("sans-serif", 12))
-            .axis_desc_style(("sans-serif", 13))
-            .x_labels(6)
-            .y_labels(5)
-            .x_label_formatter(&|x| fmt_short(*x, 3))
-            .draw()
-            .map_err(plot_error)?;
-        chart
-            .draw_series(counts.iter().enumerate().map(|(i, &c)| {
-                let x0 = lo + i as f64 * width;
-                Rectangle::new(
-                    [(x0, 0), (x0 + width, c)],
-                    RGBColor(29, 78, 216).mix(0.7).filled(),
-                )
-            }))
-            .map_err(plot_error)?;
-        root.present().map_err(plot_error)?;
-    }
-    Ok(svg)
-}
-
-fn plot_error<E: std::fmt::Debug>(e: E) -> anyhow::Error {
-    anyhow::anyhow!("drawing a histogram: {e:?}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bins_cover_the_range_and_count_every_value() {
-        let v = [0.0, 0.1, 0.5, 0.99, 1.0];
-        let c = bin_counts(&v, 0.0, 1.0, 5);
-        assert_eq!(c, vec![2, 0, 1, 0, 2]);
-        assert_eq!(c.iter().sum::<u32>(), 5);
-    }
-
-    #[test]
-    fn histogram_is_an_svg_with_one_bar_per_bin() {
-        let v: Vec<f64> = (0..100).map(|i| (i % 10) as f64).collect();
-        let svg = histogram_svg(&v, "x").unwrap();
-        assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
-        // 10 bins (√100), each drawn as a filled rectangle, plus the background.
-        assert!(svg.matches("<rect").count() >= 10, "{svg}");
-        // Constant values still draw (the range is widened), nothing is NaN.
-        let flat = histogram_svg(&[2.5; 7], "x").unwrap();
-        assert!(flat.contains("<rect") && !flat.contains("NaN"));
-    }
 
     #[test]
     fn summary_names_mean_median_and_range() {

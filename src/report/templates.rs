@@ -1,6 +1,6 @@
 //! The reports' HTML templates (minijinja, auto-escaped because their names end in
-//! `.html`) and the views they take: the run page (`run.html`) and the example grids
-//! (`examples.html`) that both the run page and the evaluation report show.
+//! `.html`): the evaluation report (`report.html`), the run page (`run.html`) and the
+//! example grids (`examples.html`) that both show, with the grid's view.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -12,6 +12,7 @@ use super::ExampleGrid;
 pub fn environment() -> Result<minijinja::Environment<'static>> {
     let mut env = minijinja::Environment::new();
     for (name, text) in [
+        ("report.html", include_str!("templates/report.html")),
         ("run.html", include_str!("templates/run.html")),
         ("examples.html", include_str!("templates/examples.html")),
     ] {

@@ -65,7 +65,7 @@ fn report_of_a_run_shows_settings_counts_residuals_metrics_errors_and_examples()
     assert!(page.contains("Measurement residual"));
     assert_eq!(count(&page, "<svg"), 3, "residual + psnr + mse");
     let axis = |label: &str| page.contains(&format!("\n{label}\n</text>"));
-    assert!(axis("PSNR (dB)") && axis("MSE") && !axis("SSIM"));
+    assert!(axis("PSNR (dB) ↑") && axis("MSE ↓") && !axis("SSIM ↑"));
     assert!(page.contains("(n = 14)"));
     // The error row, named with its reason.
     assert!(page.contains("<code>broken-record</code>"));
