@@ -96,6 +96,39 @@ fn setting(model: &str, p: f64, kind: &str, level: f64, steps: u32, salt: u64) -
         zeta_val_mse: val,
         metrics,
         seconds: 0.004 * nfe as f64 * 64.0 * (1.0 + 0.1 * noise(salt, 7)),
+        ..Default::default()
+    }
+}
+
+/// Paired differences against the clean model at the same operator and steps, made up
+/// from the means (the preview has no per-image values): the difference of the means,
+/// with an interval half as wide as the unpaired one.
+fn pair_with_clean(rows: &mut [SettingSummary]) {
+    let clean: Vec<SettingSummary> = rows.iter().filter(|r| r.train_p == 0.0).cloned().collect();
+    for r in rows.iter_mut().filter(|r| r.train_p > 0.0) {
+        let Some(c) = clean
+            .iter()
+            .find(|c| c.operator == r.operator && c.steps == r.steps)
+        else {
+            continue;
+        };
+        r.paired_with = c.model.clone();
+        for m in adps::report::PAIRED_METRICS {
+            let (Some(a), Some(b)) = (r.metrics.get(m), c.metrics.get(m)) else {
+                continue;
+            };
+            let half = 0.5 * (a.ci95().powi(2) + b.ci95().powi(2)).sqrt();
+            let mean = a.mean - b.mean;
+            r.paired.insert(
+                m.to_string(),
+                adps::report::PairedDiff {
+                    mean,
+                    lo: mean - half,
+                    hi: mean + half,
+                    count: a.count,
+                },
+            );
+        }
     }
 }
 
@@ -131,6 +164,7 @@ fn rows() -> Vec<SettingSummary> {
             }
         }
     }
+    pair_with_clean(&mut rows);
     rows
 }
 

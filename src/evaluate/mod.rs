@@ -18,7 +18,7 @@ use crate::pipeline::config::{
     InputSpec, MetricsSpec, ModelSpec, OutputSpec, RunSpec, SamplerSpec, TaskSpec, WorkerSpec,
 };
 use crate::pipeline::{plan, topology};
-use crate::report::{SettingSummary, Stat};
+use crate::report::{SettingSummary, Stat, PAIRED_METRICS};
 use crate::restore::operators::OperatorSpec;
 use crate::restore::sampler::{Clip, Solver};
 use config::SweepSpec;
@@ -324,6 +324,8 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
     let mut summaries = Vec::new();
     let mut test_dirs = Vec::new();
     let mut partial = Vec::new();
+    // Per setting, per paired metric: image id → value, for the paired comparisons.
+    let mut per_image: Vec<BTreeMap<&str, BTreeMap<String, f64>>> = Vec::new();
     for (k, s) in settings.iter().enumerate() {
         let base = format!(
             "{runs}/{}",
@@ -346,11 +348,20 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
             ("lpips", |r| r.lpips),
             ("residual", |r| r.residual),
         ];
+        let mut values = BTreeMap::new();
         for (name, pick) in picks {
             if let Some(st) = collect::stat(rows.iter().map(pick)) {
                 metrics.insert(name.to_string(), st);
             }
+            if let Some(&m) = PAIRED_METRICS.iter().find(|&&m| m == name) {
+                let by_id = rows
+                    .iter()
+                    .filter_map(|r| pick(r).map(|v| (r.id.clone(), v)))
+                    .collect();
+                values.insert(m, by_id);
+            }
         }
+        per_image.push(values);
         let op = OperatorSpec::from_str(&s.operator)?;
         let (kind, level) = plan::kind_and_level(&op);
         let nfe = match spec.defaults.solver {
@@ -384,12 +395,53 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
             zeta_val_mse: curve,
             metrics,
             seconds,
+            paired_with: String::new(),
+            paired: BTreeMap::new(),
         });
         test_dirs.push(test_dir);
     }
+    pair_with_clean(&mut summaries, &per_image);
     let mut outcome = write_outputs(&spec, &settings, &summaries, &test_dirs)?;
     outcome.partial_runs = partial;
     Ok(outcome)
+}
+
+/// Compares every Ambient setting with the clean model's setting at the same operator,
+/// step count and seed, image by image (same test images, same per-image randomness).
+/// The clean model is the one with train p = 0 (the first by name if there are several).
+fn pair_with_clean(
+    summaries: &mut [SettingSummary],
+    per_image: &[BTreeMap<&str, BTreeMap<String, f64>>],
+) {
+    let reference: Vec<Option<usize>> = summaries
+        .iter()
+        .map(|s| {
+            if s.train_p == 0.0 {
+                return None;
+            }
+            (0..summaries.len())
+                .filter(|&j| {
+                    let c = &summaries[j];
+                    c.train_p == 0.0
+                        && c.operator == s.operator
+                        && c.steps == s.steps
+                        && c.seed == s.seed
+                        && c.solver == s.solver
+                })
+                .min_by(|&a, &b| summaries[a].model.cmp(&summaries[b].model))
+        })
+        .collect();
+    for (i, r) in reference.into_iter().enumerate() {
+        let Some(j) = r else { continue };
+        summaries[i].paired_with = summaries[j].model.clone();
+        for m in PAIRED_METRICS {
+            if let (Some(a), Some(b)) = (per_image[i].get(m), per_image[j].get(m)) {
+                if let Some(d) = crate::report::stats::paired(a, b) {
+                    summaries[i].paired.insert(m.to_string(), d);
+                }
+            }
+        }
+    }
 }
 
 fn write_outputs(

@@ -234,6 +234,33 @@ pub fn nfe_table(rows: &[SettingSummary], models: &[(String, f64)]) -> Vec<NfeRo
     out
 }
 
+/// The Ambient models' columns of a paired table: indices into `models` of every model
+/// with train p > 0.
+pub fn ambient_columns(models: &[(String, f64)]) -> Vec<usize> {
+    (0..models.len()).filter(|&k| models[k].1 > 0.0).collect()
+}
+
+/// A paired table for `metric`: per operator (display order) and Ambient model (the
+/// columns of [`ambient_columns`]), the paired difference with the clean model at that
+/// model's best step count — the setting the headline table shows.
+pub fn paired_table<'a>(
+    rows: &'a [SettingSummary],
+    models: &[(String, f64)],
+    metric: &str,
+) -> Vec<(String, Vec<Option<&'a super::PairedDiff>>)> {
+    let columns = ambient_columns(models);
+    best_table(rows, models)
+        .into_iter()
+        .map(|row| {
+            let cells = columns
+                .iter()
+                .map(|&k| row.cells[k].and_then(|i| rows[i].paired.get(metric)))
+                .collect();
+            (row.operator, cells)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

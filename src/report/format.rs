@@ -64,6 +64,17 @@ pub fn fmt_short(v: f64, sig: usize) -> String {
     }
 }
 
+/// A difference with its sign always shown, two significant digits (`+0.0012`, `−0.0030`).
+pub fn fmt_signed(v: f64) -> String {
+    if v > 0.0 {
+        format!("+{}", fmt_num(v, 2))
+    } else if v < 0.0 {
+        format!("−{}", fmt_num(-v, 2))
+    } else {
+        "0".into()
+    }
+}
+
 /// A training erasure probability: `0.4`, `0.0`; `–` when unknown.
 pub fn fmt_p(p: f64) -> String {
     if p.is_finite() {

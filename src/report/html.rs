@@ -16,11 +16,13 @@ use serde::Serialize;
 
 use super::figures::{self, kind_rank, LevelFigure};
 use super::format::{
-    fmt_level, fmt_num, fmt_p, fmt_short, metric_axis, metric_name, palette_color,
+    fmt_level, fmt_num, fmt_p, fmt_short, fmt_signed, lower_is_better, metric_axis, metric_name,
+    palette_color,
 };
 use super::plot::{self, LinePlot, Point, Scale, Series};
+use super::stats::Verdict;
 use super::templates::{environment, Grid};
-use super::{best_of, ExampleGrid, SettingSummary, Stat};
+use super::{best_of, ExampleGrid, SettingSummary, Stat, PAIRED_METRICS};
 
 /// Colour marking the chosen ζ in the sparklines.
 const MARK: &str = "#111827";
@@ -77,6 +79,11 @@ table.grid thead th{background:none;font-weight:500;color:var(--muted);font-size
 table.grid tbody th{font-weight:500;text-align:right;padding-right:10px;font-size:12px}
 table.grid img{display:block;border-radius:2px}
 img.px{image-rendering:pixelated}
+td.better{background:#ecfdf3;color:#166534}
+td.worse{background:#fef2f2;color:#991b1b}
+td.unclear{color:var(--muted)}
+.better-key{color:#166534;font-weight:600}
+.worse-key{color:#991b1b;font-weight:600}
 footer{margin-top:56px;color:var(--faint);font-size:12px}
 "#;
 
@@ -163,20 +170,47 @@ fn zeta_edge(r: &SettingSummary) -> Option<&'static str> {
     }
 }
 
-/// A metric value as the tables show it: mean ± std (count).
+/// A metric value as the tables show it: mean ± half-width of its 95% CI (count).
 #[derive(Serialize)]
 struct StatView {
     mean: String,
-    std: String,
+    ci: String,
     count: u64,
 }
 
 fn stat_view(s: Option<&Stat>) -> Option<StatView> {
     s.map(|s| StatView {
         mean: fmt_num(s.mean, 3),
-        std: fmt_num(s.std, 2),
+        ci: fmt_num(s.ci95(), 2),
         count: s.count,
     })
+}
+
+/// A paired difference (Ambient − clean) as the tables show it.
+#[derive(Serialize)]
+struct PairedCell {
+    diff: String,
+    lo: String,
+    hi: String,
+    count: u64,
+    /// `better` / `worse` (for the Ambient model) when the interval excludes zero,
+    /// `unclear` otherwise.
+    verdict: &'static str,
+}
+
+#[derive(Serialize)]
+struct PairedRow {
+    operator: String,
+    cells: Vec<Option<PairedCell>>,
+}
+
+#[derive(Serialize)]
+struct PairedTable {
+    metric: String,
+    rows: Vec<PairedRow>,
+    better: usize,
+    worse: usize,
+    unclear: usize,
 }
 
 #[derive(Serialize)]
@@ -293,6 +327,8 @@ pub fn render_report(
     let (zeta, zeta_searched, zeta_at_edge) = zeta_rows(rows, &models)?;
     let (settings, metric_columns, constant, show_solver, show_seed) = settings(rows, &models);
     let grids: Vec<Grid> = examples.iter().map(Grid::from).collect();
+    let paired = paired_tables(rows, &models);
+    let paired_plots = paired_plots(rows, &models)?;
     environment()?
         .get_template("report.html")
         .context("the evaluation report template")?
@@ -308,6 +344,8 @@ pub fn render_report(
             headline => headline(rows, &models),
             kinds => kinds,
             nfe_plots => nfe_plots,
+            paired => paired,
+            paired_plots => paired_plots,
             mark => MARK,
             zeta => zeta,
             zeta_searched => zeta_searched,
@@ -354,6 +392,130 @@ fn headline(rows: &[SettingSummary], models: &Models) -> Vec<minijinja::Value> {
             minijinja::context! { operator => row.operator, cells => cells }
         })
         .collect()
+}
+
+/// The Ambient models (train p > 0), in display order.
+fn ambient(models: &Models) -> Vec<&str> {
+    models
+        .list
+        .iter()
+        .filter(|(_, p)| *p > 0.0)
+        .map(|(m, _)| m.as_str())
+        .collect()
+}
+
+/// Per paired metric with data: operators × Ambient models, each cell the paired
+/// difference at that model's best step count (the setting the headline table shows).
+fn paired_tables(rows: &[SettingSummary], models: &Models) -> Vec<PairedTable> {
+    let mut out = Vec::new();
+    for metric in PAIRED_METRICS {
+        if !rows.iter().any(|r| r.paired.contains_key(metric)) {
+            continue;
+        }
+        let (mut better, mut worse, mut unclear) = (0, 0, 0);
+        let table_rows = figures::paired_table(rows, &models.list, metric)
+            .into_iter()
+            .map(|(operator, cells)| PairedRow {
+                operator,
+                cells: cells
+                    .into_iter()
+                    .map(|d| {
+                        let d = d?;
+                        let verdict = d.verdict(lower_is_better(metric));
+                        *match verdict {
+                            Verdict::Better => &mut better,
+                            Verdict::Worse => &mut worse,
+                            Verdict::Unclear => &mut unclear,
+                        } += 1;
+                        Some(PairedCell {
+                            diff: fmt_signed(d.mean),
+                            lo: fmt_signed(d.lo),
+                            hi: fmt_signed(d.hi),
+                            count: d.count,
+                            verdict: verdict.as_str(),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.push(PairedTable {
+            metric: metric_name(metric),
+            rows: table_rows,
+            better,
+            worse,
+            unclear,
+        });
+    }
+    out
+}
+
+/// Per operator kind: the paired MSE difference (Ambient − clean) against the level, at
+/// each Ambient model's points of the Fig. 2/3 curve, with the bootstrap intervals, and
+/// the clean model as the zero line.
+fn paired_plots(rows: &[SettingSummary], models: &Models) -> Result<Vec<Value>> {
+    let mut plots = Vec::new();
+    for kind in figures::kinds(rows) {
+        let fig = figures::level_figure(rows, &models.list, &kind);
+        let mut series: Vec<Series> = fig
+            .curves
+            .iter()
+            .filter(|(m, _)| ambient(models).contains(&m.as_str()))
+            .map(|(m, points)| Series {
+                label: m.clone(),
+                color: models.color(m).into(),
+                points: points
+                    .iter()
+                    .filter_map(|&(level, i)| {
+                        rows[i].paired.get("mse").map(|d| Point {
+                            x: level,
+                            y: d.mean,
+                            lo: d.lo,
+                            hi: d.hi,
+                        })
+                    })
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let reference = rows
+            .iter()
+            .find(|r| r.kind == kind && !r.paired_with.is_empty())
+            .map(|r| r.paired_with.clone())
+            .unwrap_or_default();
+        series.insert(
+            0,
+            Series {
+                label: format!("{reference} (reference)"),
+                color: models.color(&reference).into(),
+                points: fig
+                    .levels
+                    .iter()
+                    .map(|&l| Point::sym(l, 0.0, 0.0))
+                    .collect(),
+            },
+        );
+        let (name, x_label, _) = kind_info(&kind);
+        let mut plot = LinePlot::new(
+            &format!("{name} — ΔMSE vs clean"),
+            &x_label,
+            "ΔMSE (Ambient − clean) ↓",
+        );
+        let positive = fig.levels.iter().all(|v| *v > 0.0);
+        let span =
+            fig.levels.last().copied().unwrap_or(1.0) / fig.levels.first().copied().unwrap_or(1.0);
+        if positive && span >= 4.0 {
+            plot.x_scale = Scale::Log2;
+        }
+        if fig.levels.len() <= 12 {
+            plot.x_ticks = Some(fig.levels.clone());
+        }
+        plot.series = series;
+        plots.push(Value::from_safe_string(plot.render()?));
+    }
+    Ok(plots)
 }
 
 /// Log y for MSE-like metrics spanning more than 30×, linear otherwise.
@@ -407,11 +569,10 @@ fn kind_view(rows: &[SettingSummary], models: &Models, kind: &str) -> Result<Kin
                 points: points
                     .iter()
                     .filter_map(|&(level, i)| {
-                        rows[i].metrics.get(metric).map(|s| Point {
-                            x: level,
-                            y: s.mean,
-                            err: s.std,
-                        })
+                        rows[i]
+                            .metrics
+                            .get(metric)
+                            .map(|s| Point::sym(level, s.mean, s.ci95()))
                     })
                     .collect(),
             })
@@ -461,11 +622,10 @@ fn nfe_plot(rows: &[SettingSummary], models: &Models, op: &str) -> Result<Value>
             points: figures::nfe_curve(rows, op, m)
                 .into_iter()
                 .filter_map(|(nfe, i)| {
-                    rows[i].metrics.get("mse").map(|s| Point {
-                        x: f64::from(nfe),
-                        y: s.mean,
-                        err: s.std,
-                    })
+                    rows[i]
+                        .metrics
+                        .get("mse")
+                        .map(|s| Point::sym(f64::from(nfe), s.mean, s.ci95()))
                 })
                 .collect(),
         })
@@ -822,5 +982,38 @@ mod tests {
             html.matches("<table").count(),
             html.matches("</table>").count()
         );
+    }
+
+    #[test]
+    fn paired_section_colours_each_verdict() {
+        let mut rows = fixture();
+        let d = |mean: f64, lo: f64, hi: f64| crate::report::PairedDiff {
+            mean,
+            lo,
+            hi,
+            count: 16,
+        };
+        for r in rows.iter_mut().filter(|r| r.train_p > 0.0) {
+            r.paired_with = "clean-p0".into();
+            let diff = match r.operator.as_str() {
+                "cs:16" => d(-0.01, -0.02, -0.005),
+                "cs:64" => d(0.01, 0.005, 0.02),
+                _ => d(0.001, -0.002, 0.004),
+            };
+            r.paired.insert("mse".into(), diff);
+        }
+        let html = render_report("t", "", &rows, &[]).unwrap();
+        assert!(html.contains(r#"id="paired""#));
+        // Two Ambient models × (cs:16 better, cs:64 worse, sr:4 unclear).
+        assert_eq!(html.matches(r#"<td class="num better">"#).count(), 2);
+        assert_eq!(html.matches(r#"<td class="num worse">"#).count(), 2);
+        assert_eq!(html.matches(r#"<td class="num unclear">"#).count(), 2);
+        assert!(html.contains("(2 better, 2 worse, 2 not distinguishable)"));
+        // One ΔMSE plot per kind with pairs, the clean model as the zero line.
+        assert!(html.contains("Compressed sensing — ΔMSE vs clean"));
+        assert!(html.contains("clean-p0 (reference)"));
+        // Without pairs, no section.
+        let plain = render_report("t", "", &fixture(), &[]).unwrap();
+        assert!(!plain.contains(r#"id="paired""#));
     }
 }

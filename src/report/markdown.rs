@@ -7,9 +7,10 @@
 
 use std::fmt::Write;
 
-use super::figures::{best_table, nfe_table, winner};
-use super::format::fmt_num;
-use super::SettingSummary;
+use super::figures::{ambient_columns, best_table, nfe_table, paired_table, winner};
+use super::format::{fmt_num, fmt_signed, lower_is_better, metric_name};
+use super::stats::Verdict;
+use super::{SettingSummary, PAIRED_METRICS};
 
 /// (metric key, heading).
 const TABLES: [(&str, &str); 3] = [
@@ -54,6 +55,53 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
                 &row.cells,
                 key,
             );
+        }
+        o.push('\n');
+    }
+
+    // Each Ambient model against the clean one, image by image.
+    let ambient: Vec<&(String, f64)> = ambient_columns(&models)
+        .into_iter()
+        .map(|k| &models[k])
+        .collect();
+    for metric in PAIRED_METRICS {
+        if !rows.iter().any(|r| r.paired.contains_key(metric)) {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "## {}: Ambient − clean, paired (95% bootstrap interval)\n\n\
+             Same test images, operator, step count and seed; each Ambient model at its best \
+             step count. **Bold**: the interval excludes zero.\n",
+            metric_name(metric)
+        );
+        let mut h = "| operator |".to_string();
+        for (m, p) in &ambient {
+            let _ = write!(h, " {m} (p = {p}) |");
+        }
+        let _ = writeln!(h, "\n|---|{}", "---:|".repeat(ambient.len()));
+        o.push_str(&h);
+        for (op, cells) in paired_table(rows, &models, metric) {
+            let _ = write!(o, "| `{op}` |");
+            for d in cells {
+                match d {
+                    Some(d) => {
+                        let text = format!(
+                            "{} [{}, {}]",
+                            fmt_signed(d.mean),
+                            fmt_signed(d.lo),
+                            fmt_signed(d.hi)
+                        );
+                        if d.verdict(lower_is_better(metric)) == Verdict::Unclear {
+                            let _ = write!(o, " {text} |");
+                        } else {
+                            let _ = write!(o, " **{text}** |");
+                        }
+                    }
+                    None => o.push_str(" – |"),
+                }
+            }
+            o.push('\n');
         }
         o.push('\n');
     }
@@ -143,5 +191,33 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("`sr:4`, N ="), "{md}");
+    }
+
+    #[test]
+    fn paired_tables_bold_only_intervals_that_exclude_zero() {
+        let mut rows = vec![
+            setting("clean", 0.0, "cs:64", 10, 0.1, 0.3),
+            setting("amb", 0.8, "cs:64", 10, 0.12, 0.4),
+            setting("clean", 0.0, "sr:4", 10, 0.05, 0.6),
+            setting("amb", 0.8, "sr:4", 10, 0.07, 0.7),
+        ];
+        let d = |mean: f64, lo: f64, hi: f64| crate::report::PairedDiff {
+            mean,
+            lo,
+            hi,
+            count: 16,
+        };
+        rows[1].paired.insert("mse".into(), d(0.02, 0.01, 0.03));
+        rows[3].paired.insert("mse".into(), d(0.02, -0.01, 0.05));
+        let md = render_markdown("t", &rows);
+        assert!(md.contains("## MSE: Ambient − clean, paired"), "{md}");
+        assert!(md.contains("| operator | amb (p = 0.8) |"), "{md}");
+        assert!(
+            md.contains("| `cs:64` | **+0.020 [+0.010, +0.030]** |"),
+            "{md}"
+        );
+        assert!(md.contains("| `sr:4` | +0.020 [−0.010, +0.050] |"), "{md}");
+        // No SSIM pairs: no SSIM paired table.
+        assert!(!md.contains("SSIM: Ambient"), "{md}");
     }
 }

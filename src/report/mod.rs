@@ -10,19 +10,25 @@ pub mod html;
 pub mod markdown;
 pub mod plot;
 pub mod run_page;
+pub mod stats;
 pub mod summary;
 pub mod templates;
 
 /// Mean, standard deviation (population) and count of one metric over a setting's images.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Stat {
     pub mean: f64,
     pub std: f64,
     pub count: u64,
 }
 
+pub use stats::PairedDiff;
+
+/// The metrics compared image by image between each Ambient model and the clean one.
+pub const PAIRED_METRICS: [&str; 3] = ["mse", "ssim", "lpips"];
+
 /// One evaluated setting (model × operator × step count × seed) on the test images.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SettingSummary {
     /// Model name from its card, e.g. `fmnist-p0.4`.
     pub model: String,
@@ -48,6 +54,13 @@ pub struct SettingSummary {
     /// Restore seconds of the test run: the sum over its images of each image's share of
     /// its batch's wall time, as recorded in the committed parts.
     pub seconds: f64,
+    /// The clean-trained model (train p = 0) this setting is compared with, image by
+    /// image, at the same operator, step count and seed; empty for the clean model itself
+    /// and where there is none.
+    pub paired_with: String,
+    /// Per metric of [`PAIRED_METRICS`]: this setting's per-image values minus the
+    /// reference's, their mean with a bootstrap 95% confidence interval.
+    pub paired: BTreeMap<String, PairedDiff>,
 }
 
 /// Example reconstructions for one task (operator) on a few test images.
@@ -152,5 +165,7 @@ pub(crate) fn test_setting(
             })
             .collect(),
         seconds: 3.0,
+        paired_with: String::new(),
+        paired: BTreeMap::new(),
     }
 }

@@ -70,13 +70,30 @@ impl Scale {
     }
 }
 
-/// One plotted value: `y` ± `err` at `x`.
+/// One plotted value: `y` at `x`, with an error bar from `lo` to `hi` (a confidence
+/// interval; no bar when `lo == hi`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
     pub x: f64,
     pub y: f64,
-    /// Half-height of the error bar (e.g. a standard deviation); 0 for none.
-    pub err: f64,
+    pub lo: f64,
+    pub hi: f64,
+}
+
+impl Point {
+    /// `y ± half` (a symmetric interval).
+    pub fn sym(x: f64, y: f64, half: f64) -> Self {
+        Point {
+            x,
+            y,
+            lo: y - half,
+            hi: y + half,
+        }
+    }
+
+    fn has_bar(&self) -> bool {
+        self.hi > self.lo
+    }
 }
 
 /// One line.
@@ -125,7 +142,7 @@ impl LinePlot {
         }
     }
 
-    /// The points both axes can show, per series (errors made finite and non-negative).
+    /// The points both axes can show, per series (bars made finite, around `y`).
     fn visible(&self) -> Vec<(&Series, Vec<Point>)> {
         self.series
             .iter()
@@ -134,9 +151,14 @@ impl LinePlot {
                     .points
                     .iter()
                     .filter(|p| self.x_scale.accepts(p.x) && self.y_scale.accepts(p.y))
-                    .map(|p| Point {
-                        err: if p.err.is_finite() { p.err.abs() } else { 0.0 },
-                        ..*p
+                    .map(|p| {
+                        let finite = p.lo.is_finite() && p.hi.is_finite();
+                        let (lo, hi) = if finite { (p.lo, p.hi) } else { (p.y, p.y) };
+                        Point {
+                            lo: lo.min(p.y),
+                            hi: hi.max(p.y),
+                            ..*p
+                        }
                     })
                     .collect();
                 pts.sort_by(|a, b| a.x.total_cmp(&b.x));
@@ -148,14 +170,13 @@ impl LinePlot {
     /// The y range: every mean and bar, within `y_min`/`y_max` where the means are.
     fn y_range(&self, pts: &[Point]) -> Range<f64> {
         let lows = pts.iter().map(|p| {
-            let lo = p.y - p.err;
-            if self.y_scale.accepts(lo) {
-                lo
+            if self.y_scale.accepts(p.lo) {
+                p.lo
             } else {
                 p.y
             }
         });
-        let highs = pts.iter().map(|p| p.y + p.err);
+        let highs = pts.iter().map(|p| p.hi);
         let (mut lo, mut hi) = (
             lows.fold(f64::INFINITY, f64::min),
             highs.fold(f64::NEG_INFINITY, f64::max),
@@ -250,17 +271,21 @@ impl LinePlot {
         Ok(with_title(svg, &self.hover_text(&series)))
     }
 
-    /// The plot's values as text: `label: x → y ± err` per point.
+    /// The plot's values as text: `label: x → y [lo, hi]` per point.
     fn hover_text(&self, series: &[(&Series, Vec<Point>)]) -> String {
         let mut lines = vec![self.title.clone()];
         for (s, pts) in series {
             for p in pts {
+                let bar = if p.has_bar() {
+                    format!(" [{}, {}]", fmt_num(p.lo, 3), fmt_num(p.hi, 3))
+                } else {
+                    String::new()
+                };
                 lines.push(format!(
-                    "{}: {} → {} ± {}",
+                    "{}: {} → {}{bar}",
                     s.label,
                     fmt_short(p.x, 4),
                     fmt_num(p.y, 3),
-                    fmt_num(p.err, 2)
                 ));
             }
         }
@@ -284,7 +309,7 @@ impl LinePlot {
             .margin_right(14)
             .margin_top(4)
             .x_label_area_size(if self.x_label.is_empty() { 22 } else { 40 })
-            .y_label_area_size(if self.y_label.is_empty() { 40 } else { 58 })
+            .y_label_area_size(if self.y_label.is_empty() { 46 } else { 66 })
             .build_cartesian_2d(x, y)
             .map_err(io_kind)?;
         chart
@@ -315,9 +340,9 @@ impl LinePlot {
                 ))
                 .map_err(io_kind)?;
             chart
-                .draw_series(pts.iter().filter(|p| p.err > 0.0).map(|p| {
-                    let low = if self.y_scale.accepts(p.y - p.err) {
-                        p.y - p.err
+                .draw_series(pts.iter().filter(|p| p.has_bar()).map(|p| {
+                    let low = if self.y_scale.accepts(p.lo) {
+                        p.lo
                     } else {
                         y_range.start
                     };
@@ -325,7 +350,7 @@ impl LinePlot {
                         at(p.x),
                         clamp(low),
                         p.y,
-                        clamp(p.y + p.err),
+                        clamp(p.hi),
                         color.mix(0.75).stroke_width(1),
                         6,
                     )
@@ -411,8 +436,15 @@ impl<R: Ranged<ValueType = f64>> Ranged for Ticked<R> {
 
 /// A linear axis with `ticks`, or plotters' own.
 fn linear(r: Range<f64>, ticks: Option<Vec<f64>>) -> Ticked<RangedCoordf64> {
+    let span = r.end - r.start;
     let axis: RangedCoordf64 = r.into();
-    let ticks = ticks.unwrap_or_else(|| axis.key_points(6));
+    // plotters' steps accumulate rounding: a tick at zero comes out as 3e-18.
+    let ticks = ticks.unwrap_or_else(|| {
+        axis.key_points(6)
+            .into_iter()
+            .map(|t| if t.abs() < 1e-9 * span { 0.0 } else { t })
+            .collect()
+    });
     Ticked { axis, ticks }
 }
 
@@ -750,7 +782,10 @@ mod tests {
         Series {
             label: label.into(),
             color: super::super::format::palette_color(0).into(),
-            points: pts.iter().map(|&(x, y, err)| Point { x, y, err }).collect(),
+            points: pts
+                .iter()
+                .map(|&(x, y, err)| Point::sym(x, y, err))
+                .collect(),
         }
     }
 
@@ -786,7 +821,7 @@ mod tests {
         }
         // Hover text with every point.
         assert!(
-            svg.contains("<title>MSE vs M\na: 16 → 0.100 ± 0.010"),
+            svg.contains("<title>MSE vs M\na: 16 → 0.100 [0.0900, 0.110]"),
             "{svg}"
         );
     }
@@ -837,6 +872,12 @@ mod tests {
             .render()
             .unwrap();
         assert!(empty.contains("no data"));
+    }
+
+    #[test]
+    fn a_linear_axis_through_zero_has_a_zero_tick() {
+        let axis = linear(-0.027..0.004, None);
+        assert!(axis.ticks.contains(&0.0), "{:?}", axis.ticks);
     }
 
     #[test]

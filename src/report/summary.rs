@@ -6,10 +6,16 @@
 //! (list<float64>), then for each metric `<m>_mean`, `<m>_std` (nullable float64) and
 //! `<m>_count` (nullable int64) — always for `mse`, `psnr`, `ssim`, `lpips`, `residual`
 //! (null where a setting lacks the metric), then any other metric keys found, sorted —
-//! `seconds`, and `best_over_steps` (bool: the row with the lowest mean test MSE among
-//! its model × operator's step counts and seeds — the number the paper reports; filter
-//! on it for the best-over-steps table). `steps`, `nfe` and `seed` are int64 (`seed` bit-cast from u64, as in
-//! the reconstruction tables).
+//! `<m>_ci95` (half-width of the 95% confidence interval of the mean, normal
+//! approximation) after each metric's three; `seconds`, and `best_over_steps` (bool: the
+//! row with the lowest mean test MSE among its model × operator's step counts and seeds —
+//! the number the paper reports; filter on it for the best-over-steps table); then the
+//! paired comparison with the clean model: `paired_with` (its model name; null for the
+//! clean model itself) and, for `mse`, `ssim` and `lpips`, `paired_<m>_diff` (mean of this
+//! setting's per-image value minus the clean one's, same images and seed),
+//! `paired_<m>_lo` / `paired_<m>_hi` (percentile-bootstrap 95% interval) and
+//! `paired_<m>_count` (images paired). `steps`, `nfe` and `seed` are int64 (`seed`
+//! bit-cast from u64, as in the reconstruction tables).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -23,7 +29,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{SettingSummary, Stat};
+use super::{PairedDiff, SettingSummary, Stat, PAIRED_METRICS};
 
 /// The metrics that always get columns, in column order.
 pub const METRICS: [&str; 5] = ["mse", "psnr", "ssim", "lpips", "residual"];
@@ -98,6 +104,10 @@ pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
         push(&format!("{key}_mean"), true, Arc::new(mean.finish()));
         push(&format!("{key}_std"), true, Arc::new(std.finish()));
         push(&format!("{key}_count"), true, Arc::new(count.finish()));
+        let mut ci = Float64Builder::with_capacity(n);
+        rows.iter()
+            .for_each(|r| ci.append_option(r.metrics.get(&key).map(Stat::ci95)));
+        push(&format!("{key}_ci95"), true, Arc::new(ci.finish()));
     }
     push("seconds", false, f64_col(&|r| r.seconds));
     let best: BTreeSet<usize> = super::best_per_model_operator(rows).into_values().collect();
@@ -108,6 +118,25 @@ pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
             (0..n).map(|i| Some(best.contains(&i))),
         )),
     );
+    let mut with = StringBuilder::new();
+    rows.iter()
+        .for_each(|r| with.append_option((!r.paired_with.is_empty()).then_some(&r.paired_with)));
+    push("paired_with", true, Arc::new(with.finish()));
+    for m in PAIRED_METRICS {
+        let col = |f: fn(&PairedDiff) -> f64| -> ArrayRef {
+            let mut b = Float64Builder::with_capacity(n);
+            rows.iter()
+                .for_each(|r| b.append_option(r.paired.get(m).map(f)));
+            Arc::new(b.finish())
+        };
+        push(&format!("paired_{m}_diff"), true, col(|d| d.mean));
+        push(&format!("paired_{m}_lo"), true, col(|d| d.lo));
+        push(&format!("paired_{m}_hi"), true, col(|d| d.hi));
+        let mut count = Int64Builder::with_capacity(n);
+        rows.iter()
+            .for_each(|r| count.append_option(r.paired.get(m).map(|d| d.count as i64)));
+        push(&format!("paired_{m}_count"), true, Arc::new(count.finish()));
+    }
 
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .context("building the summary table")?;
@@ -223,7 +252,48 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<SettingSummary>) -> Result<()
         ));
     }
 
+    // The paired comparison, where the file has it (summaries before adps 0.3 do not).
+    let paired_with: Vec<Option<String>> = match batch.column_by_name("paired_with") {
+        Some(c) => {
+            let c = cast(c, &DataType::Utf8)?;
+            let c = c.as_string::<i32>();
+            (0..c.len())
+                .map(|i| c.is_valid(i).then(|| c.value(i).to_string()))
+                .collect()
+        }
+        None => vec![None; batch.num_rows()],
+    };
+    let mut paired_cols = Vec::new();
+    for m in PAIRED_METRICS {
+        let name = |part: &str| format!("paired_{m}_{part}");
+        if batch.column_by_name(&name("diff")).is_none() {
+            continue;
+        }
+        paired_cols.push((
+            m,
+            floats(batch, &name("diff"))?,
+            floats(batch, &name("lo"))?,
+            floats(batch, &name("hi"))?,
+            ints(batch, &name("count"))?,
+        ));
+    }
+
     for r in 0..batch.num_rows() {
+        let mut paired = BTreeMap::new();
+        for (m, diff, lo, hi, count) in &paired_cols {
+            if let (Some(mean), Some(lo), Some(hi)) = (diff[r], lo[r], hi[r]) {
+                let count = count[r].unwrap_or(0).max(0) as u64;
+                paired.insert(
+                    m.to_string(),
+                    PairedDiff {
+                        mean,
+                        lo,
+                        hi,
+                        count,
+                    },
+                );
+            }
+        }
         let mut m = BTreeMap::new();
         for (key, mean, std, count) in &metrics {
             if let Some(mean) = mean[r] {
@@ -255,6 +325,8 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<SettingSummary>) -> Result<()
             zeta_val_mse: val[r].clone(),
             metrics: m,
             seconds: seconds[r],
+            paired_with: paired_with[r].clone().unwrap_or_default(),
+            paired,
         });
     }
     Ok(())
@@ -297,6 +369,16 @@ mod tests {
                 zeta_val_mse: vec![0.05, 0.02, 0.012, 0.015, f64::INFINITY],
                 metrics: full,
                 seconds: 12.5,
+                paired_with: "fmnist-p0".into(),
+                paired: BTreeMap::from([(
+                    "mse".to_string(),
+                    PairedDiff {
+                        mean: -0.002,
+                        lo: -0.003,
+                        hi: -0.0012,
+                        count: 64,
+                    },
+                )]),
             },
             SettingSummary {
                 model: "fmnist-p0".into(),
@@ -313,6 +395,7 @@ mod tests {
                 zeta_val_mse: vec![],
                 metrics: partial,
                 seconds: 0.25,
+                ..Default::default()
             },
         ]
     }
@@ -352,9 +435,25 @@ mod tests {
                 "zeta_val_mse"
             ]
         );
-        assert_eq!(names[12..15], ["mse_mean", "mse_std", "mse_count"]);
+        assert_eq!(
+            names[12..16],
+            ["mse_mean", "mse_std", "mse_count", "mse_ci95"]
+        );
         assert!(names.contains(&"fid_mean"));
-        assert_eq!(names[names.len() - 2..], ["seconds", "best_over_steps"]);
+        let seconds = names.iter().position(|n| *n == "seconds").unwrap();
+        assert_eq!(
+            names[seconds..seconds + 7],
+            [
+                "seconds",
+                "best_over_steps",
+                "paired_with",
+                "paired_mse_diff",
+                "paired_mse_lo",
+                "paired_mse_hi",
+                "paired_mse_count"
+            ]
+        );
+        assert_eq!(names.len(), seconds + 3 + 4 * 3);
         let lp = schema.field_with_name("lpips_mean").unwrap();
         assert!(lp.is_nullable());
         assert_eq!(lp.data_type(), &DataType::Float64);
@@ -365,6 +464,15 @@ mod tests {
         let batch = builder.build().unwrap().next().unwrap().unwrap();
         assert_eq!(batch.num_rows(), 2);
         assert!(batch.column_by_name("lpips_mean").unwrap().is_null(1));
+        // The clean row has no reference; the Ambient row names it, with its interval.
+        let with = batch.column_by_name("paired_with").unwrap();
+        assert!(with.is_valid(0) && with.is_null(1));
+        let lo = batch.column_by_name("paired_mse_lo").unwrap();
+        assert_eq!(lo.as_primitive::<Float64Type>().value(0), -0.003);
+        assert!(batch.column_by_name("paired_ssim_diff").unwrap().is_null(0));
+        // 1.96 · 0.004 · √(64/63) / 8
+        let ci = batch.column_by_name("mse_ci95").unwrap();
+        assert!((ci.as_primitive::<Float64Type>().value(0) - 9.87e-4).abs() < 1e-6);
     }
 
     #[test]

@@ -111,7 +111,52 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
         "one best row per model × operator"
     );
     assert!(lowest.values().all(|&(_, marked)| marked), "{lowest:?}");
+    // The Ambient model is compared with the clean one image by image at the same
+    // operator and step count: on the same 4 images the mean difference is the
+    // difference of the means, inside its bootstrap interval.
+    let f64s = |name: &str| {
+        summary
+            .column_by_name(name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+            .as_primitive::<Float64Type>()
+            .clone()
+    };
+    let (diff, lo, hi) = (
+        f64s("paired_mse_diff"),
+        f64s("paired_mse_lo"),
+        f64s("paired_mse_hi"),
+    );
+    let with = summary
+        .column_by_name("paired_with")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let step = |r: usize| match steps.data_type() {
+        arrow::datatypes::DataType::UInt32 => steps.as_primitive::<UInt32Type>().value(r) as u64,
+        _ => steps.as_primitive::<arrow::datatypes::Int64Type>().value(r) as u64,
+    };
+    let mut pairs = 0;
+    for r in 0..summary.num_rows() {
+        if models.value(r) == "fmnist-p0.0" {
+            assert!(with.is_null(r) && diff.is_null(r), "row {r}");
+            continue;
+        }
+        assert_eq!(with.value(r), "fmnist-p0.0");
+        let clean = (0..summary.num_rows())
+            .find(|&c| {
+                models.value(c) == "fmnist-p0.0"
+                    && ops.value(c) == ops.value(r)
+                    && step(c) == step(r)
+            })
+            .unwrap();
+        let expected = mse.value(r) - mse.value(clean);
+        assert!((diff.value(r) - expected).abs() < 1e-9, "row {r}");
+        assert!(lo.value(r) <= diff.value(r) && diff.value(r) <= hi.value(r));
+        pairs += 1;
+    }
+    assert_eq!(pairs, 4);
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(html.contains(r#"id="paired""#), "no paired section");
     for (model, op, _) in &settings {
         assert!(
             html.contains(model.as_str()) && html.contains(op.as_str()),
