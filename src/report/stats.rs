@@ -98,7 +98,7 @@ pub fn bootstrap_mean(values: &[f64], resamples: usize) -> Option<PairedDiff> {
         return None;
     }
     let mean = values.iter().sum::<f64>() / n as f64;
-    let mut rng = ChaCha20Rng::seed_from_u64(0x0adb_5b00_75);
+    let mut rng = ChaCha20Rng::seed_from_u64(0x000a_db5b_0075);
     let mut means: Vec<f64> = (0..resamples)
         .map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64)
         .collect();
