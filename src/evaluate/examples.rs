@@ -18,7 +18,11 @@ use crate::restore::operators::{
 use crate::restore::rng::ImageRngs;
 
 /// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
-fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String, Vec<f32>>> {
+pub(super) fn truths(
+    url: &str,
+    ids: &[String],
+    channels: usize,
+) -> Result<BTreeMap<String, Vec<f32>>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -52,6 +56,21 @@ fn truths(url: &str, ids: &[String], channels: usize) -> Result<BTreeMap<String,
         }
     }
     Ok(found)
+}
+
+/// The operator family of a run, its files (if any) fetched as the plan does.
+pub(super) fn family_of(op: &OperatorSpec, shape: [usize; 3], seed: u64) -> Result<OperatorFamily> {
+    if op.files().is_empty() {
+        return Ok(op.build(shape, seed)?);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(
+        crate::pipeline::plan::operator_setup(rt.handle(), op, shape, seed, Default::default())
+            .map_err(|p| anyhow::anyhow!(p.join("; ")))?
+            .family,
+    )
 }
 
 /// A measurement simulated from a clean image by the run's protocol (the image's
@@ -129,22 +148,7 @@ pub fn build(
         let shape = folder.card().shape;
         let truth = truths(&spec.images.test.url, &ids, shape[0])?;
         let op = OperatorSpec::from_str(op_str)?;
-        let family = if op.files().is_empty() {
-            op.build(shape, settings[first].seed)?
-        } else {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            crate::pipeline::plan::operator_setup(
-                rt.handle(),
-                &op,
-                shape,
-                settings[first].seed,
-                Default::default(),
-            )
-            .map_err(|p| anyhow::anyhow!(p.join("; ")))?
-            .family
-        };
+        let family = family_of(&op, shape, settings[first].seed)?;
         let mut gt_row = Vec::new();
         let mut meas_row = Vec::new();
         for id in &ids {

@@ -3,6 +3,7 @@
 //! as the paper does, runs the test images once with it, and writes `summary.parquet` and
 //! `report.html`.
 
+pub mod baselines;
 pub mod collect;
 pub mod config;
 pub mod examples;
@@ -401,6 +402,8 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         test_dirs.push(test_dir);
     }
     pair_with_clean(&mut summaries, &per_image);
+    // After every setting: `summaries[i]` stays `settings[i]` for the example grids.
+    summaries.extend(baselines::summarize(&spec, &settings, &test_dirs)?);
     let mut outcome = write_outputs(&spec, &settings, &summaries, &test_dirs)?;
     outcome.partial_runs = partial;
     Ok(outcome)

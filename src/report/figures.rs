@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::format::lower_is_better;
-use super::{best_of, best_per_model_operator, steps_of, SettingSummary};
+use super::{best_of, best_per_model_operator, is_baseline, steps_of, SettingSummary};
 
 /// Sort rank of an operator kind: compressed sensing, super-resolution, then the rest.
 pub fn kind_rank(kind: &str) -> (u8, &str) {
@@ -128,7 +128,7 @@ pub fn level_figure(rows: &[SettingSummary], models: &[(String, f64)], kind: &st
     let common = common.unwrap_or_default();
     let all_steps: BTreeSet<u32> = rows
         .iter()
-        .filter(|r| r.kind == kind)
+        .filter(|r| r.kind == kind && !is_baseline(r))
         .map(|r| r.steps)
         .collect();
     let mut curves = Vec::new();
@@ -136,7 +136,8 @@ pub fn level_figure(rows: &[SettingSummary], models: &[(String, f64)], kind: &st
     for (m, _) in models {
         let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         for (i, r) in rows.iter().enumerate() {
-            if &r.model == m && r.kind == kind && (common.is_empty() || common.contains(&r.steps)) {
+            let budget = common.is_empty() || common.contains(&r.steps) || is_baseline(r);
+            if &r.model == m && r.kind == kind && budget {
                 groups.entry(r.level.to_bits()).or_default().push(i);
             }
         }
@@ -181,11 +182,12 @@ pub fn nfe_operators(rows: &[SettingSummary]) -> Vec<String> {
     chosen
 }
 
-/// One model's Fig. 4 curve for `op`: per NFE (ascending), its best setting at that NFE.
+/// One model's Fig. 4 curve for `op`: per NFE (ascending), its best setting at that NFE
+/// (the baseline, which has no NFE, has none).
 pub fn nfe_curve(rows: &[SettingSummary], op: &str, model: &str) -> Vec<(u32, usize)> {
     let mut by_nfe: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
-        if r.model == model && r.operator == op {
+        if r.model == model && r.operator == op && !is_baseline(r) {
             by_nfe.entry(r.nfe).or_default().push(i);
         }
     }

@@ -22,7 +22,10 @@ use super::format::{
 use super::plot::{self, LinePlot, Point, Scale, Series};
 use super::stats::Verdict;
 use super::templates::{environment, Grid};
-use super::{best_of, ExampleGrid, SettingSummary, Stat, PAIRED_METRICS};
+use super::{best_of, is_baseline, ExampleGrid, SettingSummary, Stat, PAIRED_METRICS};
+
+/// Colour of the plain baseline in every plot.
+const BASELINE_COLOR: &str = "#111111";
 
 /// Colour marking the chosen ζ in the sparklines.
 const MARK: &str = "#111827";
@@ -225,6 +228,8 @@ struct ModelView {
     color: &'static str,
     p: String,
     clean: bool,
+    ambient: bool,
+    baseline: bool,
     erased: String,
     settings: usize,
 }
@@ -291,10 +296,22 @@ struct Models {
 impl Models {
     fn new(rows: &[SettingSummary]) -> Self {
         let list = super::models(rows);
+        let baselines: BTreeSet<&str> = rows
+            .iter()
+            .filter(|r| is_baseline(r))
+            .map(|r| r.model.as_str())
+            .collect();
         let color = list
             .iter()
             .enumerate()
-            .map(|(i, (m, _))| (m.clone(), palette_color(i)))
+            .map(|(i, (m, _))| {
+                let c = if baselines.contains(m.as_str()) {
+                    BASELINE_COLOR
+                } else {
+                    palette_color(i)
+                };
+                (m.clone(), c)
+            })
             .collect();
         Models { list, color }
     }
@@ -369,6 +386,8 @@ fn model_views(rows: &[SettingSummary], models: &Models) -> Vec<ModelView> {
             color: models.color(m),
             p: fmt_p(*p),
             clean: *p == 0.0,
+            ambient: *p > 0.0,
+            baseline: p.is_nan(),
             erased: format!("{:.0}", p * 100.0),
             settings: rows.iter().filter(|r| &r.model == m).count(),
         })
@@ -631,6 +650,26 @@ fn nfe_plot(rows: &[SettingSummary], models: &Models, op: &str) -> Result<Value>
         })
         .filter(|s| !s.points.is_empty())
         .collect();
+    // The baseline has no NFE: a flat line across the sweep's range.
+    let mut series = series;
+    let (lo_nfe, hi_nfe) = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.x))
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+            (a.min(x), b.max(x))
+        });
+    if let Some(b) = rows.iter().find(|r| is_baseline(r) && r.operator == op) {
+        if let (Some(s), true) = (b.metrics.get("mse"), lo_nfe < hi_nfe) {
+            series.push(Series {
+                label: b.model.clone(),
+                color: models.color(&b.model).into(),
+                points: vec![
+                    Point::sym(lo_nfe, s.mean, 0.0),
+                    Point::sym(hi_nfe, s.mean, 0.0),
+                ],
+            });
+        }
+    }
     let mut plot = LinePlot::new(
         &format!("{op} — MSE vs NFE"),
         "NFE (denoiser evaluations per image)",
@@ -1015,5 +1054,39 @@ mod tests {
         // Without pairs, no section.
         let plain = render_report("t", "", &fixture(), &[]).unwrap();
         assert!(!plain.contains(r#"id="paired""#));
+    }
+
+    #[test]
+    fn the_baseline_is_a_row_on_every_plot_and_table_but_not_a_model_to_tune() {
+        let mut rows = fixture();
+        let base = |op: &str, mse: f64| {
+            let mut r = setting("x", 0.0, op, 1, mse);
+            r.model = crate::report::BASELINE_MODEL.into();
+            r.train_p = f64::NAN;
+            r.solver = crate::report::BASELINE_SOLVER.into();
+            (r.steps, r.nfe, r.zeta) = (0, 0, f64::NAN);
+            r.zeta_grid.clear();
+            r.zeta_val_mse.clear();
+            r
+        };
+        let plain = render_report("t", "", &rows, &[]).unwrap();
+        rows.push(base("cs:16", 0.2));
+        rows.push(base("cs:64", 0.1));
+        rows.push(base("sr:4", 0.05));
+        let html = render_report("t", "", &rows, &[]).unwrap();
+        // On the level plots (hover text names its points) and the NFE plots.
+        assert!(
+            html.contains("least squares (A⁺y): 16 → 0.200"),
+            "level plot"
+        );
+        assert!(html.contains("least squares (A⁺y): 19 → 0.100"), "NFE plot");
+        // Its steps (0) are not a step count the sweep searched, nor a ζ row.
+        assert!(!html.contains("N ∈ {0,"));
+        assert_eq!(
+            html.matches("ζ = ").count(),
+            plain.matches("ζ = ").count(),
+            "no ζ cells for the baseline"
+        );
+        assert!(html.contains("the plain baseline A⁺y"));
     }
 }

@@ -25,7 +25,11 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
     let header = |first: &str| {
         let mut h = format!("| {first} |");
         for (m, p) in &models {
-            let _ = write!(h, " {m} (p = {p}) |");
+            if p.is_nan() {
+                let _ = write!(h, " {m} |");
+            } else {
+                let _ = write!(h, " {m} (p = {p}) |");
+            }
         }
         h.push_str("\n|---|");
         h.push_str(&"---:|".repeat(models.len()));

@@ -24,6 +24,16 @@ pub struct Stat {
 
 pub use stats::PairedDiff;
 
+/// The model name and solver of the plain baseline rows (least squares, A⁺y): no prior,
+/// no steps; `adps evaluate` adds one per operator.
+pub const BASELINE_MODEL: &str = "least squares (A⁺y)";
+pub const BASELINE_SOLVER: &str = "least-squares";
+
+/// Whether a row is the plain baseline rather than a diffusion model's setting.
+pub fn is_baseline(r: &SettingSummary) -> bool {
+    r.solver == BASELINE_SOLVER
+}
+
 /// The metrics compared image by image between each Ambient model and the clean one.
 pub const PAIRED_METRICS: [&str; 3] = ["mse", "ssim", "lpips"];
 
@@ -75,7 +85,8 @@ pub struct ExampleGrid {
 }
 
 /// The models of a sweep in display order: by training erasure probability p, then
-/// name; each with its p. The HTML and Markdown reports both list models this way.
+/// name; each with its p; the baseline (p NaN) last. The HTML and Markdown reports both
+/// list models this way.
 pub fn models(rows: &[SettingSummary]) -> Vec<(String, f64)> {
     let mut list: Vec<(String, f64)> = Vec::new();
     for r in rows {
@@ -87,10 +98,10 @@ pub fn models(rows: &[SettingSummary]) -> Vec<(String, f64)> {
     list
 }
 
-/// The step counts N an operator was run at.
+/// The step counts N an operator was run at (by the diffusion models).
 pub fn steps_of(rows: &[SettingSummary], op: &str) -> BTreeSet<u32> {
     rows.iter()
-        .filter(|r| r.operator == op)
+        .filter(|r| r.operator == op && !is_baseline(r))
         .map(|r| r.steps)
         .collect()
 }

@@ -43,9 +43,45 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
     let out = adps(&args);
     assert_ok(&out);
 
-    let summary = read_parquet(&report.join("summary.parquet"));
-    // 2 models × 2 operators × 2 step counts.
-    assert_eq!(summary.num_rows(), 8, "{summary:?}");
+    let all = read_parquet(&report.join("summary.parquet"));
+    // 2 models × 2 operators × 2 step counts, then one least-squares baseline per operator.
+    assert_eq!(all.num_rows(), 8 + 2, "{all:?}");
+    let solver = all
+        .column_by_name("solver")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let baseline: Vec<usize> = (0..all.num_rows())
+        .filter(|&r| solver.value(r) == "least-squares")
+        .collect();
+    assert_eq!(baseline, vec![8, 9]);
+    let all_ops = all
+        .column_by_name("operator")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let all_mse = all
+        .column_by_name("mse_mean")
+        .unwrap()
+        .as_primitive::<Float64Type>()
+        .clone();
+    let all_nfe = all
+        .column_by_name("nfe")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .clone();
+    for &r in &baseline {
+        assert!(
+            all_mse.value(r).is_finite() && all_nfe.value(r) == 0,
+            "row {r}"
+        );
+    }
+    assert_eq!(
+        [all_ops.value(8), all_ops.value(9)],
+        ["cs:128", "sr:4"],
+        "one baseline per operator"
+    );
+    let summary = all.slice(0, 8);
     let models = summary
         .column_by_name("model")
         .unwrap()
@@ -157,6 +193,7 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
     assert_eq!(pairs, 4);
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.contains(r#"id="paired""#), "no paired section");
+    assert!(html.contains("least squares (A⁺y)"), "no baseline row");
     for (model, op, _) in &settings {
         assert!(
             html.contains(model.as_str()) && html.contains(op.as_str()),
@@ -191,8 +228,9 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
     let again = adps(&args);
     assert_ok(&again);
     let rerun = read_parquet(&report.join("summary.parquet"));
-    assert_eq!(rerun.num_rows(), 8);
-    assert_eq!(seconds(&rerun), first);
+    assert_eq!(rerun.num_rows(), 8 + 2);
+    // The baselines are recomputed (cheap, and timed anew); the settings are not.
+    assert_eq!(seconds(&rerun.slice(0, 8)), first);
 }
 
 #[test]

@@ -1,0 +1,101 @@
+//! The plain baseline of every task: the minimum-norm least-squares reconstruction A⁺y
+//! ([`least_squares`]: the pseudo-inverse for `cs`, nearest-neighbour upsampling for box
+//! `sr`, zero filling for inpainting and `fourier`) of the same test images, measured by
+//! the same per-image protocol and scored with the same metrics (LPIPS aside) as the
+//! restorations. The report shows it as a row on every table and plot, so a reader sees
+//! at a glance whether a setting restores anything.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+
+use super::config::SweepSpec;
+use super::examples::{family_of, truths};
+use super::Setting;
+use crate::pipeline::plan;
+use crate::report::{SettingSummary, BASELINE_MODEL, BASELINE_SOLVER};
+use crate::restore::metrics::{image_metrics, measurement_residual};
+use crate::restore::operators::{least_squares, simulate_measurement, OperatorSpec};
+use crate::restore::rng::ImageRngs;
+
+/// CGLS steps: enough for the Gaussian `cs` matrices up to M = n (the one-step cases,
+/// `sr` and inpainting, stop at once).
+const MAX_ITER: usize = 300;
+
+/// One baseline row per operator of the sweep, on the test images its first setting was
+/// restored on, with that setting's seed.
+pub fn summarize(
+    spec: &SweepSpec,
+    settings: &[Setting],
+    test_dirs: &[String],
+) -> Result<Vec<SettingSummary>> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for (i, s) in settings.iter().enumerate() {
+        if seen.contains(&s.operator.as_str()) {
+            continue;
+        }
+        seen.push(&s.operator);
+        let started = std::time::Instant::now();
+        let ids: Vec<String> = super::rows_of(&test_dirs[i])?
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let shape = crate::model::ModelFolder::open(&s.model_dir)?.card().shape;
+        let truth = truths(&spec.images.test.url, &ids, shape[0])?;
+        let op = OperatorSpec::from_str(&s.operator)?;
+        let family = family_of(&op, shape, s.seed)?;
+        let mut per_metric: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+        for id in &ids {
+            let x0 = truth.get(id).with_context(|| {
+                format!("baseline for {}: test image {id} not found", s.operator)
+            })?;
+            let mut rngs = ImageRngs::new(s.seed, id);
+            let a = family.for_image(&mut rngs.operator);
+            let y = simulate_measurement(
+                a.as_ref(),
+                x0,
+                spec.defaults.sigma_y as f32,
+                &mut rngs.measurement,
+            );
+            let x_hat: Vec<f32> = least_squares(a.as_ref(), &y, MAX_ITER)
+                .into_iter()
+                .map(|v| v.clamp(-1.0, 1.0))
+                .collect();
+            let m = image_metrics(&x_hat, x0, shape);
+            let residual = f64::from(measurement_residual(a.as_ref(), &x_hat, &y));
+            for (name, v) in [
+                ("mse", Some(m.mse)),
+                ("psnr", Some(m.psnr)),
+                ("ssim", m.ssim),
+                ("residual", Some(residual)),
+            ] {
+                per_metric.entry(name).or_default().push(v);
+            }
+        }
+        let metrics = per_metric
+            .into_iter()
+            .filter_map(|(name, v)| {
+                super::collect::stat(v.into_iter()).map(|s| (name.to_string(), s))
+            })
+            .collect();
+        let (kind, level) = plan::kind_and_level(&op);
+        out.push(SettingSummary {
+            model: BASELINE_MODEL.into(),
+            train_p: f64::NAN,
+            operator: s.operator.clone(),
+            kind,
+            level,
+            steps: 0,
+            solver: BASELINE_SOLVER.into(),
+            nfe: 0,
+            seed: s.seed,
+            zeta: f64::NAN,
+            metrics,
+            seconds: started.elapsed().as_secs_f64(),
+            ..Default::default()
+        });
+    }
+    Ok(out)
+}
