@@ -146,8 +146,8 @@ pub struct RestoreArgs {
     /// Output prefix (same schemes as --input).
     #[arg(long)]
     pub output: String,
-    /// Forward operator: cs:M, sr:f, inpaint-random:p, inpaint-box:HxW, blur-gauss:σ, or
-    /// from a file (a local path, file://, s3://; checked before any compute, its SHA-256
+    /// Forward operator: cs:M, sr:f (f×f average pooling), sr-bicubic:f, inpaint-random:p,
+    /// inpaint-box:HxW, blur-gauss:σ, or from a file (a local path, file://, s3://; checked before any compute, its SHA-256
     /// in the settings hash):
     ///
     /// matrix:URL — y = A·vec(x), A an M×(C·H·W) float32/float64 .npy, vec(x) in C,H,W
@@ -160,6 +160,11 @@ pub struct RestoreArgs {
     /// fourier:URL — y = concat over channels of [Re(F x)[kept], Im(F x)[kept]], F =
     /// numpy.fft.fft2(·, norm="ortho"), kept = the non-zero positions of an H×W mask
     /// (.npy of 0/1 or a grey PNG) in row-major order.
+    ///
+    /// sr-bicubic:f — downsampling by f as Pillow's Image.resize((W/f, H/f), BICUBIC) on
+    /// a float ('F') image makes it, per channel: antialiased bicubic (a = −0.5, support
+    /// 2f, weights normalised per output pixel); H and W divisible by f. y_image is the
+    /// low-resolution image.
     #[arg(long)]
     pub operator: String,
     /// Sampling steps N (NFE = 2N−1 with heun, N with euler).

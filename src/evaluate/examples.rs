@@ -72,7 +72,7 @@ pub fn measurement_image(
 }
 
 /// What a measurement y looks like as an image of `shape`: the low-resolution image for
-/// `sr` (nearest upsampling), y itself for the operators on the image grid (inpainting,
+/// `sr` and `sr-bicubic` (nearest upsampling, so its pixels show as they are), y itself for the operators on the image grid (inpainting,
 /// blur), Aᵀy rescaled to the image range for the operators whose y is a vector (`cs`,
 /// `matrix`, `fourier`: the back-projection, zero-filled for `fourier`).
 pub fn measurement_view(

@@ -198,8 +198,8 @@ fn default_device() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// Forward operator: `cs:M`, `sr:f`, `inpaint-random:p`, `inpaint-box:HxW`, `blur-gauss:σ`,
-    /// or one read from a file: `matrix:URL`, `blur-kernel:URL[:reflect]`, `fourier:URL`
+    /// Forward operator: `cs:M`, `sr:f`, `sr-bicubic:f`, `inpaint-random:p`,
+    /// `inpaint-box:HxW`, `blur-gauss:σ`, or one read from a file: `matrix:URL`, `blur-kernel:URL[:reflect]`, `fourier:URL`
     /// (see `adps restore --help` and the README).
     pub operator: String,
     /// Measurement noise σ_y (y = A x0 + σ_y·n); also used when simulating y from clean images.

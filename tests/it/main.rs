@@ -1,5 +1,6 @@
 //! adps integration tests: one binary, a module per theme.
 
+mod bicubic;
 mod common;
 mod evaluate;
 mod input;

@@ -17,6 +17,7 @@ pub mod inpaint;
 pub mod matrix;
 pub mod spec;
 pub mod sr;
+pub mod sr_bicubic;
 
 pub use file::{FileArray, FileType};
 pub use spec::{OperatorError, OperatorFamily, OperatorSpec};

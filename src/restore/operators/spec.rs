@@ -1,5 +1,5 @@
-//! Operator strings (`cs:256`, `sr:4`, `inpaint-random:0.5`, `inpaint-box:16x16`,
-//! `blur-gauss:1.5`, and from files `matrix:URL`, `blur-kernel:URL[:reflect]`,
+//! Operator strings (`cs:256`, `sr:4`, `sr-bicubic:4`, `inpaint-random:0.5`,
+//! `inpaint-box:16x16`, `blur-gauss:1.5`, and from files `matrix:URL`, `blur-kernel:URL[:reflect]`,
 //! `fourier:URL`): parsing, validation against an image shape, and the run's
 //! [`OperatorFamily`].
 //!
@@ -23,6 +23,7 @@ use super::fourier::SubsampledFourier;
 use super::inpaint::PixelMask;
 use super::matrix::DenseMatrix;
 use super::sr::AvgPool;
+use super::sr_bicubic::BicubicDown;
 use super::LinearOperator;
 use crate::restore::rng::{run_rng, RunStream};
 
@@ -33,6 +34,9 @@ pub enum OperatorSpec {
     Cs { m: usize },
     /// `sr:f`: f×f average pooling (`sr:1` is the identity: pure denoising).
     Sr { f: usize },
+    /// `sr-bicubic:f`: antialiased bicubic downsampling by f, as Pillow's
+    /// `resize(…, BICUBIC)` ([`super::sr_bicubic`]).
+    SrBicubic { f: usize },
     /// `inpaint-random:p`: each pixel erased with probability p ∈ [0, 1).
     InpaintRandom { p: f64 },
     /// `inpaint-box:h×w` (or `hxw`): an h×w box erased at a random position.
@@ -59,7 +63,8 @@ pub struct OperatorError {
     pub reason: String,
 }
 
-const KINDS: &str = "cs:M, sr:f, inpaint-random:p, inpaint-box:h×w, blur-gauss:σ, matrix:URL, \
+const KINDS: &str =
+    "cs:M, sr:f, sr-bicubic:f, inpaint-random:p, inpaint-box:h×w, blur-gauss:σ, matrix:URL, \
                      blur-kernel:URL[:reflect], fourier:URL";
 
 impl OperatorSpec {
@@ -91,6 +96,9 @@ impl OperatorSpec {
                 m: int("the measurement count M")?,
             },
             "sr" => Self::Sr {
+                f: int("the factor f")?,
+            },
+            "sr-bicubic" => Self::SrBicubic {
                 f: int("the factor f")?,
             },
             "inpaint-random" => Self::InpaintRandom {
@@ -129,7 +137,7 @@ impl OperatorSpec {
         };
         match spec {
             Self::Cs { m: 0 } => Err(err("M must be at least 1".into())),
-            Self::Sr { f: 0 } => Err(err("f must be at least 1".into())),
+            Self::Sr { f: 0 } | Self::SrBicubic { f: 0 } => Err(err("f must be at least 1".into())),
             Self::InpaintRandom { p } if !(0.0..1.0).contains(&p) => {
                 Err(err(format!("p = {p} is not in [0, 1)")))
             }
@@ -152,7 +160,9 @@ impl OperatorSpec {
         let n = c * h * w;
         let reason = match *self {
             Self::Cs { m } if m > n => Some(format!("M = {m} exceeds n = C·H·W = {n}")),
-            Self::Sr { f } if !h.is_multiple_of(f) || !w.is_multiple_of(f) => {
+            Self::Sr { f } | Self::SrBicubic { f }
+                if !h.is_multiple_of(f) || !w.is_multiple_of(f) =>
+            {
                 Some(format!("{h}×{w} is not divisible by {f}"))
             }
             Self::InpaintBox { h: bh, w: bw } if bh > h || bw > w => {
@@ -224,6 +234,7 @@ impl OperatorSpec {
                 &mut run_rng(run_seed, RunStream::CsMatrix),
             ))),
             Self::Sr { f } => shared(Arc::new(AvgPool::new(shape, f))),
+            Self::SrBicubic { f } => shared(Arc::new(BicubicDown::new(shape, f))),
             Self::BlurGauss { sigma } => shared(Arc::new(GaussianBlur::new(shape, sigma))),
             Self::InpaintRandom { p } => OperatorFamily::InpaintRandom { shape, p },
             Self::InpaintBox { h, w } => OperatorFamily::InpaintBox { shape, h, w },
@@ -244,7 +255,7 @@ impl OperatorSpec {
     pub fn level(&self) -> f64 {
         match *self {
             Self::Cs { m } => m as f64,
-            Self::Sr { f } => f as f64,
+            Self::Sr { f } | Self::SrBicubic { f } => f as f64,
             Self::InpaintRandom { p } => p,
             Self::InpaintBox { h, w } => (h * w) as f64,
             Self::BlurGauss { sigma } => sigma,
@@ -253,12 +264,12 @@ impl OperatorSpec {
     }
 
     /// The shape of y when it is given as an image (`y_image`): the low-resolution image
-    /// for `sr:f`, the full image for the operators that keep the image grid; none for
+    /// for `sr:f` and `sr-bicubic:f`, the full image for the operators that keep the image grid; none for
     /// `cs`, `matrix` and `fourier`, whose y is a vector.
     pub fn y_image_shape(&self, [c, h, w]: [usize; 3]) -> Option<[usize; 3]> {
         match *self {
             Self::Cs { .. } | Self::Matrix { .. } | Self::Fourier { .. } => None,
-            Self::Sr { f } => Some([c, h / f, w / f]),
+            Self::Sr { f } | Self::SrBicubic { f } => Some([c, h / f, w / f]),
             Self::InpaintRandom { .. }
             | Self::InpaintBox { .. }
             | Self::BlurGauss { .. }
@@ -271,6 +282,7 @@ impl OperatorSpec {
         match self {
             Self::Cs { .. } => "cs",
             Self::Sr { .. } => "sr",
+            Self::SrBicubic { .. } => "sr-bicubic",
             Self::InpaintRandom { .. } => "inpaint-random",
             Self::InpaintBox { .. } => "inpaint-box",
             Self::BlurGauss { .. } => "blur-gauss",
@@ -287,6 +299,7 @@ impl fmt::Display for OperatorSpec {
         match self {
             Self::Cs { m } => write!(f, "cs:{m}"),
             Self::Sr { f: k } => write!(f, "sr:{k}"),
+            Self::SrBicubic { f: k } => write!(f, "sr-bicubic:{k}"),
             Self::InpaintRandom { p } => write!(f, "inpaint-random:{p}"),
             Self::InpaintBox { h, w } => write!(f, "inpaint-box:{h}x{w}"),
             Self::BlurGauss { sigma } => write!(f, "blur-gauss:{sigma}"),
@@ -310,7 +323,7 @@ impl FromStr for OperatorSpec {
 /// The operators of one run: one shared operator, or a rule for drawing one per image.
 #[derive(Debug, Clone)]
 pub enum OperatorFamily {
-    /// `cs`, `sr`, `blur-gauss` and the file operators: the same A for every image.
+    /// `cs`, `sr`, `sr-bicubic`, `blur-gauss` and the file operators: the same A for every image.
     Shared(Arc<dyn LinearOperator>),
     /// Random inpainting with erasure probability `p`, a fresh mask per image.
     InpaintRandom { shape: [usize; 3], p: f64 },
@@ -366,6 +379,10 @@ mod tests {
             OperatorSpec::Sr { f: 4 }
         );
         assert_eq!(
+            OperatorSpec::parse("sr-bicubic:4").unwrap(),
+            OperatorSpec::SrBicubic { f: 4 }
+        );
+        assert_eq!(
             OperatorSpec::parse("inpaint-random:0.5").unwrap(),
             OperatorSpec::InpaintRandom { p: 0.5 }
         );
@@ -388,6 +405,7 @@ mod tests {
         for s in [
             "cs:256",
             "sr:4",
+            "sr-bicubic:2",
             "inpaint-random:0.5",
             "inpaint-box:16x8",
             "blur-gauss:1.5",
@@ -410,6 +428,12 @@ mod tests {
             reason("sr:3", s),
             "operator `sr:3`: 32×32 is not divisible by 3"
         );
+        assert_eq!(
+            reason("sr-bicubic:5", s),
+            "operator `sr-bicubic:5`: 32×32 is not divisible by 5"
+        );
+        assert!(reason("sr-bicubic:0", s).contains("at least 1"));
+        assert!(reason("sr-bicubic:x", s).contains("positive integer"));
         assert!(reason("cs:5000", s).contains("M = 5000 exceeds n = C·H·W = 3072"));
         assert!(reason("cs:0", s).contains("at least 1"));
         assert!(reason("cs:-3", s).contains("positive integer"));
@@ -548,6 +572,8 @@ mod tests {
             "cs:100",
             "sr:2",
             "sr:4",
+            "sr-bicubic:2",
+            "sr-bicubic:4",
             "inpaint-random:0.3",
             "inpaint-box:5x7",
             "blur-gauss:1.5",
