@@ -61,8 +61,9 @@ pub struct InputSpec {
     /// `y_image`, where the shard has one.
     #[serde(default)]
     pub y_column: Option<String>,
-    /// The per-record inpainting mask column (an image; pixels brighter than mid-grey are kept).
-    /// Unset: `mask` where the shard has one.
+    /// The per-record mask column (an H×W image): the pixels kept for inpainting (brighter
+    /// than mid-grey), the k-space positions measured for `fourier` (non-zero pixels; in
+    /// place of the file's mask). Unset: `mask` where the shard has one.
     #[serde(default)]
     pub mask_column: Option<String>,
     /// Input columns copied verbatim (same Arrow type) into every output row, e.g.

@@ -12,7 +12,6 @@ use crate::pipeline::config::{RunSpec, YRange};
 use crate::restore::denoiser::Denoiser;
 use crate::restore::guidance::GradientPath;
 use crate::restore::measurement::unit_to_model;
-use crate::restore::operators::inpaint::PixelMask;
 use crate::restore::operators::{
     simulate_measurement, LinearOperator, OperatorFamily, OperatorSpec,
 };
@@ -185,13 +184,11 @@ impl RestoreSettings {
         })
     }
 
-    /// M, the length of a measurement vector.
+    /// M, the length of a measurement vector (of a record without its own mask).
     pub fn measurements(&self) -> usize {
-        match self.family.shared() {
-            Some(op) => op.measurements(),
-            // Per-image operators are inpainting masks, which measure full-size images.
-            None => self.shape.iter().product(),
-        }
+        self.family
+            .measurements_for(None)
+            .unwrap_or_else(|_| self.shape.iter().product())
     }
 
     /// Denoiser evaluations per image.
@@ -224,13 +221,11 @@ impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {
         let (mut ops, mut ys, mut masks, mut noises) = (vec![], vec![], vec![], vec![]);
         for (_, record) in batch {
             let mut rngs = ImageRngs::new(s.seed, &record.id);
-            let op: Arc<dyn LinearOperator> = match &record.mask {
-                Some(mask) => Arc::new(PixelMask::new(
-                    s.shape,
-                    mask.iter().map(|&v| v > 0.5).collect(),
-                )),
-                None => s.family.for_image(&mut rngs.operator),
-            };
+            // A record's own mask (inpainting pixels, fourier k-space) makes its operator.
+            let op: Arc<dyn LinearOperator> = s
+                .family
+                .for_record(record.mask.as_deref(), &mut rngs.operator)
+                .map_err(|e| anyhow::anyhow!("record {}: {e}", record.id))?;
             let y = match (&record.y, &record.truth) {
                 (Some(y), _) if y.len() != op.measurements() => anyhow::bail!(
                     "record {}: y has {} values, the operator measures {}",
@@ -287,23 +282,14 @@ impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {
 
     fn check(&self, record: &Record) -> Result<(), String> {
         let [c, h, w] = self.settings.shape;
-        if let Some(mask) = &record.mask {
-            if mask.len() != h * w {
-                return Err(format!(
-                    "the mask has {} values, a {h}×{w} image needs {}",
-                    mask.len(),
-                    h * w
-                ));
-            }
-        }
+        // The record's own mask decides M for fourier (2·C·|kept|); inpainting measures
+        // the full image.
+        let want = self
+            .settings
+            .family
+            .measurements_for(record.mask.as_deref())?;
         let values = match (&record.y, &record.truth) {
             (Some(y), _) => {
-                // A per-record mask measures the full image, like every per-image operator.
-                let want = if record.mask.is_some() {
-                    c * h * w
-                } else {
-                    self.settings.measurements()
-                };
                 if y.len() != want {
                     return Err(format!(
                         "y has {} values, the operator measures {want}",

@@ -20,7 +20,7 @@ pub mod sr;
 pub mod sr_bicubic;
 
 pub use file::{FileArray, FileType};
-pub use spec::{OperatorError, OperatorFamily, OperatorSpec};
+pub use spec::{OperatorError, OperatorFamily, OperatorSpec, RecordMask};
 
 use ndarray::ArrayView2;
 use rand::RngCore;
