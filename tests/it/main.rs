@@ -16,3 +16,4 @@ mod s3;
 mod s3_restart;
 mod safety;
 mod slurm;
+mod worked_example;
