@@ -375,6 +375,21 @@ fn fit_clean(px: Pixels, spec: &DecodeSpec) -> Result<(Vec<f32>, Option<Frame>),
     Ok((fitted.map_err(|e| format!("{e:#}"))?.data, None))
 }
 
+/// A measured record's mask (an image of the model's H×W) as the restore stage reads it,
+/// one 0/1 flag per pixel or k-space position, for views of the record outside the
+/// pipeline (the run report).
+pub fn measured_record_mask(
+    bytes: &[u8],
+    kind: RecordMask,
+    shape: [usize; 3],
+) -> Result<Vec<f32>, String> {
+    let spec = DecodeSpec::new(shape, 0, None, Some(kind));
+    match kind {
+        RecordMask::Pixels => decode_mask(bytes, [shape[1], shape[2]], None, &spec),
+        RecordMask::KSpace => decode_kspace_mask(bytes, &spec),
+    }
+}
+
 /// A record's k-space mask for `fourier` as one 0/1 flag per position: an image of the
 /// model's H×W (k-space has no frame to pad or crop), non-zero pixels kept, as in a
 /// `fourier:` PNG; it must keep at least one position.

@@ -11,12 +11,9 @@ use crate::model::Card;
 use crate::pipeline::config::{RunSpec, YRange};
 use crate::restore::denoiser::Denoiser;
 use crate::restore::guidance::GradientPath;
-use crate::restore::measurement::unit_to_model;
-use crate::restore::operators::{
-    simulate_measurement, LinearOperator, OperatorFamily, OperatorSpec,
-};
-use crate::restore::rng::ImageRngs;
-use crate::restore::sampler::{ambient_dps, sampling_mask, ImageTask, SamplerConfig};
+use crate::restore::operators::{OperatorFamily, OperatorSpec};
+use crate::restore::protocol::{image_problem, Given, Protocol};
+use crate::restore::sampler::{ambient_dps, ImageTask, SamplerConfig};
 
 /// Restores batches of records: one per worker, owning its model sessions.
 pub trait Restorer: Send {
@@ -195,6 +192,17 @@ impl RestoreSettings {
     pub fn nfe(&self) -> usize {
         self.sampler.nfe()
     }
+
+    /// The per-image protocol of these settings ([`image_problem`]).
+    pub fn protocol(&self) -> Protocol<'_> {
+        Protocol {
+            family: &self.family,
+            shape: self.shape,
+            seed: self.seed,
+            sigma_y: self.sigma_y,
+            keep_prob: self.keep_prob,
+        }
+    }
 }
 
 /// The restore worker: Ambient DPS with one model's sessions.
@@ -218,53 +226,26 @@ impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {
     fn restore(&mut self, batch: &[(Arc<Shard>, Record)]) -> anyhow::Result<Vec<(Vec<f32>, f64)>> {
         let s = &self.settings;
         // Everything random about an image comes from its id, never its batch position.
-        let (mut ops, mut ys, mut masks, mut noises) = (vec![], vec![], vec![], vec![]);
+        let protocol = s.protocol();
+        let mut problems = Vec::with_capacity(batch.len());
         for (_, record) in batch {
-            let mut rngs = ImageRngs::new(s.seed, &record.id);
-            // A record's own mask (inpainting pixels, fourier k-space) makes its operator.
-            let op: Arc<dyn LinearOperator> = s
-                .family
-                .for_record(record.mask.as_deref(), &mut rngs.operator)
-                .map_err(|e| anyhow::anyhow!("record {}: {e}", record.id))?;
-            let y = match (&record.y, &record.truth) {
-                (Some(y), _) if y.len() != op.measurements() => anyhow::bail!(
-                    "record {}: y has {} values, the operator measures {}",
-                    record.id,
-                    y.len(),
-                    op.measurements()
-                ),
-                (Some(y), _) => match s.y_range {
-                    YRange::Unit => unit_to_model(op.as_ref(), y),
-                    YRange::Model => y.clone(),
-                },
-                (None, Some(x0)) => {
-                    simulate_measurement(op.as_ref(), x0, s.sigma_y, &mut rngs.measurement)
-                }
-                (None, None) => anyhow::bail!("record {} has neither y nor an image", record.id),
+            let given = match (&record.y, &record.truth, s.y_range) {
+                (Some(y), _, YRange::Unit) => Given::MeasuredUnit(y),
+                (Some(y), _, YRange::Model) => Given::MeasuredModel(y),
+                (None, Some(x0), _) => Given::Clean(x0),
+                (None, None, _) => anyhow::bail!("record {} has neither y nor an image", record.id),
             };
-            anyhow::ensure!(
-                y.len() == op.measurements(),
-                "record {}: y has {} values, the operator measures {}",
-                record.id,
-                y.len(),
-                op.measurements()
-            );
-            let mask = sampling_mask(s.shape, s.keep_prob, &mut rngs.sampling_mask);
-            ops.push(op);
-            ys.push(y);
-            masks.push(mask);
-            noises.push(rngs.noise);
+            let problem = image_problem(&protocol, &record.id, record.mask.as_deref(), given)
+                .map_err(|e| anyhow::anyhow!("record {}: {e}", record.id))?;
+            problems.push(problem);
         }
-        let mut tasks: Vec<ImageTask> = ops
-            .iter()
-            .zip(&ys)
-            .zip(&masks)
-            .zip(noises.iter_mut())
-            .map(|(((op, y), mask), noise)| ImageTask {
-                y,
-                operator: op.as_ref(),
-                mask: mask.view(),
-                noise,
+        let mut tasks: Vec<ImageTask> = problems
+            .iter_mut()
+            .map(|p| ImageTask {
+                y: &p.y,
+                operator: p.operator.as_ref(),
+                mask: p.sampling_mask.view(),
+                noise: &mut p.noise,
             })
             .collect();
         let out = ambient_dps(&mut self.model, &mut tasks, &s.sampler, s.path, |_| {})?;
