@@ -10,6 +10,7 @@ use std::time::Instant;
 use adps::restore::operators::blur::GaussianBlur;
 use adps::restore::operators::blur_kernel::{KernelBlur, Padding};
 use adps::restore::operators::fourier::SubsampledFourier;
+use adps::restore::operators::sr_bicubic::BicubicDown;
 use adps::restore::operators::LinearOperator;
 
 /// Forward + adjoint pairs timed per operator, after one warm-up pair.
@@ -47,7 +48,7 @@ fn main() {
         .collect();
     let fourier = SubsampledFourier::new(shape, &mask);
     let psf = vec![1.0 / 81.0; 81];
-    let ops: [(String, Box<dyn LinearOperator>); 3] = [
+    let ops: [(String, Box<dyn LinearOperator>); 4] = [
         (
             format!("fourier (mask keeps {} of {})", fourier.kept(), h * w),
             Box::new(fourier),
@@ -59,6 +60,10 @@ fn main() {
         (
             "blur-gauss:1.5 (separable)".into(),
             Box::new(GaussianBlur::new(shape, 1.5)),
+        ),
+        (
+            "sr-bicubic:4 (separable, 16 taps per axis)".into(),
+            Box::new(BicubicDown::new(shape, 4)),
         ),
     ];
     println!("3×256×256, mean of {REPEATS} runs\n");

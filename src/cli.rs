@@ -146,8 +146,8 @@ pub struct RestoreArgs {
     /// Output prefix (same schemes as --input).
     #[arg(long)]
     pub output: String,
-    /// Forward operator: cs:M, sr:f, inpaint-random:p, inpaint-box:HxW, blur-gauss:σ, or
-    /// from a file (a local path, file://, s3://; checked before any compute, its SHA-256
+    /// Forward operator: cs:M, sr:f (f×f average pooling), sr-bicubic:f, inpaint-random:p,
+    /// inpaint-box:HxW, blur-gauss:σ, or from a file (a local path, file://, s3://; checked before any compute, its SHA-256
     /// in the settings hash):
     ///
     /// matrix:URL — y = A·vec(x), A an M×(C·H·W) float32/float64 .npy, vec(x) in C,H,W
@@ -159,7 +159,13 @@ pub struct RestoreArgs {
     ///
     /// fourier:URL — y = concat over channels of [Re(F x)[kept], Im(F x)[kept]], F =
     /// numpy.fft.fft2(·, norm="ortho"), kept = the non-zero positions of an H×W mask
-    /// (.npy of 0/1 or a grey PNG) in row-major order.
+    /// (.npy of 0/1 or a grey PNG) in row-major order. A record with a mask (--mask-column)
+    /// is measured at its own mask's positions instead.
+    ///
+    /// sr-bicubic:f — downsampling by f as Pillow's Image.resize((W/f, H/f), BICUBIC) on
+    /// a float ('F') image makes it, per channel: antialiased bicubic (a = −0.5, support
+    /// 2f, weights normalised per output pixel); H and W divisible by f. y_image is the
+    /// low-resolution image.
     #[arg(long)]
     pub operator: String,
     /// Sampling steps N (NFE = 2N−1 with heun, N with euler).
@@ -209,8 +215,10 @@ pub struct RestoreArgs {
     /// (e.g. the low-resolution image for sr:f). Default: `y`, else `y_image`.
     #[arg(long, value_name = "COLUMN", help_heading = "Input layout")]
     pub y_column: Option<String>,
-    /// The per-record inpainting mask column (image; pixels brighter than mid-grey are kept). Default:
-    /// `mask` where the shard has one.
+    /// The per-record mask column (an H×W image). Inpainting: the pixels kept (brighter
+    /// than mid-grey). fourier: the k-space positions measured (non-zero pixels, as in a
+    /// fourier: PNG), in place of the file's mask for that record, whose y then has
+    /// 2·C·|kept| values. Default: `mask` where the shard has one.
     #[arg(long, value_name = "COLUMN", help_heading = "Input layout")]
     pub mask_column: Option<String>,
     /// Copy an input column verbatim (same type) into every output row, e.g. --keep label

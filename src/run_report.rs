@@ -21,7 +21,7 @@ use crate::io::image;
 use crate::io::parquet_in::{self, ObjectReader, Payload};
 use crate::report::ExampleGrid;
 use crate::restore::operators::OperatorSpec;
-use crate::restore::rng::ImageRngs;
+use crate::restore::protocol::{image_problem, Given, Protocol};
 use crate::stages::commit::Manifest;
 use crate::status::RunStatus;
 
@@ -350,7 +350,6 @@ fn example_grid(
         let Some(&i) = wanted.get(r.id.as_str()) else {
             continue;
         };
-        let mut rngs = ImageRngs::new(seed, &r.id);
         let measured = match r.payload {
             Ok(Payload::Image(png)) => {
                 let x0 = image::decode(&png, channels)?.data;
@@ -365,15 +364,35 @@ fn example_grid(
                 None
             }
             Ok(Payload::Y(y)) => {
-                let a = family.for_image(&mut rngs.operator);
-                (y.len() == a.measurements()).then(|| {
-                    let y = match settings["input"]["y_range"].as_str() {
-                        Some("model") => y,
-                        // Measured in [0, 1] (the default): shown in the model's range.
-                        _ => crate::restore::measurement::unit_to_model(a.as_ref(), &y),
-                    };
-                    crate::evaluate::examples::measurement_view(&op, a.as_ref(), &y, shape)
-                })
+                // The record's operator and y as the restore stage made them (its own
+                // mask, if any; y converted from [0, 1], the default, to the model's range).
+                let given = match settings["input"]["y_range"].as_str() {
+                    Some("model") => Given::MeasuredModel(&y),
+                    _ => Given::MeasuredUnit(&y),
+                };
+                let mask = match (&r.mask, family.record_mask()) {
+                    (Some(bytes), Some(kind)) => {
+                        crate::stages::decode::measured_record_mask(bytes, kind, shape).ok()
+                    }
+                    _ => None,
+                };
+                let protocol = Protocol {
+                    family: &family,
+                    shape,
+                    seed,
+                    sigma_y,
+                    keep_prob: 1.0,
+                };
+                image_problem(&protocol, &r.id, mask.as_deref(), given)
+                    .ok()
+                    .map(|p| {
+                        crate::evaluate::examples::measurement_view(
+                            &op,
+                            p.operator.as_ref(),
+                            &p.y,
+                            shape,
+                        )
+                    })
             }
             _ => None,
         };

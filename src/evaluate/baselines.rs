@@ -1,7 +1,7 @@
 //! The plain baseline of every task: the minimum-norm least-squares reconstruction A⁺y
 //! ([`least_squares`]: the pseudo-inverse for `cs`, nearest-neighbour upsampling for box
 //! `sr`, zero filling for inpainting and `fourier`) of the same test images, measured by
-//! the same per-image protocol and scored with the same metrics (LPIPS aside) as the
+//! the same per-image protocol ([`image_problem`]) and scored with the same metrics (LPIPS aside) as the
 //! restorations. The report shows it as a row on every table and plot, so a reader sees
 //! at a glance whether a setting restores anything.
 
@@ -16,8 +16,8 @@ use super::Setting;
 use crate::pipeline::plan;
 use crate::report::{SettingSummary, BASELINE_MODEL, BASELINE_SOLVER};
 use crate::restore::metrics::{image_metrics, measurement_residual};
-use crate::restore::operators::{least_squares, simulate_measurement, OperatorSpec};
-use crate::restore::rng::ImageRngs;
+use crate::restore::operators::{least_squares, OperatorSpec};
+use crate::restore::protocol::{image_problem, Given, Protocol};
 
 /// CGLS steps: enough for the Gaussian `cs` matrices up to M = n (the one-step cases,
 /// `sr` and inpainting, stop at once).
@@ -51,14 +51,17 @@ pub fn summarize(
             let x0 = truth.get(id).with_context(|| {
                 format!("baseline for {}: test image {id} not found", s.operator)
             })?;
-            let mut rngs = ImageRngs::new(s.seed, id);
-            let a = family.for_image(&mut rngs.operator);
-            let y = simulate_measurement(
-                a.as_ref(),
-                x0,
-                spec.defaults.sigma_y as f32,
-                &mut rngs.measurement,
-            );
+            let protocol = Protocol {
+                family: &family,
+                shape,
+                seed: s.seed,
+                sigma_y: spec.defaults.sigma_y as f32,
+                // No sampling mask: the baseline uses no model.
+                keep_prob: 1.0,
+            };
+            let problem = image_problem(&protocol, id, None, Given::Clean(x0))
+                .map_err(|e| anyhow::anyhow!("baseline for {}, image {id}: {e}", s.operator))?;
+            let (a, y) = (problem.operator, problem.y);
             let x_hat: Vec<f32> = least_squares(a.as_ref(), &y, MAX_ITER)
                 .into_iter()
                 .map(|v| v.clamp(-1.0, 1.0))

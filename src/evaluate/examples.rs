@@ -12,10 +12,8 @@ use crate::io::image;
 use crate::io::parquet_in::{read_shard, Payload};
 use crate::report::{ExampleGrid, SettingSummary};
 use crate::restore::operators::sr::nearest_upsample;
-use crate::restore::operators::{
-    simulate_measurement, LinearOperator, OperatorFamily, OperatorSpec,
-};
-use crate::restore::rng::ImageRngs;
+use crate::restore::operators::{LinearOperator, OperatorFamily, OperatorSpec};
+use crate::restore::protocol::{image_problem, Given, Protocol};
 
 /// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
 pub(super) fn truths(
@@ -73,8 +71,9 @@ pub(super) fn family_of(op: &OperatorSpec, shape: [usize; 3], seed: u64) -> Resu
     )
 }
 
-/// A measurement simulated from a clean image by the run's protocol (the image's
-/// operator and noise drawn from its id and the run seed), shown as an image.
+/// A measurement simulated from a clean image by the run's protocol
+/// ([`image_problem`], as the restore stage makes it: the image's operator and noise drawn
+/// from its id and the run seed), shown as an image.
 pub fn measurement_image(
     op: &OperatorSpec,
     family: &OperatorFamily,
@@ -84,14 +83,21 @@ pub fn measurement_image(
     id: &str,
     x0: &[f32],
 ) -> Result<Vec<f32>> {
-    let mut rngs = ImageRngs::new(seed, id);
-    let a = family.for_image(&mut rngs.operator);
-    let y = simulate_measurement(a.as_ref(), x0, sigma_y, &mut rngs.measurement);
-    Ok(measurement_view(op, a.as_ref(), &y, shape))
+    let protocol = Protocol {
+        family,
+        shape,
+        seed,
+        sigma_y,
+        // The sampling mask is not shown; all ones draws nothing.
+        keep_prob: 1.0,
+    };
+    let p = image_problem(&protocol, id, None, Given::Clean(x0))
+        .map_err(|e| anyhow::anyhow!("image {id}: {e}"))?;
+    Ok(measurement_view(op, p.operator.as_ref(), &p.y, shape))
 }
 
 /// What a measurement y looks like as an image of `shape`: the low-resolution image for
-/// `sr` (nearest upsampling), y itself for the operators on the image grid (inpainting,
+/// `sr` and `sr-bicubic` (nearest upsampling, so its pixels show as they are), y itself for the operators on the image grid (inpainting,
 /// blur), Aᵀy rescaled to the image range for the operators whose y is a vector (`cs`,
 /// `matrix`, `fourier`: the back-projection, zero-filled for `fourier`).
 pub fn measurement_view(

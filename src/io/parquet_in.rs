@@ -4,7 +4,7 @@
 //! - clean images: `image` (Hugging Face image struct {bytes, path}) or `pixels`
 //!   (list<float32>, C·H·W in [0, 1]) with `shape` (list<int32>);
 //! - measured data: `y` (list<float32>) or `y_image` (image struct), and optionally a
-//!   per-record `mask` image for inpainting.
+//!   per-record `mask` image (inpainting pixels, or `fourier` k-space positions).
 //!
 //! `id` (string) is optional; rows without one are named `<shard file>:<row>`. Every
 //! column may be given another name (`input.*_column`, [`ColumnNames`]), and
@@ -215,7 +215,7 @@ pub struct RawRecord {
     pub row: usize,
     /// The row's content, or why it cannot be used.
     pub payload: std::result::Result<Payload, String>,
-    /// Per-record inpainting mask image, where the shard has one.
+    /// Per-record mask image (inpainting or k-space), where the shard has one.
     pub mask: Option<Vec<u8>>,
     /// The row's values of the kept columns (`input.keep_columns`), one-row arrays.
     pub keep: Vec<ArrayRef>,
@@ -230,7 +230,7 @@ pub struct ColumnNames {
     pub id: Option<String>,
     /// Measurements: default `y`, else `y_image`.
     pub y: Option<String>,
-    /// Inpainting masks: default `mask` where present.
+    /// Per-record masks (inpainting, k-space): default `mask` where present.
     pub mask: Option<String>,
     /// Columns copied verbatim into the outputs.
     pub keep: Vec<String>,

@@ -61,8 +61,9 @@ pub struct InputSpec {
     /// `y_image`, where the shard has one.
     #[serde(default)]
     pub y_column: Option<String>,
-    /// The per-record inpainting mask column (an image; pixels brighter than mid-grey are kept).
-    /// Unset: `mask` where the shard has one.
+    /// The per-record mask column (an H×W image): the pixels kept for inpainting (brighter
+    /// than mid-grey), the k-space positions measured for `fourier` (non-zero pixels; in
+    /// place of the file's mask). Unset: `mask` where the shard has one.
     #[serde(default)]
     pub mask_column: Option<String>,
     /// Input columns copied verbatim (same Arrow type) into every output row, e.g.
@@ -198,8 +199,8 @@ fn default_device() -> String {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
-    /// Forward operator: `cs:M`, `sr:f`, `inpaint-random:p`, `inpaint-box:HxW`, `blur-gauss:σ`,
-    /// or one read from a file: `matrix:URL`, `blur-kernel:URL[:reflect]`, `fourier:URL`
+    /// Forward operator: `cs:M`, `sr:f`, `sr-bicubic:f`, `inpaint-random:p`,
+    /// `inpaint-box:HxW`, `blur-gauss:σ`, or one read from a file: `matrix:URL`, `blur-kernel:URL[:reflect]`, `fourier:URL`
     /// (see `adps restore --help` and the README).
     pub operator: String,
     /// Measurement noise σ_y (y = A x0 + σ_y·n); also used when simulating y from clean images.

@@ -296,7 +296,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         shape,
         y_len: settings.measurements(),
         y_image_shape: op_spec.y_image_shape(shape),
-        takes_mask: settings.family.shared().is_none(),
+        record_mask: settings.family.record_mask(),
         fit: spec.input.fit,
         convert: spec.input.convert,
         y_range: spec.input.y_range,

@@ -6,6 +6,7 @@
 //! - [`guidance`] and [`sampler`]: the Ambient DPS sampler over a batch.
 //! - [`metrics`]: MSE, PSNR, SSIM and the measurement residual.
 //! - [`measurement`]: measured y from the [0, 1] image range to the model's.
+//! - [`protocol`]: one image's operator, y, sampling mask and noise, from its id.
 //! - [`denoiser`]: the model contract; [`gaussian`]: a closed-form one for tests.
 
 pub mod denoiser;
@@ -14,6 +15,7 @@ pub mod guidance;
 pub mod measurement;
 pub mod metrics;
 pub mod operators;
+pub mod protocol;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;

@@ -17,18 +17,20 @@ use crate::io::image::{self, Pixels};
 use crate::io::parquet_in::{Payload, RawRecord};
 use crate::io::parquet_out::ErrorRow;
 use crate::pipeline::config::{Convert, Fit, YRange};
+use crate::restore::operators::RecordMask;
 
 /// What the records must look like, and how inputs are fitted to the model.
 #[derive(Debug, Clone)]
 pub struct DecodeSpec {
     /// The model's image shape [C, H, W].
     pub shape: [usize; 3],
-    /// Length of a measurement vector y.
+    /// Length of a measurement vector y (of a record without its own k-space mask).
     pub y_len: usize,
     /// Shape of y when given as an image (`y_image`), e.g. [C, H/f, W/f] for `sr:f`.
     pub y_image_shape: Option<[usize; 3]>,
-    /// Whether the operator takes a per-record `mask` (inpainting).
-    pub takes_mask: bool,
+    /// What a per-record `mask` is for the operator (inpainting pixels, `fourier`
+    /// k-space positions); `None`: the operator takes none.
+    pub record_mask: Option<RecordMask>,
     /// What a clean image of another size than the model's becomes.
     pub fit: Fit,
     /// Channel conversion of clean and `y` images.
@@ -45,13 +47,13 @@ impl DecodeSpec {
         shape: [usize; 3],
         y_len: usize,
         y_image_shape: Option<[usize; 3]>,
-        takes_mask: bool,
+        record_mask: Option<RecordMask>,
     ) -> Self {
         DecodeSpec {
             shape,
             y_len,
             y_image_shape,
-            takes_mask,
+            record_mask,
             fit: Fit::default(),
             convert: Convert::default(),
             y_range: YRange::default(),
@@ -233,7 +235,9 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
             (record.truth, record.frame) = (Some(truth), frame);
         }
         Payload::Y(y) => {
-            if y.len() != spec.y_len {
+            // With its own k-space mask, a record's y length is checked against that mask.
+            let own_kspace = raw.mask.is_some() && spec.record_mask == Some(RecordMask::KSpace);
+            if !own_kspace && y.len() != spec.y_len {
                 return Err(fail(format!(
                     "y has {} values, the operator measures {}",
                     y.len(),
@@ -263,12 +267,31 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
         }
     }
     if let Some(m) = &raw.mask {
-        if !spec.takes_mask {
-            return Err(fail(
-                "has a `mask`, but the run's operator takes none (use inpaint-random or inpaint-box)".into(),
-            ));
+        match spec.record_mask {
+            None => {
+                return Err(fail(
+                    "has a `mask`, but the run's operator takes none (inpaint-random, \
+                     inpaint-box and fourier do)"
+                        .into(),
+                ))
+            }
+            Some(RecordMask::Pixels) => {
+                record.mask = Some(decode_mask(m, native, record.frame, spec).map_err(&fail)?);
+            }
+            Some(RecordMask::KSpace) => {
+                let mask = decode_kspace_mask(m, spec).map_err(&fail)?;
+                let kept = mask.iter().filter(|&&v| v > 0.5).count();
+                let want = 2 * c * kept;
+                if let Some(y) = record.y.as_ref().filter(|y| y.len() != want) {
+                    return Err(fail(format!(
+                        "y has {} values, but its mask keeps {kept} k-space positions: the \
+                         operator measures 2·C·{kept} = {want}",
+                        y.len()
+                    )));
+                }
+                record.mask = Some(mask);
+            }
         }
-        record.mask = Some(decode_mask(m, native, record.frame, spec).map_err(&fail)?);
     }
     let values = record.truth.iter().chain(record.y.iter()).flatten();
     if let Some(bad) = values.into_iter().find(|v| !v.is_finite()) {
@@ -352,6 +375,45 @@ fn fit_clean(px: Pixels, spec: &DecodeSpec) -> Result<(Vec<f32>, Option<Frame>),
     Ok((fitted.map_err(|e| format!("{e:#}"))?.data, None))
 }
 
+/// A measured record's mask (an image of the model's H×W) as the restore stage reads it,
+/// one 0/1 flag per pixel or k-space position, for views of the record outside the
+/// pipeline (the run report).
+pub fn measured_record_mask(
+    bytes: &[u8],
+    kind: RecordMask,
+    shape: [usize; 3],
+) -> Result<Vec<f32>, String> {
+    let spec = DecodeSpec::new(shape, 0, None, Some(kind));
+    match kind {
+        RecordMask::Pixels => decode_mask(bytes, [shape[1], shape[2]], None, &spec),
+        RecordMask::KSpace => decode_kspace_mask(bytes, &spec),
+    }
+}
+
+/// A record's k-space mask for `fourier` as one 0/1 flag per position: an image of the
+/// model's H×W (k-space has no frame to pad or crop), non-zero pixels kept, as in a
+/// `fourier:` PNG; it must keep at least one position.
+fn decode_kspace_mask(bytes: &[u8], spec: &DecodeSpec) -> Result<Vec<f32>, String> {
+    let [_, h, w] = spec.shape;
+    let [mh, mw] = image::dimensions(bytes).map_err(|e| format!("mask: {e:#}"))?;
+    if [mh, mw] != [h, w] {
+        return Err(format!(
+            "mask is {mh}×{mw} pixels, a k-space mask of the model's images is {h}×{w}"
+        ));
+    }
+    let px = image::decode(bytes, 1).map_err(|e| format!("mask: {e:#}"))?;
+    // Black (0) decodes to exactly −1; any other grey level is kept.
+    let mask: Vec<f32> = px
+        .data
+        .iter()
+        .map(|&v| if v > -1.0 { 1.0 } else { 0.0 })
+        .collect();
+    if !mask.contains(&1.0) {
+        return Err("mask keeps no k-space position".into());
+    }
+    Ok(mask)
+}
+
 /// A per-record mask as one 0/1 flag per model pixel. A mask of the clean image's own
 /// size follows the image: padded (the canvas counts as kept: it is known to be black)
 /// or centre-cropped.
@@ -395,7 +457,7 @@ mod tests {
 
     #[test]
     fn an_rgb_mask_is_one_flag_per_pixel() {
-        let spec = DecodeSpec::new([3, 2, 2], 12, None, true);
+        let spec = DecodeSpec::new([3, 2, 2], 12, None, Some(RecordMask::Pixels));
         // An RGB mask image: pixel 1 erased (black), the others kept (white).
         let mut rgb = vec![1.0f32; 12];
         for ch in 0..3 {
@@ -425,7 +487,7 @@ mod tests {
 
     #[test]
     fn a_smaller_image_is_padded_with_black_and_framed() {
-        let mut spec = DecodeSpec::new([1, 4, 6], 24, None, true);
+        let mut spec = DecodeSpec::new([1, 4, 6], 24, None, Some(RecordMask::Pixels));
         let png = image::encode_png([1, 2, 3], &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0]).unwrap();
         let (_, reason) = decode_record(clean(png.clone()), &spec).unwrap_err();
         assert!(
@@ -470,7 +532,7 @@ mod tests {
 
     #[test]
     fn colour_to_a_grey_model_is_converted_only_when_asked() {
-        let mut spec = DecodeSpec::new([1, 2, 2], 4, None, false);
+        let mut spec = DecodeSpec::new([1, 2, 2], 4, None, None);
         let mut rgb = vec![0.0f32; 12];
         rgb[..4].fill(1.0); // red
         let png = image::encode_png([3, 2, 2], &rgb).unwrap();
@@ -486,7 +548,7 @@ mod tests {
         let grey_rgb = image::encode_png([3, 2, 2], &[0.5; 12]).unwrap();
         assert!(decode_record(clean(grey_rgb), &spec).is_ok());
         // Grey to an RGB model likewise.
-        let mut spec = DecodeSpec::new([3, 2, 2], 12, None, false);
+        let mut spec = DecodeSpec::new([3, 2, 2], 12, None, None);
         let grey = image::encode_png([1, 2, 2], &[0.5; 4]).unwrap();
         assert!(decode_record(clean(grey.clone()), &spec).is_err());
         spec.convert = Convert::Rgb;
@@ -502,7 +564,7 @@ mod tests {
 
     #[test]
     fn a_y_image_is_read_in_its_range() {
-        let mut spec = DecodeSpec::new([3, 2, 2], 12, Some([3, 2, 2]), false);
+        let mut spec = DecodeSpec::new([3, 2, 2], 12, Some([3, 2, 2]), None);
         let mut y = vec![-1.0f32; 12];
         y[0] = 1.0;
         let png = image::encode_png([3, 2, 2], &y).unwrap();
@@ -521,8 +583,47 @@ mod tests {
     }
 
     #[test]
+    fn a_kspace_mask_sets_the_length_of_its_records_y() {
+        // fourier on 1×2×2: the file's mask keeps all 4 positions (y_len 8); a record's
+        // own mask keeps 3 (pixel 2 black), so its y has 2·3 values.
+        let spec = DecodeSpec::new([1, 2, 2], 8, None, Some(RecordMask::KSpace));
+        let mask = image::encode_png([1, 2, 2], &[1.0, -0.9, -1.0, 0.5]).unwrap();
+        let raw = |y: Vec<f32>, mask: Option<Vec<u8>>| RawRecord {
+            id: "k".into(),
+            row: 4,
+            payload: Ok(Payload::Y(y)),
+            mask,
+            keep: vec![],
+        };
+        let r = decode_record(raw(vec![0.0; 6], Some(mask.clone())), &spec).unwrap();
+        assert_eq!(r.mask, Some(vec![1.0, 1.0, 0.0, 1.0]));
+        let (id, reason) = decode_record(raw(vec![0.0; 8], Some(mask)), &spec).unwrap_err();
+        assert_eq!(id, "k");
+        assert!(
+            reason.starts_with("row 4: y has 8 values, but its mask keeps 3 k-space positions")
+                && reason.contains("2·C·3 = 6"),
+            "{reason}"
+        );
+        // Without a mask, the file's length applies.
+        assert!(decode_record(raw(vec![0.0; 8], None), &spec).is_ok());
+        assert!(decode_record(raw(vec![0.0; 6], None), &spec).is_err());
+        // A mask that keeps nothing, or of another size.
+        let black = image::encode_png([1, 2, 2], &[-1.0; 4]).unwrap();
+        let (_, reason) = decode_record(raw(vec![], Some(black)), &spec).unwrap_err();
+        assert!(reason.contains("keeps no k-space position"), "{reason}");
+        let big = image::encode_png([1, 2, 3], &[1.0; 6]).unwrap();
+        let (_, reason) = decode_record(raw(vec![0.0; 8], Some(big)), &spec).unwrap_err();
+        assert!(reason.contains("mask is 2×3 pixels"), "{reason}");
+        // An operator without record masks refuses one.
+        let none = DecodeSpec::new([1, 2, 2], 8, None, None);
+        let m = image::encode_png([1, 2, 2], &[1.0; 4]).unwrap();
+        let (_, reason) = decode_record(raw(vec![0.0; 8], Some(m)), &none).unwrap_err();
+        assert!(reason.contains("takes none"), "{reason}");
+    }
+
+    #[test]
     fn nan_measurements_are_refused_with_the_id() {
-        let spec = DecodeSpec::new([1, 2, 2], 2, None, false);
+        let spec = DecodeSpec::new([1, 2, 2], 2, None, None);
         let raw = RawRecord {
             id: "rec-7".into(),
             row: 3,

@@ -11,13 +11,9 @@ use crate::model::Card;
 use crate::pipeline::config::{RunSpec, YRange};
 use crate::restore::denoiser::Denoiser;
 use crate::restore::guidance::GradientPath;
-use crate::restore::measurement::unit_to_model;
-use crate::restore::operators::inpaint::PixelMask;
-use crate::restore::operators::{
-    simulate_measurement, LinearOperator, OperatorFamily, OperatorSpec,
-};
-use crate::restore::rng::ImageRngs;
-use crate::restore::sampler::{ambient_dps, sampling_mask, ImageTask, SamplerConfig};
+use crate::restore::operators::{OperatorFamily, OperatorSpec};
+use crate::restore::protocol::{image_problem, Given, Protocol};
+use crate::restore::sampler::{ambient_dps, ImageTask, SamplerConfig};
 
 /// Restores batches of records: one per worker, owning its model sessions.
 pub trait Restorer: Send {
@@ -185,18 +181,27 @@ impl RestoreSettings {
         })
     }
 
-    /// M, the length of a measurement vector.
+    /// M, the length of a measurement vector (of a record without its own mask).
     pub fn measurements(&self) -> usize {
-        match self.family.shared() {
-            Some(op) => op.measurements(),
-            // Per-image operators are inpainting masks, which measure full-size images.
-            None => self.shape.iter().product(),
-        }
+        self.family
+            .measurements_for(None)
+            .unwrap_or_else(|_| self.shape.iter().product())
     }
 
     /// Denoiser evaluations per image.
     pub fn nfe(&self) -> usize {
         self.sampler.nfe()
+    }
+
+    /// The per-image protocol of these settings ([`image_problem`]).
+    pub fn protocol(&self) -> Protocol<'_> {
+        Protocol {
+            family: &self.family,
+            shape: self.shape,
+            seed: self.seed,
+            sigma_y: self.sigma_y,
+            keep_prob: self.keep_prob,
+        }
     }
 }
 
@@ -221,55 +226,26 @@ impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {
     fn restore(&mut self, batch: &[(Arc<Shard>, Record)]) -> anyhow::Result<Vec<(Vec<f32>, f64)>> {
         let s = &self.settings;
         // Everything random about an image comes from its id, never its batch position.
-        let (mut ops, mut ys, mut masks, mut noises) = (vec![], vec![], vec![], vec![]);
+        let protocol = s.protocol();
+        let mut problems = Vec::with_capacity(batch.len());
         for (_, record) in batch {
-            let mut rngs = ImageRngs::new(s.seed, &record.id);
-            let op: Arc<dyn LinearOperator> = match &record.mask {
-                Some(mask) => Arc::new(PixelMask::new(
-                    s.shape,
-                    mask.iter().map(|&v| v > 0.5).collect(),
-                )),
-                None => s.family.for_image(&mut rngs.operator),
+            let given = match (&record.y, &record.truth, s.y_range) {
+                (Some(y), _, YRange::Unit) => Given::MeasuredUnit(y),
+                (Some(y), _, YRange::Model) => Given::MeasuredModel(y),
+                (None, Some(x0), _) => Given::Clean(x0),
+                (None, None, _) => anyhow::bail!("record {} has neither y nor an image", record.id),
             };
-            let y = match (&record.y, &record.truth) {
-                (Some(y), _) if y.len() != op.measurements() => anyhow::bail!(
-                    "record {}: y has {} values, the operator measures {}",
-                    record.id,
-                    y.len(),
-                    op.measurements()
-                ),
-                (Some(y), _) => match s.y_range {
-                    YRange::Unit => unit_to_model(op.as_ref(), y),
-                    YRange::Model => y.clone(),
-                },
-                (None, Some(x0)) => {
-                    simulate_measurement(op.as_ref(), x0, s.sigma_y, &mut rngs.measurement)
-                }
-                (None, None) => anyhow::bail!("record {} has neither y nor an image", record.id),
-            };
-            anyhow::ensure!(
-                y.len() == op.measurements(),
-                "record {}: y has {} values, the operator measures {}",
-                record.id,
-                y.len(),
-                op.measurements()
-            );
-            let mask = sampling_mask(s.shape, s.keep_prob, &mut rngs.sampling_mask);
-            ops.push(op);
-            ys.push(y);
-            masks.push(mask);
-            noises.push(rngs.noise);
+            let problem = image_problem(&protocol, &record.id, record.mask.as_deref(), given)
+                .map_err(|e| anyhow::anyhow!("record {}: {e}", record.id))?;
+            problems.push(problem);
         }
-        let mut tasks: Vec<ImageTask> = ops
-            .iter()
-            .zip(&ys)
-            .zip(&masks)
-            .zip(noises.iter_mut())
-            .map(|(((op, y), mask), noise)| ImageTask {
-                y,
-                operator: op.as_ref(),
-                mask: mask.view(),
-                noise,
+        let mut tasks: Vec<ImageTask> = problems
+            .iter_mut()
+            .map(|p| ImageTask {
+                y: &p.y,
+                operator: p.operator.as_ref(),
+                mask: p.sampling_mask.view(),
+                noise: &mut p.noise,
             })
             .collect();
         let out = ambient_dps(&mut self.model, &mut tasks, &s.sampler, s.path, |_| {})?;
@@ -287,23 +263,14 @@ impl<D: Denoiser + Send> Restorer for AdpsRestorer<D> {
 
     fn check(&self, record: &Record) -> Result<(), String> {
         let [c, h, w] = self.settings.shape;
-        if let Some(mask) = &record.mask {
-            if mask.len() != h * w {
-                return Err(format!(
-                    "the mask has {} values, a {h}×{w} image needs {}",
-                    mask.len(),
-                    h * w
-                ));
-            }
-        }
+        // The record's own mask decides M for fourier (2·C·|kept|); inpainting measures
+        // the full image.
+        let want = self
+            .settings
+            .family
+            .measurements_for(record.mask.as_deref())?;
         let values = match (&record.y, &record.truth) {
             (Some(y), _) => {
-                // A per-record mask measures the full image, like every per-image operator.
-                let want = if record.mask.is_some() {
-                    c * h * w
-                } else {
-                    self.settings.measurements()
-                };
                 if y.len() != want {
                     return Err(format!(
                         "y has {} values, the operator measures {want}",

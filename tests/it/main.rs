@@ -1,5 +1,6 @@
 //! adps integration tests: one binary, a module per theme.
 
+mod bicubic;
 mod common;
 mod evaluate;
 mod input;
@@ -15,3 +16,4 @@ mod s3;
 mod s3_restart;
 mod safety;
 mod slurm;
+mod worked_example;

@@ -319,3 +319,199 @@ for mode in ["constant", "reflect"]:
         assert!(worst <= 1e-4, "{mode}: differs by {worst}");
     }
 }
+
+/// A measured `fourier` record: id, y, and its k-space mask PNG (null where `None`).
+type KSpaceRow = (String, Vec<f32>, Option<Vec<u8>>);
+
+/// A shard of measured `fourier` records: `id`, `y` (list<float32>) and `mask` (image).
+fn write_kspace_shard(path: &Path, rows: &[KSpaceRow]) {
+    use arrow::array::{
+        ArrayRef, BinaryBuilder, Float32Builder, ListBuilder, StringBuilder, StructArray,
+    };
+    use arrow::datatypes::{DataType, Field, Fields};
+    use std::sync::Arc;
+    let (mut ids, mut ys, mut bytes, mut paths) = (
+        StringBuilder::new(),
+        ListBuilder::new(Float32Builder::new()),
+        BinaryBuilder::new(),
+        StringBuilder::new(),
+    );
+    for (id, y, png) in rows {
+        ids.append_value(id);
+        ys.append_value(y.iter().copied().map(Some));
+        match png {
+            Some(png) => bytes.append_value(png),
+            None => bytes.append_null(),
+        }
+        paths.append_null();
+    }
+    let fields = Fields::from(vec![
+        Field::new("bytes", DataType::Binary, true),
+        Field::new("path", DataType::Utf8, true),
+    ]);
+    let valid: Vec<bool> = rows.iter().map(|(_, _, png)| png.is_some()).collect();
+    let mask = StructArray::new(
+        fields,
+        vec![
+            Arc::new(bytes.finish()) as ArrayRef,
+            Arc::new(paths.finish()) as ArrayRef,
+        ],
+        Some(valid.into()),
+    );
+    let batch = arrow::array::RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(ids.finish()) as ArrayRef),
+        ("y", Arc::new(ys.finish()) as ArrayRef),
+        ("mask", Arc::new(mask) as ArrayRef),
+    ])
+    .unwrap();
+    let bytes = adps::io::parquet_out::write_parquet(batch, &["mask"]).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn per_record_kspace_masks_restore_each_record_and_a_bad_length_fails_alone() {
+    use adps::restore::operators::fourier::SubsampledFourier;
+    use arrow::array::AsArray;
+    use arrow::datatypes::{Float32Type, Float64Type};
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // The file's mask (the default for records without one): low frequencies only.
+    let low: Vec<u8> = (0..64)
+        .map(|k| {
+            let (u, v) = (k / 8, k % 8);
+            if u.min(8 - u) <= 1 && v.min(8 - v) <= 1 {
+                255
+            } else {
+                0
+            }
+        })
+        .collect();
+    let file_mask = tmp.path().join("file-mask.png");
+    image::GrayImage::from_raw(8, 8, low)
+        .unwrap()
+        .save(&file_mask)
+        .unwrap();
+    // Three records, three masks (every other row, every other column, a random half):
+    // each y measured in [0, 1] (the default y_range) with its own mask.
+    let masks: Vec<Vec<bool>> = vec![
+        (0..64).map(|k| (k / 8) % 2 == 0 || k == 1).collect(),
+        (0..64).map(|k| (k % 8) % 2 == 0 || k == 8).collect(),
+        (0..64).map(|k| (k * 37 + 11) % 64 < 32 || k == 0).collect(),
+    ];
+    let png = |m: &[bool]| {
+        let grey: Vec<u8> = m.iter().map(|&k| if k { 255 } else { 0 }).collect();
+        let mut bytes = Vec::new();
+        image::GrayImage::from_raw(8, 8, grey)
+            .unwrap()
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        bytes
+    };
+    let mut rows = Vec::new();
+    let mut ops = Vec::new();
+    for (i, m) in masks.iter().enumerate() {
+        let op = SubsampledFourier::new(SHAPE, m);
+        let u: Vec<f32> = synthetic_image(i, SHAPE)
+            .iter()
+            .map(|v| (v + 1.0) / 2.0)
+            .collect();
+        let y = adps::restore::operators::apply(&op, &u);
+        rows.push((format!("k-{i}"), y, Some(png(m))));
+        ops.push(op);
+    }
+    // A fourth without a mask (null): measured with the file's.
+    let file_op = SubsampledFourier::new(SHAPE, &masks_of_file(&file_mask));
+    let u: Vec<f32> = synthetic_image(3, SHAPE)
+        .iter()
+        .map(|v| (v + 1.0) / 2.0)
+        .collect();
+    rows.push((
+        "k-3".to_string(),
+        adps::restore::operators::apply(&file_op, &u),
+        None,
+    ));
+    ops.push(file_op);
+    // A fourth record in the middle whose y is one value short of its mask's 2·|kept|.
+    let bad_y = rows[0].1[1..].to_vec();
+    rows.insert(1, ("k-bad".to_string(), bad_y, Some(png(&masks[0]))));
+    write_kspace_shard(&input.join("kspace.parquet"), &rows);
+
+    let operator = format!("fourier:{}", file_mask.display());
+    // Plain DPS (the fixture model was trained at p = 0.5: its own sampling mask would
+    // hide half the pixels from the measurement).
+    let extra = ["--write-f32", "--mask", "ones"];
+    let run = |zeta: &str| {
+        let o = tmp.path().join(format!("out-{zeta}"));
+        let args: Vec<String> =
+            gaussian_restore_args_for(&operator, &s(&input), &s(&o), 20, &extra)
+                .into_iter()
+                .map(|a| if a == "0.5" { zeta.to_string() } else { a })
+                .collect();
+        let out = adps_owned(&args);
+        assert_eq!(out.status.code(), Some(3), "one record fails: {out:?}");
+        o
+    };
+    let (guided, unguided) = (run("1"), run("0"));
+    // The bad record alone is in the errors table, named, with the lengths.
+    let errors = read_parquet(&errors_path(&guided, "kspace"));
+    assert_eq!(errors.num_rows(), 1);
+    let ids = errors.column_by_name("id").unwrap().as_string::<i32>();
+    let reasons = errors.column_by_name("reason").unwrap().as_string::<i32>();
+    assert_eq!(ids.value(0), "k-bad");
+    let kept = masks[0].iter().filter(|&&k| k).count();
+    let want = format!(
+        "y has {} values, but its mask keeps {kept} k-space positions",
+        2 * kept - 1
+    );
+    assert!(reasons.value(0).contains(&want), "{}", reasons.value(0));
+
+    let table = |o: &Path| read_parquet(&part_path(o, "kspace"));
+    let residuals = |t: &arrow::array::RecordBatch| {
+        let r = t.column_by_name("residual").unwrap();
+        let r = r.as_primitive::<Float64Type>();
+        (0..t.num_rows()).map(|k| r.value(k)).collect::<Vec<_>>()
+    };
+    let (g, u) = (table(&guided), table(&unguided));
+    assert_eq!(g.num_rows(), 4);
+    let (rg, ru) = (residuals(&g), residuals(&u));
+    let xs = g
+        .column_by_name("reconstruction_f32")
+        .unwrap()
+        .as_list::<i32>();
+    let row_ids = g.column_by_name("id").unwrap().as_string::<i32>();
+    for r in 0..4 {
+        assert_eq!(row_ids.value(r), format!("k-{r}"));
+        // Guidance with the record's own mask drives its residual down …
+        assert!(
+            rg[r] < 0.25 * ru[r],
+            "record {r}: residual {} guided vs {} unguided",
+            rg[r],
+            ru[r]
+        );
+        // … and the residual column is ‖y − A_r x̂‖ with that mask (y in the model's
+        // range: 2·y − A_r·1).
+        let x: Vec<f32> = xs.value(r).as_primitive::<Float32Type>().values().to_vec();
+        let y_model = adps::restore::measurement::unit_to_model(&ops[r], &rows[[0, 2, 3, 4][r]].1);
+        let mine = adps::restore::operators::residual_norm(&ops[r], &x, &y_model) as f64;
+        assert!(
+            (mine - rg[r]).abs() < 1e-3,
+            "record {r}: {mine} vs {}",
+            rg[r]
+        );
+    }
+}
+
+/// The kept flags of a grey PNG mask file (non-zero = kept).
+fn masks_of_file(path: &Path) -> Vec<bool> {
+    image::open(path)
+        .unwrap()
+        .to_luma8()
+        .into_raw()
+        .iter()
+        .map(|&v| v > 0)
+        .collect()
+}

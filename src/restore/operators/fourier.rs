@@ -7,6 +7,11 @@
 //! The adjoint of x ↦ (Re, Im)(S F x) on real images is u, v ↦ Re(Fᴴ Sᵀ (u + i·v)), with
 //! Fᴴ = `ifft2(·, norm="ortho")`. Both are O(n log n) through rustfft; no dense matrix,
 //! so the guidance takes the VJP path.
+//!
+//! A record may bring its own mask (the input's `mask` column, single-coil MRI where
+//! every scan has its own sampling pattern): [`SubsampledFourier::with_mask`] makes its
+//! operator from the file's, sharing the FFT plans; its y then has 2·C·|kept| values of
+//! its own mask.
 
 use std::sync::Arc;
 
@@ -92,6 +97,35 @@ impl SubsampledFourier {
     /// Kept positions per channel.
     pub fn kept(&self) -> usize {
         self.kept.len()
+    }
+
+    /// The image shape `[C, H, W]`.
+    pub fn shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    /// The same transform with another k-space mask (`H·W` flags, row-major, true =
+    /// kept), e.g. a record's own; the FFT plans are shared. Refused, saying why, when
+    /// the mask has the wrong size or keeps nothing.
+    pub fn with_mask(&self, mask: &[bool]) -> Result<Self, String> {
+        let [_, h, w] = self.shape;
+        if mask.len() != h * w {
+            return Err(format!(
+                "the k-space mask has {} values, a {h}×{w} image needs {}",
+                mask.len(),
+                h * w
+            ));
+        }
+        let kept: Vec<usize> = (0..h * w).filter(|&i| mask[i]).collect();
+        if kept.is_empty() {
+            return Err("the k-space mask keeps no position".into());
+        }
+        Ok(Self {
+            shape: self.shape,
+            kept,
+            rows: self.rows.clone(),
+            cols: self.cols.clone(),
+        })
     }
 
     /// F (or Fᴴ when `inverse`) with the orthonormal scaling 1/√(H·W), in place on one
@@ -215,6 +249,29 @@ mod tests {
             y.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
             "{y:?}"
         );
+    }
+
+    #[test]
+    fn a_record_mask_replaces_the_files() {
+        let file = SubsampledFourier::new([2, 4, 4], &[true; 16]);
+        let mask: Vec<bool> = (0..16).map(|k| k % 3 == 0).collect();
+        let rec = file.with_mask(&mask).unwrap();
+        assert_eq!((rec.kept(), rec.measurements()), (6, 2 * 2 * 6));
+        assert_adjoint(&rec);
+        // The same as an operator built from that mask alone.
+        let x = randn(32, 7);
+        assert_eq!(
+            apply(&rec, &x),
+            apply(&SubsampledFourier::new([2, 4, 4], &mask), &x)
+        );
+        assert!(file
+            .with_mask(&[true; 15])
+            .unwrap_err()
+            .contains("15 values"));
+        assert!(file
+            .with_mask(&[false; 16])
+            .unwrap_err()
+            .contains("keeps no"));
     }
 
     #[test]

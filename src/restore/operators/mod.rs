@@ -17,9 +17,10 @@ pub mod inpaint;
 pub mod matrix;
 pub mod spec;
 pub mod sr;
+pub mod sr_bicubic;
 
 pub use file::{FileArray, FileType};
-pub use spec::{OperatorError, OperatorFamily, OperatorSpec};
+pub use spec::{OperatorError, OperatorFamily, OperatorSpec, RecordMask};
 
 use ndarray::ArrayView2;
 use rand::RngCore;

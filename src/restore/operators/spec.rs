@@ -1,5 +1,5 @@
-//! Operator strings (`cs:256`, `sr:4`, `inpaint-random:0.5`, `inpaint-box:16x16`,
-//! `blur-gauss:1.5`, and from files `matrix:URL`, `blur-kernel:URL[:reflect]`,
+//! Operator strings (`cs:256`, `sr:4`, `sr-bicubic:4`, `inpaint-random:0.5`,
+//! `inpaint-box:16x16`, `blur-gauss:1.5`, and from files `matrix:URL`, `blur-kernel:URL[:reflect]`,
 //! `fourier:URL`): parsing, validation against an image shape, and the run's
 //! [`OperatorFamily`].
 //!
@@ -23,6 +23,7 @@ use super::fourier::SubsampledFourier;
 use super::inpaint::PixelMask;
 use super::matrix::DenseMatrix;
 use super::sr::AvgPool;
+use super::sr_bicubic::BicubicDown;
 use super::LinearOperator;
 use crate::restore::rng::{run_rng, RunStream};
 
@@ -33,6 +34,9 @@ pub enum OperatorSpec {
     Cs { m: usize },
     /// `sr:f`: f×f average pooling (`sr:1` is the identity: pure denoising).
     Sr { f: usize },
+    /// `sr-bicubic:f`: antialiased bicubic downsampling by f, as Pillow's
+    /// `resize(…, BICUBIC)` ([`super::sr_bicubic`]).
+    SrBicubic { f: usize },
     /// `inpaint-random:p`: each pixel erased with probability p ∈ [0, 1).
     InpaintRandom { p: f64 },
     /// `inpaint-box:h×w` (or `hxw`): an h×w box erased at a random position.
@@ -59,7 +63,8 @@ pub struct OperatorError {
     pub reason: String,
 }
 
-const KINDS: &str = "cs:M, sr:f, inpaint-random:p, inpaint-box:h×w, blur-gauss:σ, matrix:URL, \
+const KINDS: &str =
+    "cs:M, sr:f, sr-bicubic:f, inpaint-random:p, inpaint-box:h×w, blur-gauss:σ, matrix:URL, \
                      blur-kernel:URL[:reflect], fourier:URL";
 
 impl OperatorSpec {
@@ -91,6 +96,9 @@ impl OperatorSpec {
                 m: int("the measurement count M")?,
             },
             "sr" => Self::Sr {
+                f: int("the factor f")?,
+            },
+            "sr-bicubic" => Self::SrBicubic {
                 f: int("the factor f")?,
             },
             "inpaint-random" => Self::InpaintRandom {
@@ -129,7 +137,7 @@ impl OperatorSpec {
         };
         match spec {
             Self::Cs { m: 0 } => Err(err("M must be at least 1".into())),
-            Self::Sr { f: 0 } => Err(err("f must be at least 1".into())),
+            Self::Sr { f: 0 } | Self::SrBicubic { f: 0 } => Err(err("f must be at least 1".into())),
             Self::InpaintRandom { p } if !(0.0..1.0).contains(&p) => {
                 Err(err(format!("p = {p} is not in [0, 1)")))
             }
@@ -152,7 +160,9 @@ impl OperatorSpec {
         let n = c * h * w;
         let reason = match *self {
             Self::Cs { m } if m > n => Some(format!("M = {m} exceeds n = C·H·W = {n}")),
-            Self::Sr { f } if !h.is_multiple_of(f) || !w.is_multiple_of(f) => {
+            Self::Sr { f } | Self::SrBicubic { f }
+                if !h.is_multiple_of(f) || !w.is_multiple_of(f) =>
+            {
                 Some(format!("{h}×{w} is not divisible by {f}"))
             }
             Self::InpaintBox { h: bh, w: bw } if bh > h || bw > w => {
@@ -224,6 +234,7 @@ impl OperatorSpec {
                 &mut run_rng(run_seed, RunStream::CsMatrix),
             ))),
             Self::Sr { f } => shared(Arc::new(AvgPool::new(shape, f))),
+            Self::SrBicubic { f } => shared(Arc::new(BicubicDown::new(shape, f))),
             Self::BlurGauss { sigma } => shared(Arc::new(GaussianBlur::new(shape, sigma))),
             Self::InpaintRandom { p } => OperatorFamily::InpaintRandom { shape, p },
             Self::InpaintBox { h, w } => OperatorFamily::InpaintBox { shape, h, w },
@@ -233,9 +244,14 @@ impl OperatorSpec {
             Self::BlurKernel { ref url, padding } => shared(Arc::new(
                 KernelBlur::from_file(file(url)?, shape, padding).map_err(fail)?,
             )),
-            Self::Fourier { ref url } => shared(Arc::new(
-                SubsampledFourier::from_file(file(url)?, shape).map_err(fail)?,
-            )),
+            Self::Fourier { ref url } => {
+                let fourier =
+                    Arc::new(SubsampledFourier::from_file(file(url)?, shape).map_err(fail)?);
+                OperatorFamily::Fourier {
+                    shared: fourier.clone(),
+                    fourier,
+                }
+            }
         })
     }
 
@@ -244,7 +260,7 @@ impl OperatorSpec {
     pub fn level(&self) -> f64 {
         match *self {
             Self::Cs { m } => m as f64,
-            Self::Sr { f } => f as f64,
+            Self::Sr { f } | Self::SrBicubic { f } => f as f64,
             Self::InpaintRandom { p } => p,
             Self::InpaintBox { h, w } => (h * w) as f64,
             Self::BlurGauss { sigma } => sigma,
@@ -253,12 +269,12 @@ impl OperatorSpec {
     }
 
     /// The shape of y when it is given as an image (`y_image`): the low-resolution image
-    /// for `sr:f`, the full image for the operators that keep the image grid; none for
+    /// for `sr:f` and `sr-bicubic:f`, the full image for the operators that keep the image grid; none for
     /// `cs`, `matrix` and `fourier`, whose y is a vector.
     pub fn y_image_shape(&self, [c, h, w]: [usize; 3]) -> Option<[usize; 3]> {
         match *self {
             Self::Cs { .. } | Self::Matrix { .. } | Self::Fourier { .. } => None,
-            Self::Sr { f } => Some([c, h / f, w / f]),
+            Self::Sr { f } | Self::SrBicubic { f } => Some([c, h / f, w / f]),
             Self::InpaintRandom { .. }
             | Self::InpaintBox { .. }
             | Self::BlurGauss { .. }
@@ -271,6 +287,7 @@ impl OperatorSpec {
         match self {
             Self::Cs { .. } => "cs",
             Self::Sr { .. } => "sr",
+            Self::SrBicubic { .. } => "sr-bicubic",
             Self::InpaintRandom { .. } => "inpaint-random",
             Self::InpaintBox { .. } => "inpaint-box",
             Self::BlurGauss { .. } => "blur-gauss",
@@ -287,6 +304,7 @@ impl fmt::Display for OperatorSpec {
         match self {
             Self::Cs { m } => write!(f, "cs:{m}"),
             Self::Sr { f: k } => write!(f, "sr:{k}"),
+            Self::SrBicubic { f: k } => write!(f, "sr-bicubic:{k}"),
             Self::InpaintRandom { p } => write!(f, "inpaint-random:{p}"),
             Self::InpaintBox { h, w } => write!(f, "inpaint-box:{h}x{w}"),
             Self::BlurGauss { sigma } => write!(f, "blur-gauss:{sigma}"),
@@ -307,11 +325,28 @@ impl FromStr for OperatorSpec {
     }
 }
 
+/// What a record's own `mask` (the input's mask column) means for a run's operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordMask {
+    /// Inpainting: the pixels the record kept (H×W, shared by the channels).
+    Pixels,
+    /// `fourier`: the k-space positions the record measured (H×W, in place of the
+    /// file's mask); its y has 2·C·|kept| values.
+    KSpace,
+}
+
 /// The operators of one run: one shared operator, or a rule for drawing one per image.
 #[derive(Debug, Clone)]
 pub enum OperatorFamily {
-    /// `cs`, `sr`, `blur-gauss` and the file operators: the same A for every image.
+    /// `cs`, `sr`, `sr-bicubic`, `blur-gauss`, `matrix`, `blur-kernel`: the same A for
+    /// every image.
     Shared(Arc<dyn LinearOperator>),
+    /// `fourier`: the file's k-space mask for every image, unless a record brings its
+    /// own. `shared` is `fourier` as a [`LinearOperator`].
+    Fourier {
+        shared: Arc<dyn LinearOperator>,
+        fourier: Arc<SubsampledFourier>,
+    },
     /// Random inpainting with erasure probability `p`, a fresh mask per image.
     InpaintRandom { shape: [usize; 3], p: f64 },
     /// An h×w box at a random position per image.
@@ -323,11 +358,53 @@ pub enum OperatorFamily {
 }
 
 impl OperatorFamily {
-    /// The shared operator, when there is one.
+    /// The shared operator, when there is one (for `fourier`: the file's mask).
     pub fn shared(&self) -> Option<&Arc<dyn LinearOperator>> {
         match self {
-            Self::Shared(op) => Some(op),
+            Self::Shared(op) | Self::Fourier { shared: op, .. } => Some(op),
             _ => None,
+        }
+    }
+
+    /// What a record's `mask` is for this operator; `None`: the operator takes none.
+    pub fn record_mask(&self) -> Option<RecordMask> {
+        match self {
+            Self::InpaintRandom { .. } | Self::InpaintBox { .. } => Some(RecordMask::Pixels),
+            Self::Fourier { .. } => Some(RecordMask::KSpace),
+            Self::Shared(_) => None,
+        }
+    }
+
+    /// M, the length of y, for an image with the record mask `mask` (H·W values, > 0.5
+    /// kept) or without one; why not, when the mask does not fit the operator.
+    pub fn measurements_for(&self, mask: Option<&[f32]>) -> Result<usize, String> {
+        let flags = |shape: [usize; 3], mask: &[f32]| {
+            let [_, h, w] = shape;
+            if mask.len() == h * w {
+                Ok(mask.iter().filter(|&&v| v > 0.5).count())
+            } else {
+                Err(format!(
+                    "the mask has {} values, a {h}×{w} image needs {}",
+                    mask.len(),
+                    h * w
+                ))
+            }
+        };
+        match (self, mask) {
+            (Self::Shared(op), None) | (Self::Fourier { shared: op, .. }, None) => {
+                Ok(op.measurements())
+            }
+            (Self::InpaintRandom { shape, .. } | Self::InpaintBox { shape, .. }, m) => {
+                if let Some(m) = m {
+                    flags(*shape, m)?;
+                }
+                Ok(shape.iter().product())
+            }
+            (Self::Fourier { fourier, .. }, Some(m)) => match flags(fourier.shape(), m)? {
+                0 => Err("the k-space mask keeps no position".into()),
+                kept => Ok(2 * fourier.shape()[0] * kept),
+            },
+            (Self::Shared(_), Some(_)) => Err(NO_RECORD_MASK.into()),
         }
     }
 
@@ -335,12 +412,37 @@ impl OperatorFamily {
     /// image's operator stream (`ImageRngs::operator`). Shared kinds draw nothing.
     pub fn for_image<R: Rng + ?Sized>(&self, rng: &mut R) -> Arc<dyn LinearOperator> {
         match *self {
-            Self::Shared(ref op) => Arc::clone(op),
+            Self::Shared(ref op) | Self::Fourier { shared: ref op, .. } => Arc::clone(op),
             Self::InpaintRandom { shape, p } => Arc::new(PixelMask::random(shape, p, rng)),
             Self::InpaintBox { shape, h, w } => Arc::new(PixelMask::random_box(shape, h, w, rng)),
         }
     }
+
+    /// The operator of one record: made from its own `mask` (H·W values, > 0.5 kept)
+    /// where it has one — the kept pixels for inpainting, the kept k-space positions for
+    /// `fourier` —, else [`Self::for_image`]. Why not, when the mask does not fit.
+    pub fn for_record<R: Rng + ?Sized>(
+        &self,
+        mask: Option<&[f32]>,
+        rng: &mut R,
+    ) -> Result<Arc<dyn LinearOperator>, String> {
+        let Some(mask) = mask else {
+            return Ok(self.for_image(rng));
+        };
+        self.measurements_for(Some(mask))?;
+        let flags: Vec<bool> = mask.iter().map(|&v| v > 0.5).collect();
+        Ok(match self {
+            Self::InpaintRandom { shape, .. } | Self::InpaintBox { shape, .. } => {
+                Arc::new(PixelMask::new(*shape, flags))
+            }
+            Self::Fourier { fourier, .. } => Arc::new(fourier.with_mask(&flags)?),
+            Self::Shared(_) => return Err(NO_RECORD_MASK.into()),
+        })
+    }
 }
+
+/// Why a record's mask is refused by an operator that takes none.
+const NO_RECORD_MASK: &str = "has a `mask`, but the run's operator takes none (inpaint-random,                               inpaint-box and fourier do)";
 
 #[cfg(test)]
 mod tests {
@@ -366,6 +468,10 @@ mod tests {
             OperatorSpec::Sr { f: 4 }
         );
         assert_eq!(
+            OperatorSpec::parse("sr-bicubic:4").unwrap(),
+            OperatorSpec::SrBicubic { f: 4 }
+        );
+        assert_eq!(
             OperatorSpec::parse("inpaint-random:0.5").unwrap(),
             OperatorSpec::InpaintRandom { p: 0.5 }
         );
@@ -388,6 +494,7 @@ mod tests {
         for s in [
             "cs:256",
             "sr:4",
+            "sr-bicubic:2",
             "inpaint-random:0.5",
             "inpaint-box:16x8",
             "blur-gauss:1.5",
@@ -410,6 +517,12 @@ mod tests {
             reason("sr:3", s),
             "operator `sr:3`: 32×32 is not divisible by 3"
         );
+        assert_eq!(
+            reason("sr-bicubic:5", s),
+            "operator `sr-bicubic:5`: 32×32 is not divisible by 5"
+        );
+        assert!(reason("sr-bicubic:0", s).contains("at least 1"));
+        assert!(reason("sr-bicubic:x", s).contains("positive integer"));
         assert!(reason("cs:5000", s).contains("M = 5000 exceeds n = C·H·W = 3072"));
         assert!(reason("cs:0", s).contains("at least 1"));
         assert!(reason("cs:-3", s).contains("positive integer"));
@@ -492,6 +605,8 @@ mod tests {
             (op.measurements(), op.dense_matrix().is_some()),
             (2 * 2 * 8, false)
         );
+        assert_eq!(fourier.record_mask(), Some(RecordMask::KSpace));
+        assert_eq!(matrix.record_mask(), None);
         for fam in [matrix, fourier, build("blur-kernel:k.npy:reflect")] {
             assert_adjoint(fam.shared().unwrap().as_ref());
         }
@@ -542,12 +657,65 @@ mod tests {
     }
 
     #[test]
+    fn a_record_mask_makes_the_records_operator() {
+        let shape = [3, 4, 4];
+        let rng = || ImageRngs::new(0, "r").operator;
+        let mask: Vec<f32> = (0..16)
+            .map(|k| if k % 4 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        // Inpainting: the record's pixels, full-size y.
+        let inp = OperatorSpec::parse("inpaint-random:0.5")
+            .unwrap()
+            .build(shape, 0)
+            .unwrap();
+        assert_eq!(inp.record_mask(), Some(RecordMask::Pixels));
+        let op = inp.for_record(Some(&mask), &mut rng()).unwrap();
+        let y = crate::restore::operators::apply(op.as_ref(), &[1.0; 48]);
+        assert_eq!(y.iter().filter(|&&v| v == 1.0).count(), 3 * 4);
+        assert_eq!(inp.measurements_for(Some(&mask)), Ok(48));
+        // fourier: the record's k-space positions, 2·C·|kept| values.
+        let file = FileArray::npy_f32("m.npy", &[4, 4], vec![1.0; 16]);
+        let fourier = OperatorSpec::parse("fourier:m.npy")
+            .unwrap()
+            .build_with(shape, 0, &[file])
+            .unwrap();
+        assert_eq!(fourier.measurements_for(None), Ok(2 * 3 * 16));
+        assert_eq!(fourier.measurements_for(Some(&mask)), Ok(2 * 3 * 4));
+        let op = fourier.for_record(Some(&mask), &mut rng()).unwrap();
+        assert_eq!(op.measurements(), 24);
+        assert_adjoint(op.as_ref());
+        assert_eq!(
+            fourier.for_record(None, &mut rng()).unwrap().measurements(),
+            96
+        );
+        // Masks that do not fit, and operators that take none, say why.
+        assert!(fourier
+            .for_record(Some(&[0.0; 16]), &mut rng())
+            .unwrap_err()
+            .contains("keeps no position"));
+        assert!(fourier
+            .measurements_for(Some(&[1.0; 9]))
+            .unwrap_err()
+            .contains("9 values, a 4×4 image needs 16"));
+        let sr = OperatorSpec::parse("sr:2")
+            .unwrap()
+            .build(shape, 0)
+            .unwrap();
+        assert!(sr
+            .for_record(Some(&mask), &mut rng())
+            .unwrap_err()
+            .contains("takes none"));
+    }
+
+    #[test]
     fn every_built_operator_satisfies_the_adjoint_identity() {
         let shape = [3, 16, 16];
         for s in [
             "cs:100",
             "sr:2",
             "sr:4",
+            "sr-bicubic:2",
+            "sr-bicubic:4",
             "inpaint-random:0.3",
             "inpaint-box:5x7",
             "blur-gauss:1.5",
