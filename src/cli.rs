@@ -5,12 +5,14 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::Device;
 use crate::pipeline::config::{
     Convert, Fit, InputSpec, MetricsSpec, ModelSpec, OutputSpec, RunSpec, SamplerSpec, TaskSpec,
     WorkerSpec, YRange,
 };
-use crate::restore::sampler::SamplerConfig;
+use crate::restore::guidance::GradientMode;
 pub use crate::restore::sampler::{Clip, HeunGuidance, Solver};
+use crate::restore::sampler::{MaskMode, SamplerConfig};
 
 /// Restore whole datasets of measured images with Ambient Diffusion models (Ambient DPS).
 ///
@@ -195,9 +197,10 @@ pub struct RestoreArgs {
     /// Images per model call.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
-    /// cpu, cuda or auto (CUDA where it registers, otherwise CPU with a notice).
-    #[arg(long, default_value = "auto")]
-    pub device: String,
+    /// Where ONNX Runtime runs (CUDA under `auto` where it registers, otherwise CPU with a
+    /// notice).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Device::default())]
+    pub device: Device,
     /// Restore only the input's first N images (in shard order: the same ones on every rerun
     /// and across workers). A shard whose row count cannot be read fails alone (exit 3)
     /// and counts as no images; the window goes on over the next shards.
@@ -251,12 +254,12 @@ pub struct RestoreArgs {
     /// Restore workers, each with its own ONNX Runtime sessions.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// `model`: Ambient DPS, the model sees its own sampling mask; `ones`: plain DPS.
-    #[arg(long, default_value = "model")]
-    pub mask: String,
-    /// Gradient path: auto, dense (fused graph, dense operators) or vjp.
-    #[arg(long, default_value = "auto")]
-    pub gradient: String,
+    /// The mask the model is fed while sampling.
+    #[arg(long, value_enum, default_value_t = MaskMode::default())]
+    pub mask: MaskMode,
+    /// How the DPS guidance gradient is computed.
+    #[arg(long, value_enum, default_value_t = GradientMode::default())]
+    pub gradient: GradientMode,
     /// Also write reconstructions as float32 (`reconstruction_f32`).
     #[arg(long)]
     pub write_f32: bool,
@@ -295,7 +298,7 @@ impl RestoreArgs {
             },
             model: ModelSpec {
                 dir: self.model.clone(),
-                device: self.device.clone(),
+                device: self.device,
                 threads: self.threads,
             },
             task: TaskSpec {
@@ -309,8 +312,8 @@ impl RestoreArgs {
                 clip: self.clip,
                 heun_guidance: self.heun_guidance,
                 seed: self.seed,
-                mask: self.mask.clone(),
-                gradient: self.gradient.clone(),
+                mask: self.mask,
+                gradient: self.gradient,
                 ..SamplerSpec::default()
             },
             workers: WorkerSpec {

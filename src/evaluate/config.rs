@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::restore::sampler::{Clip, SamplerConfig, Solver};
+use crate::model::Device;
+use crate::restore::sampler::{Clip, MaskMode, SamplerConfig, Solver};
 
 /// A whole evaluation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,13 +65,14 @@ pub struct Defaults {
     /// Run seeds; each is its own setting.
     pub seeds: Vec<u64>,
     /// `model` (Ambient DPS) or `ones` (plain DPS).
-    pub mask: String,
+    pub mask: MaskMode,
     /// ζ candidates, searched on the validation images (log-spaced is what works).
     pub zeta_grid: Vec<f64>,
     /// How many times the grid may be extended when the best ζ lies on its edge.
     pub widen: usize,
     pub batch_size: usize,
-    pub device: String,
+    /// `cpu`, `cuda` or `auto` (CUDA where it registers, otherwise CPU).
+    pub device: Device,
     pub threads: usize,
     /// LPIPS graph for the `lpips` metric (e.g. models/lpips/lpips-alex.onnx).
     pub lpips: Option<String>,
@@ -85,11 +87,11 @@ impl Default for Defaults {
             clip: SamplerConfig::default().clip,
             sigma_y: 0.0,
             seeds: vec![0],
-            mask: "model".into(),
+            mask: MaskMode::default(),
             zeta_grid: vec![0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0],
             widen: 3,
             batch_size: 16,
-            device: "auto".into(),
+            device: Device::default(),
             threads: 0,
             lpips: None,
             examples: 6,

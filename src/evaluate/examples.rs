@@ -14,6 +14,7 @@ use crate::report::{ExampleGrid, SettingSummary};
 use crate::restore::operators::sr::nearest_upsample;
 use crate::restore::operators::{LinearOperator, OperatorFamily, OperatorSpec};
 use crate::restore::protocol::{image_problem, Given, Protocol};
+use crate::restore::sampler::MaskMode;
 
 /// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
 pub(super) fn truths(
@@ -244,10 +245,9 @@ pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
             .map_or("none".into(), |l| l.to_string()),
         esc(spec.defaults.solver.as_str()),
         spec.defaults.sigma_y,
-        if spec.defaults.mask == "model" {
-            "each model's own sampling mask (Ambient DPS)"
-        } else {
-            "all ones (DPS)"
+        match spec.defaults.mask {
+            MaskMode::Model => "each model's own sampling mask (Ambient DPS)",
+            MaskMode::Ones => "all ones (DPS)",
         },
         if spec.defaults.lpips.is_some() {
             "on images upsampled to 64×64, grey repeated to three channels"

@@ -69,12 +69,6 @@ pub struct Outcome {
 pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
     let mut problems = Vec::new();
     let d = &spec.defaults;
-    if !["model", "ones"].contains(&d.mask.as_str()) {
-        problems.push(format!(
-            "defaults.mask `{}`: expected model or ones",
-            d.mask
-        ));
-    }
     if d.seeds.is_empty() {
         problems.push("defaults.seeds is empty".into());
     }
@@ -202,7 +196,7 @@ fn run_one(
         },
         model: ModelSpec {
             dir: s.model_dir.clone(),
-            device: d.device.clone(),
+            device: d.device,
             threads: d.threads,
         },
         task: TaskSpec {
@@ -215,7 +209,7 @@ fn run_one(
             clip: d.clip,
             zeta,
             seed: s.seed,
-            mask: d.mask.clone(),
+            mask: d.mask,
             ..SamplerSpec::default()
         },
         workers: WorkerSpec {

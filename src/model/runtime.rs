@@ -28,25 +28,43 @@ pub const LIBRARY_ENV_VARS: [&str; 2] = ["ADPS_ORT_DYLIB", "ORT_DYLIB_PATH"];
 /// Environment variable setting ONNX Runtime's own log level (default warning).
 pub const ORT_LOG_ENV_VAR: &str = "ADPS_ORT_LOG";
 
-/// Where sessions run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+/// Where sessions run: one type for the run spec (`model.device = "auto"`), the sweep spec
+/// and the CLI (`--device auto`). Names are read in any case, `gpu` meaning `cuda`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
 pub enum Device {
     /// CPU only.
     Cpu,
-    /// CUDA; an error if the CUDA provider cannot be registered.
+    /// CUDA; an error if the CUDA provider cannot be registered (`gpu` is read as `cuda`).
+    #[value(alias = "gpu")]
     Cuda,
     /// CUDA where it works, otherwise CPU (said once in the log).
     #[default]
     Auto,
 }
 
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Device {
+    /// The lowercase name used in specs and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Device::Cpu => "cpu",
             Device::Cuda => "cuda",
             Device::Auto => "auto",
-        })
+        }
+    }
+}
+
+/// Read through [`FromStr`]: any case, `gpu` for `cuda`, and a refusal naming the choices.
+impl<'de> serde::Deserialize<'de> for Device {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -269,6 +287,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cpu, cuda or auto"));
+    }
+
+    #[test]
+    fn device_names_are_the_same_in_specs_and_flags() {
+        use clap::ValueEnum;
+        for (d, name) in [
+            (Device::Cpu, "cpu"),
+            (Device::Cuda, "cuda"),
+            (Device::Auto, "auto"),
+        ] {
+            assert_eq!(serde_json::to_value(d).unwrap(), serde_json::json!(name));
+            assert_eq!(
+                serde_json::from_value::<Device>(serde_json::json!(name)).unwrap(),
+                d
+            );
+            assert_eq!(<Device as ValueEnum>::from_str(name, false), Ok(d));
+        }
+        for gpu in ["gpu", "GPU", "Cuda"] {
+            assert_eq!(
+                serde_json::from_value::<Device>(serde_json::json!(gpu)).unwrap(),
+                Device::Cuda
+            );
+        }
+        assert_eq!(
+            <Device as ValueEnum>::from_str("gpu", false),
+            Ok(Device::Cuda)
+        );
+        let err = serde_json::from_value::<Device>(serde_json::json!("tpu")).unwrap_err();
+        assert!(err.to_string().contains("cpu, cuda or auto"), "{err}");
     }
 
     #[test]

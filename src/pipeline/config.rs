@@ -9,7 +9,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::restore::sampler::{Clip, HeunGuidance, SamplerConfig, Solver};
+use crate::model::Device;
+use crate::restore::guidance::GradientMode;
+use crate::restore::sampler::{Clip, HeunGuidance, MaskMode, SamplerConfig, Solver};
 
 /// A whole run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,15 +186,11 @@ pub struct ModelSpec {
     /// Path of the model folder (denoiser.onnx, dps_vjp.onnx, dps_dense.onnx, card.json).
     pub dir: String,
     /// `cpu`, `cuda` or `auto` (CUDA where it registers, otherwise CPU).
-    #[serde(default = "default_device")]
-    pub device: String,
+    #[serde(default)]
+    pub device: Device,
     /// Intra-op threads per ONNX Runtime session; 0 lets ONNX Runtime choose.
     #[serde(default)]
     pub threads: usize,
-}
-
-fn default_device() -> String {
-    "auto".into()
 }
 
 /// The inverse problem.
@@ -222,9 +220,9 @@ pub struct SamplerSpec {
     /// Run seed: with an image's id it keys every random draw for that image.
     pub seed: u64,
     /// `model` (Ambient DPS: the model's own sampling mask) or `ones` (plain DPS, mask = 1).
-    pub mask: String,
+    pub mask: MaskMode,
     /// `auto`, `dense` (fused dps_dense.onnx) or `vjp` (dps_vjp.onnx + Rust adjoint).
-    pub gradient: String,
+    pub gradient: GradientMode,
     /// Where x0 is clipped to [-1, 1]: `none`, `direction` or `residual` (see [`Clip`]).
     pub clip: Clip,
     /// Heun only: `averaged` (guidance averaged over predictor and corrector) or `once`
@@ -248,8 +246,8 @@ impl Default for SamplerSpec {
             solver: c.solver,
             zeta: c.zeta,
             seed: 0,
-            mask: "model".into(),
-            gradient: "auto".into(),
+            mask: MaskMode::default(),
+            gradient: GradientMode::default(),
             clip: c.clip,
             heun_guidance: c.heun_guidance,
             churn: c.s_churn,
@@ -477,6 +475,56 @@ mod tests {
         assert_eq!(old.sampler.clip, Clip::Direction);
         let err = RunSpec::parse(MINIMAL, &["sampler.solver=rk4".into()]).unwrap_err();
         assert!(format!("{err:#}").contains("rk4"), "{err:#}");
+    }
+
+    #[test]
+    fn mask_gradient_and_device_are_typed_names() {
+        let s = RunSpec::parse(MINIMAL, &[]).unwrap();
+        assert_eq!(
+            (s.sampler.mask, s.sampler.gradient, s.model.device),
+            (MaskMode::Model, GradientMode::Auto, Device::Auto)
+        );
+        let set = |o: &[&str]| {
+            RunSpec::parse(
+                MINIMAL,
+                &o.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        let s = set(&[
+            "sampler.mask=ones",
+            "sampler.gradient=vjp",
+            "model.device=gpu",
+        ])
+        .unwrap();
+        assert_eq!(
+            (s.sampler.mask, s.sampler.gradient, s.model.device),
+            (MaskMode::Ones, GradientMode::Vjp, Device::Cuda)
+        );
+        assert_eq!(
+            set(&["model.device=CPU"]).unwrap().model.device,
+            Device::Cpu
+        );
+        // A bad value names the field and every allowed value.
+        for (o, field, allowed) in [
+            ("sampler.mask=none", "sampler.mask", &["model", "ones"][..]),
+            (
+                "sampler.gradient=sparse",
+                "sampler.gradient",
+                &["auto", "dense", "vjp"][..],
+            ),
+            (
+                "model.device=tpu",
+                "model.device",
+                &["cpu", "cuda", "auto"][..],
+            ),
+        ] {
+            let err = format!("{:#}", set(&[o]).unwrap_err());
+            let bad = o.split_once('=').unwrap().1;
+            assert!(err.contains(field) && err.contains(bad), "{o}: {err}");
+            for a in allowed {
+                assert!(err.contains(a), "{o}: {err}");
+            }
+        }
     }
 
     #[test]

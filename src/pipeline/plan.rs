@@ -12,7 +12,7 @@ use crate::io::operator_file;
 use crate::io::parquet_in::{self, ColumnNames};
 use crate::io::parquet_out::{RowSettings, OUTPUT_COLUMNS};
 use crate::io::store::{self, Location};
-use crate::model::{Device, ModelFolder, OnnxDenoiser, SessionConfig};
+use crate::model::{ModelFolder, OnnxDenoiser, SessionConfig};
 use crate::restore::operators::{OperatorFamily, OperatorSpec};
 use crate::stages::decode::DecodeSpec;
 use crate::stages::metrics::Perceptual;
@@ -57,15 +57,6 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
     if s.steps < 1 {
         problems.push("sampler.steps must be at least 1".into());
     }
-    if !["model", "ones"].contains(&s.mask.as_str()) {
-        problems.push(format!("sampler.mask `{}`: expected model or ones", s.mask));
-    }
-    if !["auto", "dense", "vjp"].contains(&s.gradient.as_str()) {
-        problems.push(format!(
-            "sampler.gradient `{}`: expected auto, dense or vjp",
-            s.gradient
-        ));
-    }
     if !(s.zeta.is_finite() && s.zeta >= 0.0) {
         problems.push(format!("sampler.zeta {} must be finite and ≥ 0", s.zeta));
     }
@@ -74,9 +65,6 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
             "task.sigma_y {} must be finite and ≥ 0",
             spec.task.sigma_y
         ));
-    }
-    if let Err(e) = Device::from_str(&spec.model.device) {
-        problems.push(format!("model.device: {e}"));
     }
     let w = &spec.workers;
     if w.batch_size < 1 {
@@ -275,8 +263,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
 
     let card = folder.card().clone();
     let shape = card.shape;
-    let device = Device::from_str(&spec.model.device)?;
-    let session = SessionConfig::new(device, spec.model.threads);
+    let session = SessionConfig::new(spec.model.device, spec.model.threads);
     let settings = RestoreSettings::from_spec(&spec, &card, &op_spec, operator.family)?;
     let mut restorers: Vec<Box<dyn Restorer>> = Vec::new();
     for _ in 0..spec.workers.restore_workers {
@@ -493,6 +480,65 @@ mod tests {
             assert_ne!(hash(&[o]), base, "{o}");
         }
         assert_eq!(hash(&["input.y_range=unit"]), base, "unit is the default");
+    }
+
+    /// The sampler's mask and gradient path are written into the settings hash under the
+    /// names specs use; typed, they must hash exactly as the strings did (these hashes are
+    /// from manifests written before `MaskMode`/`GradientMode`), or every existing run
+    /// would be redone.
+    #[test]
+    fn typed_sampler_settings_hash_as_their_names_did() {
+        let card: crate::model::card::Card = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/gaussian-model/card.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        for (mask, gradient, device, hash) in [
+            (
+                "model",
+                "auto",
+                "cpu",
+                "bf048f6180ef6994091e708c9b62b786ab5289082448f9e3c7aa2e25ba39e7d4",
+            ),
+            (
+                "model",
+                "dense",
+                "gpu",
+                "dd27349f041317eb604a04d58a2bd1619c73ffb901000df498f4de9acc4d2298",
+            ),
+            (
+                "ones",
+                "vjp",
+                "auto",
+                "5833dbca4aa7ed0b91602b55a02c700f37e9e0451aeccf2b1cb0f9ab049bed36",
+            ),
+        ] {
+            let spec = RunSpec::parse(
+                &format!(
+                    "[input]\nurl = \"models/data/demo\"\nlimit = 1\nfit = \"resize\"\n\
+                     [output]\nurl = \"out/\"\n\
+                     [model]\ndir = \"tests/fixtures/gaussian-model\"\ndevice = \"{device}\"\n\
+                     [task]\noperator = \"cs:16\"\n\
+                     [sampler]\nsteps = 2\nmask = \"{mask}\"\ngradient = \"{gradient}\"\n"
+                ),
+                &[],
+            )
+            .unwrap();
+            let json = settings_json(&spec, &card, &[]);
+            assert_eq!(json["sampler"]["mask"], mask);
+            assert_eq!(json["sampler"]["gradient"], gradient);
+            assert_eq!(settings_hash(&json), hash, "{mask} {gradient}");
+            // The device is not in the hash, and serializes under its own name.
+            assert!(json.get("model").is_some_and(|m| m.is_string()));
+            let device_name = if device == "gpu" { "cuda" } else { device };
+            assert_eq!(
+                serde_json::to_value(&spec.model).unwrap()["device"],
+                device_name
+            );
+        }
     }
 
     use ndarray_npy::WriteNpyExt;

@@ -29,10 +29,71 @@ pub enum GradientPath {
 impl GradientPath {
     /// Dense when the family is one shared operator with a dense matrix (`cs`), else Vjp.
     pub fn auto(family: &OperatorFamily) -> Self {
-        match family.shared() {
-            Some(op) if op.dense_matrix().is_some() => Self::Dense,
-            _ => Self::Vjp,
+        if Self::dense_possible(family) {
+            Self::Dense
+        } else {
+            Self::Vjp
         }
+    }
+
+    /// Whether the family is one shared operator with a dense matrix.
+    fn dense_possible(family: &OperatorFamily) -> bool {
+        family
+            .shared()
+            .is_some_and(|op| op.dense_matrix().is_some())
+    }
+}
+
+/// Which gradient path a run asks for: one type for the run spec
+/// (`sampler.gradient = "auto"`) and the CLI (`--gradient auto`); resolved per run into a
+/// [`GradientPath`] by [`GradientMode::resolve`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum GradientMode {
+    /// `dense` where the operator is one shared dense matrix (cs:M, matrix:URL), else `vjp`.
+    #[default]
+    Auto,
+    /// The fused dps_dense.onnx graph: one evaluation per step; needs a dense shared
+    /// operator.
+    Dense,
+    /// dps_vjp.onnx with the operator's adjoint in Rust: works for every operator.
+    Vjp,
+}
+
+impl GradientMode {
+    /// The lowercase name used in specs and settings hashes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Dense => "dense",
+            Self::Vjp => "vjp",
+        }
+    }
+
+    /// The path for `family`; None when `dense` is asked for an operator that is not one
+    /// shared dense matrix.
+    pub fn resolve(self, family: &OperatorFamily) -> Option<GradientPath> {
+        match self {
+            Self::Auto => Some(GradientPath::auto(family)),
+            Self::Dense => GradientPath::dense_possible(family).then_some(GradientPath::Dense),
+            Self::Vjp => Some(GradientPath::Vjp),
+        }
+    }
+}
+
+impl std::fmt::Display for GradientMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -191,6 +252,33 @@ mod tests {
         assert_eq!(path("sr:2"), GradientPath::Vjp);
         assert_eq!(path("blur-gauss:1"), GradientPath::Vjp);
         assert_eq!(path("inpaint-random:0.5"), GradientPath::Vjp);
+    }
+
+    #[test]
+    fn gradient_modes_resolve_and_keep_their_names() {
+        use clap::ValueEnum;
+        let family = |s: &str| OperatorSpec::parse(s).unwrap().build(SHAPE, 0).unwrap();
+        let (cs, sr) = (family("cs:10"), family("sr:2"));
+        assert_eq!(GradientMode::default(), GradientMode::Auto);
+        assert_eq!(GradientMode::Auto.resolve(&cs), Some(GradientPath::Dense));
+        assert_eq!(GradientMode::Auto.resolve(&sr), Some(GradientPath::Vjp));
+        assert_eq!(GradientMode::Dense.resolve(&cs), Some(GradientPath::Dense));
+        assert_eq!(GradientMode::Dense.resolve(&sr), None);
+        assert_eq!(GradientMode::Vjp.resolve(&cs), Some(GradientPath::Vjp));
+        // These names are in every run's settings hash: they must never change.
+        for (mode, name) in [
+            (GradientMode::Auto, "auto"),
+            (GradientMode::Dense, "dense"),
+            (GradientMode::Vjp, "vjp"),
+        ] {
+            assert_eq!((mode.as_str(), mode.to_string()), (name, name.to_string()));
+            assert_eq!(GradientMode::from_str(name, false), Ok(mode));
+            assert_eq!(serde_json::to_value(mode).unwrap(), serde_json::json!(name));
+            assert_eq!(
+                serde_json::from_value::<GradientMode>(serde_json::json!(name)).unwrap(),
+                mode
+            );
+        }
     }
 
     #[test]

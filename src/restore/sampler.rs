@@ -53,6 +53,44 @@ impl std::fmt::Display for Solver {
     }
 }
 
+/// What the model is fed as its mask while sampling: one type for the run spec
+/// (`sampler.mask = "model"`), the sweep spec and the CLI (`--mask model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MaskMode {
+    /// Ambient DPS: the model sees its own training-style sampling mask (pixels kept with
+    /// the model card's probability).
+    #[default]
+    Model,
+    /// Plain DPS: the model sees an all-ones mask.
+    Ones,
+}
+
+impl MaskMode {
+    /// The lowercase name used in specs, reports and settings hashes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Model => "model",
+            Self::Ones => "ones",
+        }
+    }
+
+    /// Probability that the sampling mask keeps a pixel, for a model whose own is
+    /// `model_keep` (1 for `ones`, which then draws nothing).
+    pub fn keep_probability(self, model_keep: f64) -> f64 {
+        match self {
+            Self::Model => model_keep,
+            Self::Ones => 1.0,
+        }
+    }
+}
+
+impl std::fmt::Display for MaskMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How the Heun correction applies the DPS guidance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -953,6 +991,19 @@ mod tests {
         assert_eq!(serde_json::from_str::<Clip>("false").unwrap(), Clip::None);
         let err = serde_json::from_str::<Clip>("\"static\"").unwrap_err();
         assert!(err.to_string().contains("expected none"), "{err}");
+        // In every run's settings hash: these names must never change.
+        assert_eq!(MaskMode::default(), MaskMode::Model);
+        for (mask, name) in [(MaskMode::Model, "model"), (MaskMode::Ones, "ones")] {
+            assert_eq!((mask.as_str(), mask.to_string()), (name, name.to_string()));
+            assert_eq!(MaskMode::from_str(name, false), Ok(mask));
+            assert_eq!(serde_json::to_value(mask).unwrap(), serde_json::json!(name));
+            assert_eq!(
+                serde_json::from_value::<MaskMode>(serde_json::json!(name)).unwrap(),
+                mask
+            );
+        }
+        assert_eq!(MaskMode::Model.keep_probability(0.4), 0.4);
+        assert_eq!(MaskMode::Ones.keep_probability(0.4), 1.0);
     }
 
     #[test]

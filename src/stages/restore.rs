@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::{Batch, Counters, Flow, Record, Restored, Shard};
@@ -136,17 +137,12 @@ impl RestoreSettings {
         family: OperatorFamily,
     ) -> anyhow::Result<Self> {
         let s = &spec.sampler;
-        let path = match s.gradient.as_str() {
-            "dense" => {
-                anyhow::ensure!(
-                    family.shared().is_some_and(|o| o.dense_matrix().is_some()),
-                    "sampler.gradient = \"dense\" needs a dense shared operator (cs:M, matrix:URL); `{op}` is not one"
-                );
-                GradientPath::Dense
-            }
-            "vjp" => GradientPath::Vjp,
-            _ => GradientPath::auto(&family),
-        };
+        let path = s.gradient.resolve(&family).with_context(|| {
+            format!(
+                "sampler.gradient = \"{}\" needs a dense shared operator (cs:M, matrix:URL); `{op}` is not one",
+                s.gradient
+            )
+        })?;
         let sampler = SamplerConfig {
             steps: s.steps,
             sigma_min: s.sigma_min,
@@ -170,11 +166,7 @@ impl RestoreSettings {
             family: Arc::new(family),
             sampler,
             path,
-            keep_prob: if s.mask == "ones" {
-                1.0
-            } else {
-                card.keep_probability()
-            },
+            keep_prob: s.mask.keep_probability(card.keep_probability()),
             seed: s.seed,
             sigma_y: spec.task.sigma_y as f32,
             y_range: spec.input.y_range,

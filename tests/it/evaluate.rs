@@ -275,6 +275,17 @@ fn bad_sweeps_fail_before_any_compute_naming_the_entry() {
         "{stderr}"
     );
 
+    let out = run(&["defaults.mask=none"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("defaults.mask")
+            && stderr.contains("none")
+            && stderr.contains("model")
+            && stderr.contains("ones"),
+        "{stderr}"
+    );
+
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let out = run(&[&format!("images.test.url={}", empty.display())]);

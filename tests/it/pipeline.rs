@@ -294,6 +294,77 @@ fn bad_specs_fail_before_any_compute_naming_every_problem() {
         "warp:3",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("warp:3"));
+
+    // A bad name for a typed setting, in a spec or a flag, names the setting and every
+    // value it takes.
+    let spec = tmp.path().join("spec.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[input]\nurl = \"{i}\"\n[output]\nurl = \"{o}\"\n[model]\ndir = \"{model}\"\n\
+             device = \"cpu\"\n[task]\noperator = \"cs:8\"\n[sampler]\ngradient = \"sparse\"\n"
+        ),
+    )
+    .unwrap();
+    for (set, field, allowed) in [
+        (
+            None,
+            "sampler.gradient",
+            &["sparse", "auto", "dense", "vjp"][..],
+        ),
+        (
+            Some("sampler.mask=none"),
+            "sampler.mask",
+            &["none", "model", "ones"][..],
+        ),
+        (
+            Some("model.device=tpu"),
+            "model.device",
+            &["tpu", "cpu", "cuda", "auto"][..],
+        ),
+    ] {
+        let mut args = vec!["run", spec.to_str().unwrap()];
+        if let Some(set) = set {
+            args.extend(["--set", "sampler.gradient=vjp", "--set", set]);
+        }
+        let out = adps(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(field), "{stderr}");
+        for a in allowed {
+            assert!(stderr.contains(a), "{a}: {stderr}");
+        }
+    }
+    for (flag, bad, allowed) in [
+        ("--mask", "none", &["model", "ones"][..]),
+        ("--gradient", "sparse", &["auto", "dense", "vjp"][..]),
+        ("--device", "tpu", &["cpu", "cuda", "auto"][..]),
+    ] {
+        let out = adps(&[
+            "restore",
+            "--model",
+            &model,
+            "--input",
+            &i,
+            "--output",
+            &o,
+            "--operator",
+            "cs:8",
+            flag,
+            bad,
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(bad), "{stderr}");
+        for a in allowed {
+            assert!(stderr.contains(a), "{a}: {stderr}");
+        }
+    }
+    assert!(!tmp
+        .path()
+        .join("out")
+        .join("part-shard-00000.parquet")
+        .exists());
 }
 
 #[test]
