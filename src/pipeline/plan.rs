@@ -458,16 +458,21 @@ mod tests {
         assert!(problems[1].contains("`id`"), "{problems:?}");
     }
 
-    #[test]
-    fn the_input_layout_is_in_the_settings_hash() {
-        let card: crate::model::card::Card = serde_json::from_str(
+    /// The card of the Gaussian test model folder.
+    fn gaussian_card() -> crate::model::card::Card {
+        serde_json::from_str(
             &std::fs::read_to_string(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/tests/fixtures/gaussian-model/card.json"
             ))
             .unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn the_input_layout_is_in_the_settings_hash() {
+        let card = gaussian_card();
         let hash = |o: &[&str]| settings_hash(&settings_json(&spec(o), &card, &[]));
         let base = hash(&[]);
         for o in [
@@ -488,14 +493,7 @@ mod tests {
     /// would be redone.
     #[test]
     fn typed_sampler_settings_hash_as_their_names_did() {
-        let card: crate::model::card::Card = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/fixtures/gaussian-model/card.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let card = gaussian_card();
         for (mask, gradient, device, hash) in [
             (
                 "model",

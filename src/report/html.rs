@@ -522,19 +522,24 @@ fn paired_plots(rows: &[SettingSummary], models: &Models) -> Result<Vec<Value>> 
             &x_label,
             "ΔMSE (Ambient − clean) ↓",
         );
-        let positive = fig.levels.iter().all(|v| *v > 0.0);
-        let span =
-            fig.levels.last().copied().unwrap_or(1.0) / fig.levels.first().copied().unwrap_or(1.0);
-        if positive && span >= 4.0 {
-            plot.x_scale = Scale::Log2;
-        }
-        if fig.levels.len() <= 12 {
-            plot.x_ticks = Some(fig.levels.clone());
-        }
+        level_axis(&mut plot, &fig.levels);
         plot.series = series;
         plots.push(Value::from_safe_string(plot.render()?));
     }
     Ok(plots)
+}
+
+/// The x axis of a plot against the operator level: log₂ when the levels span 4× or more
+/// (measurement counts, factors), the measured levels as the ticks when there are few.
+fn level_axis(plot: &mut LinePlot, levels: &[f64]) {
+    let positive = levels.iter().all(|v| *v > 0.0);
+    let span = levels.last().copied().unwrap_or(1.0) / levels.first().copied().unwrap_or(1.0);
+    if positive && span >= 4.0 {
+        plot.x_scale = Scale::Log2;
+    }
+    if levels.len() <= 12 {
+        plot.x_ticks = Some(levels.to_vec());
+    }
 }
 
 /// Log y for MSE-like metrics spanning more than 30×, linear otherwise.
@@ -571,13 +576,6 @@ fn kind_view(rows: &[SettingSummary], models: &Models, kind: &str) -> Result<Kin
         all_steps,
         curves,
     } = figures::level_figure(rows, &models.list, kind);
-    let positive = levels.iter().all(|v| *v > 0.0);
-    let span = levels.last().copied().unwrap_or(1.0) / levels.first().copied().unwrap_or(1.0);
-    let x_scale = if positive && span >= 4.0 {
-        Scale::Log2
-    } else {
-        Scale::Linear
-    };
     let mut plots = Vec::new();
     for metric in ["mse", "ssim", "lpips"] {
         let series: Vec<Series> = curves
@@ -605,14 +603,11 @@ fn kind_view(rows: &[SettingSummary], models: &Models, kind: &str) -> Result<Kin
             &x_label,
             &metric_axis(metric),
         );
-        plot.x_scale = x_scale;
+        level_axis(&mut plot, &levels);
         plot.y_scale = auto_y_scale(metric, &series);
         match metric {
             "ssim" => plot.y_max = Some(1.0),
             _ => plot.y_min = Some(0.0),
-        }
-        if levels.len() <= 12 {
-            plot.x_ticks = Some(levels.clone());
         }
         plot.series = series;
         plots.push(Value::from_safe_string(plot.render()?));

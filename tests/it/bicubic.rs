@@ -8,19 +8,9 @@ use adps::restore::operators::{apply, LinearOperator};
 use arrow::array::AsArray;
 use arrow::datatypes::Float64Type;
 use ndarray::{Array2, Array3, ArrayD};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray_npy::ReadNpyExt;
 
 use crate::common::*;
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().to_string()
-}
-
-fn write_npy<A: WriteNpyExt>(path: &Path, a: &A) {
-    let mut bytes = Vec::new();
-    a.write_npy(&mut bytes).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
 
 fn read_npy(path: &Path) -> ArrayD<f32> {
     ArrayD::<f32>::read_npy(std::fs::File::open(path).unwrap()).unwrap()

@@ -7,9 +7,22 @@ use std::process::{Command, Output};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
+use ndarray_npy::WriteNpyExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// The repository root.
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> String {
+    p.to_string_lossy().to_string()
+}
+
+/// Writes an array as a `.npy` file.
+pub fn write_npy<A: WriteNpyExt>(path: &Path, a: &A) {
+    let mut bytes = Vec::new();
+    a.write_npy(&mut bytes).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

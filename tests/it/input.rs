@@ -9,10 +9,6 @@ use arrow::datatypes::Float64Type;
 use crate::common::*;
 use crate::python::python;
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().to_string()
-}
-
 /// The closed-form Gaussian test model in colour (3×8×8).
 fn rgb_model() -> String {
     s(&root().join("tests/fixtures/gaussian-rgb"))

@@ -6,21 +6,11 @@ use std::path::Path;
 
 use adps::restore::operators::LinearOperator;
 use ndarray::{Array2, Array3};
-use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use ndarray_npy::ReadNpyExt;
 
 use crate::common::*;
 
 const SHAPE: [usize; 3] = [1, 8, 8];
-
-fn s(p: &Path) -> String {
-    p.to_string_lossy().to_string()
-}
-
-fn write_npy<A: WriteNpyExt>(path: &Path, a: &A) {
-    let mut bytes = Vec::new();
-    a.write_npy(&mut bytes).unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
 
 /// `adps restore` of `input` into `output` with the Gaussian test model and `operator`.
 fn restore(input: &str, output: &str, operator: &str, extra: &[&str]) -> std::process::Output {

@@ -37,10 +37,6 @@ fn restore_args<'a>(input: &'a str, output: &'a str, extra: &[&'a str]) -> Vec<&
     args
 }
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().to_string()
-}
-
 #[test]
 fn restores_every_record_once_with_finite_metrics() {
     let tmp = tempdir();

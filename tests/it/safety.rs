@@ -9,10 +9,6 @@ use crate::common::*;
 
 const SHAPE: [usize; 3] = [1, 8, 8];
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().to_string()
-}
-
 fn restore_args(input: &str, output: &str, extra: &[&str]) -> Vec<String> {
     gaussian_restore_args(input, output, 4, extra)
 }

@@ -68,10 +68,6 @@ fn bucket() -> String {
     })
 }
 
-fn s(p: &Path) -> String {
-    p.to_string_lossy().to_string()
-}
-
 /// Uploads every file of `dir` under `url`.
 fn upload(rt: &tokio::runtime::Runtime, dir: &Path, url: &str) {
     let loc = adps::io::store::open(url).unwrap();
