@@ -245,6 +245,13 @@ pub fn build_session(path: &Path, config: &SessionConfig) -> Result<(Session, De
 
 fn builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder> {
     let mut b = Session::builder(env).map_err(|e| anyhow!("creating session options: {e}"))?;
+    // Idle intra-op threads sleep instead of spinning: the pipeline's other stages
+    // (decode, the sampler's Rust math, metrics, encode) and other restore workers need
+    // the same cores between two model calls. Measured on 2 busy cores, 32 images,
+    // 49 steps: 2 threads took 41 s spinning, see the README's performance section.
+    b = b
+        .with_intra_op_spinning(false)
+        .map_err(|e| anyhow!("turning intra-op spinning off: {e}"))?;
     if config.intra_threads > 0 {
         b = b
             .with_intra_threads(config.intra_threads)
