@@ -235,7 +235,10 @@ pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
          from a log-spaced grid by mean MSE on the validation images {} (limit {}), widened \
          when the best value lay on the grid's edge. Sampler: {}, σ_y = {}, mask: {}. \
          Metrics on the [0, 1] scale; LPIPS (AlexNet, v0.1) {}.</p>",
-        summaries.len(),
+        summaries
+            .iter()
+            .filter(|s| !crate::report::is_baseline(s))
+            .count(),
         esc(&spec.images.test.url),
         n_test,
         esc(&spec.images.validation.url),
