@@ -108,6 +108,12 @@ esac
 n=$(wc -w <<< "$models")
 until=$(( $(date +%s) + budget ))
 log "training $n models until $(date -u -d "@$until" +%TZ) (budget ${budget}s from now) ${use_bf16[*]:-fp32} ${common[*]}"
+mon=""
+if command -v nvidia-smi >/dev/null; then  # GPU load while training, every 10 s
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used,power.draw --format=csv -l 10 \
+    > "$work/logs/gpu-util.csv" 2>&1 &
+  mon=$!
+fi
 declare -A pids
 for m in $models; do
   $PY models/train.py --name "$m" "${common[@]}" "${use_bf16[@]}" --sharing "$n" --until "$until" \
@@ -122,7 +128,7 @@ for m in $models; do
     fails=$((fails + 1)); log "$m FAILED:"; tail -20 "$work/logs/$m.log" | tee -a "$work/logs/driver.log"
   fi
 done
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=memory.used,temperature.gpu --format=csv >> "$work/logs/env.txt" 2>&1
+[[ -n $mon ]] && { kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null; log "GPU utilisation %: $(awk -F', ' 'NR > 1 {print $2}' "$work/logs/gpu-util.csv" | tr -d ' %' | tr '\n' ' ')"; }
 
 # Package: the checkpoints as they are, everything small in one tarball.
 for m in $models; do [[ -f $work/$m.pt ]] && cp "$work/$m.pt" "$out/$m.pt"; done
