@@ -250,7 +250,7 @@ def train_slice(state, x, keep, minutes, cfg=None):
         weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2)[:, None, None, None]
         loss = (weight * A * (D - x0) ** 2).sum() / A.sum().clamp(min=1)
         lr = cfg.lr * min(1.0, (k + 1) / LR_RAMP_STEPS)
-        if fresh_adam and k > 0:  # Adam restarts without moments: ramp up again
+        if fresh_adam and steps0 > 0:  # Adam restarts without moments on a trained model: ramp up again
             lr *= min(1.0, (k - steps0 + 1) / max(1, cfg.warmup_steps))
         for group in opt.param_groups:
             group["lr"] = lr
