@@ -146,7 +146,7 @@ else log "auto: no device message in the log"; fi
 for dev in $devices; do
   for path in dense vjp; do
     for b in $batches; do
-      n=$(( b * 4 > 256 ? b * 4 : 256 )); [[ $dev == cpu ]] && n=$(( b * 2 > 256 ? b * 2 : 256 ))
+      n=$(( b * 8 > 512 ? b * 8 : 512 )); [[ $dev == cpu ]] && n=$(( b * 2 > 256 ? b * 2 : 256 ))
       args=(--limit "$n" --steps "$steps" --batch-size "$b")
       [[ $path == dense ]] && args+=(--clip none --gradient dense) || args+=(--gradient vjp)
       name=tp-$dev-$path-$b
