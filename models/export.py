@@ -248,6 +248,18 @@ def load_edm_style(args):
     return D, card
 
 
+LR_BEFORE_GPU = 1e-3  # sessions recorded before train.py wrote these all used Adam lr 1e-3, batch 64
+SESSION_DEFAULTS = {"batch_size": 64, "lr": LR_BEFORE_GPU, "precision": "float32", "sharing": None}
+
+
+def optimizer_text(where):
+    lrs = sorted({lr for w in where.values() for lr in w.get("lrs", [])})
+    if lrs in ([], [LR_BEFORE_GPU]):
+        return "Adam lr 1e-3, 300-step warm-up"
+    return ("Adam lr " + " / ".join(f"{lr:.2g}" for lr in lrs) + " (by machine and batch, see where), "
+            "300-step warm-up, again after each restart without Adam moments")
+
+
 def load_checkpoint(path):
     state = torch.load(path, map_location="cpu", weights_only=False)
     import train
@@ -261,6 +273,11 @@ def load_checkpoint(path):
         w["steps"] += s["steps"]
         w["seconds"] = round(w["seconds"] + s["seconds"], 1)
         w["last_start"] = s["started"]
+        for key, field in (("batch_size", "batch_sizes"), ("lr", "lrs"), ("precision", "precisions"),
+                           ("sharing", "models_training_at_once")):  # recorded since GPU training
+            v = s.get(key, SESSION_DEFAULTS[key])
+            if v is not None and v not in w.setdefault(field, []):
+                w[field].append(v)
     card = {"name": state["name"],
             "dataset": "Fashion-MNIST train (60k), 28x28 zero-padded to 32x32, grey, [-1,1]; models/data.py",
             "shape": [1, 32, 32], "sigma_data": state["sigma_data"],
@@ -275,7 +292,7 @@ def load_checkpoint(path):
                          "seed": state["seed"], "final_loss": state["final_loss"],
                          "loss_definition": "EDM-weighted MSE on kept pixels, mean over the last 50 steps",
                          "hardware": "; ".join(hw), "seconds": round(state["seconds"], 1),
-                         "where": list(where.values()), "optimizer": "Adam lr 1e-3, 300-step warm-up",
+                         "where": list(where.values()), "optimizer": optimizer_text(where),
                          "sigma_sampling": "log-normal P_mean -1.2 P_std 1.2", "loss_curve": "loss.csv"}}
     return D, card
 

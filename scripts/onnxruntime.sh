@@ -11,10 +11,11 @@
 # Prints the library path on success; adps finds it there by itself (or set ADPS_ORT_DYLIB).
 #
 # GPU note: the onnxruntime-gpu wheel is pinned by hash like the CPU one, but the CUDA
-# provider also needs CUDA 12 / cuDNN 9 user-space libraries on the loader path
-# (e.g. the nvidia-* wheels or a CUDA install). This path has not been exercised on a GPU
-# machine by adps's tests; `--device auto` falls back to CPU with a message if the CUDA
-# provider cannot be registered.
+# provider also needs CUDA 13 / cuDNN 9 user-space libraries on the loader path
+# (onnxruntime-gpu 1.31.1 requires nvidia-cuda-runtime~=13.0; e.g. the nvidia-* wheels or a
+# CUDA install). This path has not been exercised on a GPU machine by adps's tests;
+# `--device auto` falls back to CPU with a message if the CUDA provider cannot be
+# registered. scripts/gpu/ (README.md there) brings this build to a machine without network.
 set -euo pipefail
 
 VERSION=1.31.1
