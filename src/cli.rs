@@ -248,11 +248,13 @@ pub struct RestoreArgs {
     /// the model's [-1, 1]; used as is). Simulated measurements are unaffected.
     #[arg(long, value_enum, default_value_t = YRange::Unit, help_heading = "Input layout")]
     pub y_range: YRange,
-    /// ONNX Runtime intra-op threads per session (0: its default).
+    /// ONNX Runtime intra-op threads per session (0: one with automatic workers, otherwise
+    /// ONNX Runtime's default of one per core).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Restore workers, each with its own ONNX Runtime sessions.
-    #[arg(long, default_value_t = 1)]
+    /// Restore workers, each with its own ONNX Runtime sessions (0: one per CPU core with
+    /// one thread each, measured fastest; one on a GPU).
+    #[arg(long, default_value_t = 0)]
     pub workers: usize,
     /// The mask the model is fed while sampling.
     #[arg(long, value_enum, default_value_t = MaskMode::default())]
