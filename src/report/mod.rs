@@ -15,7 +15,7 @@ pub mod summary;
 pub mod templates;
 
 /// Mean, standard deviation (population) and count of one metric over a setting's images.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Stat {
     pub mean: f64,
     pub std: f64,
