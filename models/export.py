@@ -169,10 +169,15 @@ def to_onnx(fn, input_names, output_names, example):
 
 
 def reference(D64, graph, feeds):
-    """Outputs of a graph computed with torch autograd in float64."""
+    """Outputs of a graph computed with torch autograd in float64, through torch's own ops
+    (training mode's group_norm and silu, not the exported graphs' hand-written backward)."""
     t = {k: torch.from_numpy(v).double() for k, v in feeds.items()}
     x = t["x_t"].clone().requires_grad_(True)
-    x0 = D64(x, t["sigma"], t["mask"]).double()  # EDM nets may compute in float32 internally
+    export_mode, netlib.EXPORT_MODE = netlib.EXPORT_MODE, False
+    try:
+        x0 = D64(x, t["sigma"], t["mask"]).double()  # EDM nets may compute in float32 internally
+    finally:
+        netlib.EXPORT_MODE = export_mode
     if graph == "denoiser.onnx":
         return {"x0_hat": x0.detach()}
     if graph == "dps_vjp.onnx":

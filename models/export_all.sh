@@ -8,7 +8,9 @@ PY=.venv/bin/python
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(fmnist-p0.0 fmnist-p0.2 fmnist-p0.4 fmnist-p0.6 fmnist-p0.8)
 for n in "${names[@]}"; do
-  $PY export.py --checkpoint "checkpoints/$n.pt" 2>&1 | grep -E "^fmnist|wrote|refusing|Error" || { echo "export $n failed"; exit 1; }
+  ckpt="checkpoints/$n.pt"
+  [ -f "$ckpt" ] || ckpt="checkpoints/compact/$n.pt"  # a fresh clone has only the compact ones
+  $PY export.py --checkpoint "$ckpt" 2>&1 | grep -E "^fmnist|wrote|refusing|Error" || { echo "export $n failed"; exit 1; }
 done
 $PY evaluate_denoisers.py
 $PY make_goldens.py --model fmnist-p0.4 --model fmnist-p0.0

@@ -10,6 +10,12 @@ the linear shrinkage μ + c_skip·m⊙(x−μ), already no worse than predicting
 
 Every op is chosen so that torch.func.vjp of the whole model traces into plain ONNX ops:
 group norm, SiLU, up/down-sampling are written out with reshapes and elementwise math.
+In export mode each group norm and the SiLU after it (with the block's noise-conditioned
+scale and shift folded into the norm's per-channel affine) is one autograd.Function whose
+backward is the analytic one: ONNX Runtime has no elementwise fusion on CPU, so every
+full-tensor op of the gradient graphs is a pass over memory, and autograd of the
+written-out forward costs about twice the passes (issue #14; export.py checks the graphs
+against torch's own group_norm/silu autograd).
 """
 import math
 
@@ -34,14 +40,58 @@ class GroupNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x):
-        if not EXPORT_MODE:
-            return torch.nn.functional.group_norm(x, self.groups, self.weight, self.bias, self.eps)
-        b, c, h, w = x.shape
-        g = x.reshape(b, self.groups, -1)
-        mean = g.mean(dim=2, keepdim=True)
-        var = ((g - mean) ** 2).mean(dim=2, keepdim=True)
-        g = (g - mean) / torch.sqrt(var + self.eps)
-        return g.reshape(b, c, h, w) * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
+        # Always followed by SiLU: export mode goes through norm_silu's fused function.
+        return torch.nn.functional.group_norm(x, self.groups, self.weight, self.bias, self.eps)
+
+
+class _GroupNormSiLU(torch.autograd.Function):
+    """silu(group_norm(x)·a + c) for x of [B, C, H, W], a and c of [B or 1, C, 1, 1].
+
+    Forward: z = (x − mean_g)·(a·rstd_g) + c, out = z·sigmoid(z), rstd_g = 1/√(var_g + eps).
+    Backward for x only (a and c depend on σ and frozen parameters, never on x): with
+    u = dz·a·rstd_g, dx = u − mean_g(u) − (x − mean_g)·rstd_g²·mean_g(u·(x − mean_g)),
+    dz = dout·(s + out·(1 − s)), s = sigmoid(z): the textbook group-norm gradient with
+    rstd folded into the per-channel scale, nine full-tensor passes.
+    """
+
+    @staticmethod
+    def forward(ctx, x, groups, eps, a, c):
+        b, ch, h, w = x.shape
+        g = x.reshape(b, groups, -1)
+        centred = g - g.mean(dim=2, keepdim=True)
+        rstd = torch.rsqrt((centred * centred).mean(dim=2, keepdim=True) + eps)  # [B, G, 1]
+        rstd_c = rstd.expand(b, groups, ch // groups).reshape(b, ch, 1, 1)
+        a_eff = a * rstd_c
+        centred = centred.reshape(b, ch, h, w)
+        z = centred * a_eff + c
+        s = torch.sigmoid(z)
+        out = z * s
+        ctx.save_for_backward(centred, rstd, a_eff, s, out)
+        ctx.groups = groups
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        centred, rstd, a_eff, s, out = ctx.saved_tensors
+        b, ch, h, w = centred.shape
+        u = (dout * (s + out * (1 - s)) * a_eff).reshape(b, ctx.groups, -1)
+        cg = centred.reshape(b, ctx.groups, -1)
+        k = rstd * rstd * (u * cg).mean(dim=2, keepdim=True)
+        dx = u - u.mean(dim=2, keepdim=True) - cg * k
+        return dx.reshape(b, ch, h, w), None, None, None, None
+
+
+def norm_silu(norm, x, scale=None, shift=None):
+    """silu(norm(x)·(1 + scale) + shift), or silu(norm(x)) without scale and shift."""
+    if not EXPORT_MODE:
+        h = norm(x)
+        if scale is not None:
+            h = h * (1 + scale) + shift
+        return torch.nn.functional.silu(h)
+    a, c = norm.weight.reshape(1, -1, 1, 1), norm.bias.reshape(1, -1, 1, 1)
+    if scale is not None:
+        a, c = a * (1 + scale), c * (1 + scale) + shift
+    return _GroupNormSiLU.apply(x, norm.groups, norm.eps, a, c)
 
 
 def downsample(x):
@@ -67,10 +117,9 @@ class ResBlock(nn.Module):
         nn.init.zeros_(self.conv1.bias)
 
     def forward(self, x, emb):
-        h = self.conv0(silu(self.norm0(x)))
+        h = self.conv0(norm_silu(self.norm0, x))
         scale, shift = self.affine(emb)[:, :, None, None].chunk(2, dim=1)
-        h = silu(self.norm1(h) * (1 + scale) + shift)
-        h = self.conv1(h)
+        h = self.conv1(norm_silu(self.norm1, h, scale, shift))
         return h + (self.skip(x) if self.skip is not None else x)
 
 
@@ -105,7 +154,7 @@ class UNet(nn.Module):
         h = self.dec2(torch.cat([h, h2], dim=1), emb)
         h = self.dec1(torch.cat([upsample(h), h1], dim=1), emb)
         h = self.dec0(torch.cat([upsample(h), h0], dim=1), emb)
-        return self.conv_out(silu(self.norm_out(h)))
+        return self.conv_out(norm_silu(self.norm_out, h))
 
 
 class Denoiser(nn.Module):

@@ -6,7 +6,10 @@ For every model folder and batch size: the median wall time of denoiser.onnx, dp
 and dps_dense.onnx (cs with M = 256) over `--repeats` runs, and each gradient graph's
 ratio to the forward — the gradient needs 2× the forward's convolution FLOPs, so ≈ 2–2.4×
 is the target. Folders are timed alternately (A, B, A, B, …) so that a busy machine
-slows them alike; the op counts say which graph is which (Conv vs ConvTranspose).
+slows them alike; the op counts say which graph is which (Conv vs ConvTranspose), and the
+counts after ONNX Runtime's own optimization (level "all", as adps runs it) show the layout
+it chose: `nchwc:Conv` is MLAS's blocked-channel convolution, `nchwc:Reorder*` the layout
+changes around it, and the number of full-tensor elementwise ops left.
 A benchmark, not a test: it asserts nothing.
 """
 import argparse
@@ -22,6 +25,20 @@ import onnxruntime as ort
 
 def ops(path):
     return collections.Counter(n.op_type for n in onnx.load(path, load_external_data=False).graph.node)
+
+
+def optimized_ops(path, threads):
+    """Op counts of the graph as ONNX Runtime runs it on this CPU (graph optimization "all")."""
+    import tempfile
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3  # the warning that an NCHWc-optimized model is hardware-specific
+    with tempfile.TemporaryDirectory() as tmp:
+        so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(so.optimized_model_filepath).graph
+    domain = {"com.microsoft.nchwc": "nchwc:", "com.microsoft": "ms:"}
+    return collections.Counter(domain.get(n.domain, "") + n.op_type for n in graph.node)
 
 
 def feeds(sess, batch, shape, m, rng):
@@ -66,6 +83,10 @@ def main():
             sessions[d, g] = ort.InferenceSession(os.path.join(d, g), so, providers=["CPUExecutionProvider"])
         conv = {g: {k: v for k, v in ops(os.path.join(d, g)).items() if k.startswith("Conv")} for g in graphs}
         print(f"{d}: {conv}")
+        for g in graphs:
+            counts = optimized_ops(os.path.join(d, g), args.threads)
+            top = ", ".join(f"{k} {v}" for k, v in counts.most_common(8))
+            print(f"  {g} as optimized: {sum(counts.values())} nodes ({top})")
     for b in args.batch:
         times = collections.defaultdict(list)
         inputs = {(d, g): feeds(sessions[d, g], b, shapes[d], args.m, rng) for d in args.models for g in graphs}
