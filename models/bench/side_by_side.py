@@ -106,17 +106,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=os.path.join(ROOT, "models/checkpoints/compact/fmnist-p0.4.pt"))
     ap.add_argument("--adps", default=os.path.join(ROOT, "target/release/adps"))
-    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--images", type=int, default=64,
+                    help="at least batch × cores, so that every adps restore worker gets a batch")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--gradient", nargs="+", default=["dense", "vjp"])
     ap.add_argument("--steps", type=int, default=19, help="Euler steps = NFE")
     ap.add_argument("--m", type=int, default=256, help="cs:M")
     ap.add_argument("--zeta", type=float, default=2.0)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads and adps --threads")
-    ap.add_argument("--workers", type=int, default=1, help="adps --workers")
+    ap.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
+    ap.add_argument("--threads", type=int, default=0, help="adps --threads (0: its default)")
+    ap.add_argument("--workers", type=int, default=0, help="adps --workers (0: its default, one per core)")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.torch_threads)
     work = tempfile.mkdtemp(prefix="adps-side-by-side-")
     model_dir = os.path.join(work, "model")
     D, card = export.load_checkpoint(args.checkpoint)
@@ -146,10 +148,11 @@ def main():
         out = os.path.join(work, f"out-{batch}-{gradient}-{k}")
         t = time.perf_counter()
         subprocess.run([args.adps, "restore", "--model", model_dir, "--input", inp, "--output", out,
-                        "--operator", f"cs:{args.m}", "--steps", str(args.steps), "--sampler", "euler",
+                        "--operator", f"cs:{args.m}", "--steps", str(args.steps), "--sampler", "euler", "--clip", "none",
                         "--zeta", str(args.zeta), "--batch-size", str(batch), "--gradient", gradient,
-                        "--threads", str(args.threads), "--workers", str(args.workers),
-                        "--device", "cpu", "--progress", "never"],
+                        "--device", "cpu", "--progress", "never"]
+                       + (["--threads", str(args.threads)] if args.threads else [])
+                       + (["--workers", str(args.workers)] if args.workers else []),
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return args.images / (time.perf_counter() - t)
 
@@ -161,7 +164,8 @@ def main():
         return args.images / (time.perf_counter() - t)
 
     print(f"\n{args.images} images, cs:{args.m}, {args.steps} Euler steps (NFE {args.steps}), "
-          f"{args.threads} threads, adps --workers {args.workers}; median of {args.repeats}")
+          f"torch {args.torch_threads} threads, adps --workers {args.workers or 'default'} "
+          f"--threads {args.threads or 'default'}; median of {args.repeats}")
     print(f"{'batch':>5} {'path':>6} {'adps img/s':>11} {'torch img/s':>12} {'ratio':>6} {'adps GFLOP/s':>13} {'% peak':>7}")
     eager_loop(D, x_T[:1], mask[:1], y[:1], A, sigmas[-3:], args.zeta)  # warm-up
     for batch in args.batch:
