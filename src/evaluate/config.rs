@@ -16,6 +16,10 @@ pub struct SweepSpec {
     /// Report title.
     #[serde(default = "default_title")]
     pub title: String,
+    /// A paragraph shown under the report's title: what the sweep is for and why its
+    /// settings were chosen (plain text; blank lines start new paragraphs).
+    #[serde(default)]
+    pub description: Option<String>,
     /// Where `summary.parquet` and `report.html` are written (a local directory).
     pub report: String,
     /// Where every setting's pipeline runs write their parts (local path or URL). Each

@@ -14,7 +14,7 @@ use crate::report::{ExampleGrid, SettingSummary};
 use crate::restore::operators::sr::nearest_upsample;
 use crate::restore::operators::{LinearOperator, OperatorFamily, OperatorSpec};
 use crate::restore::protocol::{image_problem, Given, Protocol};
-use crate::restore::sampler::MaskMode;
+use crate::restore::sampler::{Clip, MaskMode};
 
 /// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
 pub(super) fn truths(
@@ -230,11 +230,20 @@ pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
         .filter_map(|s| s.metrics.get("mse").map(|m| m.count))
         .max()
         .unwrap_or(0);
+    let description: String = spec
+        .description
+        .iter()
+        .flat_map(|d| d.split("\n\n"))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("<p>{}</p>", esc(p)))
+        .collect();
     format!(
-        "<p>{} settings. Test images: {} ({} per setting); ζ chosen per (model, operator, steps) \
-         from a log-spaced grid by mean MSE on the validation images {} (limit {}), widened \
-         when the best value lay on the grid's edge. Sampler: {}, σ_y = {}, mask: {}. \
-         Metrics on the [0, 1] scale; LPIPS (AlexNet, v0.1) {}.</p>",
+        "{description}<p>{} settings. Test images: {} ({} per setting); ζ chosen per (model, \
+         operator, steps) from a log-spaced grid by mean MSE on the validation images {} \
+         (limit {}), widened when the best value lay on the grid's edge. Sampler: {}, x0 \
+         clipped: {}, σ_y = {}, mask: {}. Metrics on the [0, 1] scale; LPIPS (AlexNet, v0.1) \
+         {}.</p>",
         summaries
             .iter()
             .filter(|s| !crate::report::is_baseline(s))
@@ -247,6 +256,11 @@ pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
             .limit
             .map_or("none".into(), |l| l.to_string()),
         esc(spec.defaults.solver.as_str()),
+        match spec.defaults.clip {
+            Clip::None => "no (the spec's update)",
+            Clip::Direction => "in the ODE direction only",
+            Clip::Residual => "before the residual",
+        },
         spec.defaults.sigma_y,
         match spec.defaults.mask {
             MaskMode::Model => "each model's own sampling mask (Ambient DPS)",

@@ -194,6 +194,13 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.contains(r#"id="paired""#), "no paired section");
     assert!(html.contains("least squares (A⁺y)"), "no baseline row");
+    // The spec's description, escaped, one paragraph per blank-line-separated block, and
+    // the sampler stated in full.
+    assert!(
+        html.contains("<p>Checks that a sweep runs end to end: few images &amp; few steps, so the numbers say nothing.</p><p>Heun without clipping, as the older reports.</p>"),
+        "description missing or not escaped"
+    );
+    assert!(html.contains("Sampler: heun, x0 clipped: no (the spec's update)"));
     for (model, op, _) in &settings {
         assert!(
             html.contains(model.as_str()) && html.contains(op.as_str()),
