@@ -220,11 +220,7 @@ pub fn build(
 
 /// The report's introduction: what was run, on what, and how ζ was chosen.
 pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-    };
+    use crate::report::format::escape as esc;
     let n_test = summaries
         .iter()
         .filter_map(|s| s.metrics.get("mse").map(|m| m.count))
