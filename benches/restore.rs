@@ -1,9 +1,12 @@
 //! Restore-engine benchmark (not a test): per-step time, the share of wall time spent
 //! inside ONNX Runtime, and NFE/s at batch 1, 8 and 32, for the dense (cs) and the VJP
-//! (cs, sr) gradient paths, on a committed model.
+//! (cs, sr) gradient paths, on a committed model — as one restore worker runs it: one
+//! intra-op thread (adps runs one worker per core) and model calls of at most
+//! `WorkerLayout::call_rows` images.
 //!
 //!   cargo bench --bench restore                      # models/fmnist-p0.4, 32 images
 //!   ADPS_BENCH_MODEL=models/fmnist-p0.0 ADPS_BENCH_STEPS=10 cargo bench --bench restore
+//!   ADPS_BENCH_CALL_ROWS=2 cargo bench --bench restore # another call size than adps's
 //!
 //! Prints a Markdown table for the README's performance section.
 
@@ -12,6 +15,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use adps::model::{Device, OnnxDenoiser, SessionConfig};
+use adps::pipeline::plan::WorkerLayout;
+use adps::restore::denoiser::Chunked;
 use adps::restore::guidance::GradientPath;
 use adps::restore::operators::OperatorSpec;
 use adps::restore::sampler::{Clip, SamplerConfig, Solver};
@@ -26,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
     let images = 32;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -48,15 +53,21 @@ fn main() -> anyhow::Result<()> {
         ("cs:256", GradientPath::Vjp),
         ("sr:4", GradientPath::Vjp),
     ] {
-        let model = OnnxDenoiser::load(&model_dir, &SessionConfig::new(Device::Auto, 0))?;
+        let model = OnnxDenoiser::load(&model_dir, &SessionConfig::new(Device::Auto, 1))?;
         let card = model.card().clone();
+        let call_rows = std::env::var("ADPS_BENCH_CALL_ROWS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| WorkerLayout::call_rows(model.device()));
         if !header {
             println!(
-                "model {} ({model_dir}), device {}, {threads} threads, {cpu}",
+                "model {} ({model_dir}), device {}, one worker of 1 thread ({cores} cores), {cpu}",
                 card.name,
                 model.device()
             );
-            println!("Euler, {steps} steps, {images} images per row\n");
+            println!(
+                "Euler, {steps} steps, {images} images per row, model calls of at most {call_rows} images\n"
+            );
             println!("| path | operator | batch | ms / step (batch) | ms / step / image | inside ORT | NFE/s |");
             println!("|---|---|---|---|---|---|---|");
             header = true;
@@ -80,7 +91,7 @@ fn main() -> anyhow::Result<()> {
             sigma_y: 0.0,
             y_range: adps::pipeline::config::YRange::Model,
         };
-        let mut restorer = AdpsRestorer::new(model, settings);
+        let mut restorer = AdpsRestorer::new(Chunked::new(model, call_rows), settings);
         let n: usize = card.shape.iter().product();
         let records: Vec<(Arc<Shard>, Record)> = (0..images)
             .map(|i| {
@@ -99,13 +110,13 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         for batch in [1usize, 8, 32] {
-            restorer.model_mut().reset_counters();
+            restorer.model_mut().inner_mut().reset_counters();
             let started = Instant::now();
             for chunk in records.chunks(batch) {
                 restorer.restore(chunk)?;
             }
             let wall = started.elapsed().as_secs_f64();
-            let ort = restorer.model_mut().counters().seconds();
+            let ort = restorer.model_mut().inner_mut().counters().seconds();
             let calls = images.div_ceil(batch) * steps;
             println!(
                 "| {} | {op_str} | {batch} | {:.2} | {:.2} | {:.0}% | {:.1} |",

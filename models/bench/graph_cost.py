@@ -10,6 +10,9 @@ slows them alike; the op counts say which graph is which (Conv vs ConvTranspose)
 counts after ONNX Runtime's own optimization (level "all", as adps runs it) show the layout
 it chose: `nchwc:Conv` is MLAS's blocked-channel convolution, `nchwc:Reorder*` the layout
 changes around it, and the number of full-tensor elementwise ops left.
+`--profile GRAPH` instead times that graph under ONNX Runtime's profiler and prints the
+kernel time per op type (share of the total, calls, and GFLOP/s for the convolutions),
+which is what the graph work is steered by.
 A benchmark, not a test: it asserts nothing.
 """
 import argparse
@@ -61,6 +64,69 @@ def feeds(sess, batch, shape, m, rng):
     return out
 
 
+def conv_flops(path, batch):
+    """Multiply-add FLOPs of every Conv/ConvTranspose node, by node name (shape inference)."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(path))
+    g = model.graph
+    shapes = {}
+    for vi in list(g.value_info) + list(g.input) + list(g.output):
+        dims = [d.dim_value if d.HasField("dim_value") else batch for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = dims
+    for init in g.initializer:
+        shapes[init.name] = list(init.dims)
+    flops = {}
+    for n in g.node:
+        if n.op_type not in ("Conv", "ConvTranspose") or n.output[0] not in shapes or n.input[1] not in shapes:
+            continue
+        out, w = shapes[n.output[0]], shapes[n.input[1]]
+        if n.op_type == "Conv":
+            per_out = int(np.prod(w[1:]))  # C_in/groups * kh * kw
+            flops[n.name] = 2 * int(np.prod(out)) * per_out
+        else:
+            inp = shapes.get(n.input[0])
+            if inp:
+                flops[n.name] = 2 * int(np.prod(inp)) * int(np.prod(w[1:]))
+    return sum(flops.values())
+
+
+def profile(d, graph, batch, args, rng):
+    import json
+    import tempfile
+    path = os.path.join(d, graph)
+    card = json.load(open(os.path.join(d, "card.json")))
+    shape = card["shape"] if "shape" in card else card["data"]["shape"]
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = args.threads
+        so.inter_op_num_threads = 1
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tmp, "prof")
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        inputs = feeds(sess, batch, shape, args.m, rng)
+        sess.run(None, inputs)  # warm-up, excluded below
+        t0 = time.perf_counter()
+        for _ in range(args.repeats):
+            sess.run(None, inputs)
+        wall = (time.perf_counter() - t0) / args.repeats
+        events = json.load(open(sess.end_profiling()))
+    per_op = collections.defaultdict(lambda: [0.0, 0])
+    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
+    skip_until = runs[0]["ts"] + runs[0]["dur"] if runs else 0  # drop the warm-up run
+    for e in events:
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < skip_until:
+            continue
+        op = e["args"].get("op_name", "?")
+        per_op[op][0] += e["dur"] / 1e3 / args.repeats
+        per_op[op][1] += 1
+    total = sum(v[0] for v in per_op.values())
+    gflop = conv_flops(path, batch) / 1e9
+    print(f"{d} {graph} batch {batch}, {args.threads} thread(s): {1e3 * wall:.1f} ms per run, "
+          f"kernels {total:.1f} ms, conv {gflop:.2f} GFLOP per run")
+    for op, (ms, calls) in sorted(per_op.items(), key=lambda kv: -kv[1][0]):
+        extra = f", {gflop / (ms / 1e3):.0f} GFLOP/s (all convs)" if op.endswith("Conv") and op == "Conv" else ""
+        print(f"  {op:24s} {ms:8.2f} ms {100 * ms / total:5.1f}%  {calls // args.repeats:4d} calls{extra}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
@@ -68,8 +134,14 @@ def main():
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--m", type=int, default=256)
+    ap.add_argument("--profile", metavar="GRAPH", help="per-op kernel time of one graph, e.g. dps_dense.onnx")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
+    if args.profile:
+        for d in args.models:
+            for b in args.batch:
+                profile(d, args.profile, b, args, rng)
+        return
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
     so.inter_op_num_threads = 1

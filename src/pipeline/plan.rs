@@ -13,6 +13,7 @@ use crate::io::parquet_in::{self, ColumnNames};
 use crate::io::parquet_out::{RowSettings, OUTPUT_COLUMNS};
 use crate::io::store::{self, Location};
 use crate::model::{ModelFolder, OnnxDenoiser, SessionConfig};
+use crate::restore::denoiser::Chunked;
 use crate::restore::operators::{OperatorFamily, OperatorSpec};
 use crate::stages::decode::DecodeSpec;
 use crate::stages::metrics::Perceptual;
@@ -274,13 +275,19 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     } else {
         workers
     };
-    tracing::debug!(workers, threads, device = %first.device(), "restore worker layout");
-    let mut restorers: Vec<Box<dyn Restorer>> =
-        vec![Box::new(AdpsRestorer::new(first, settings.clone()))];
+    let call_rows = WorkerLayout::call_rows(first.device());
+    tracing::debug!(workers, threads, call_rows, device = %first.device(), "restore worker layout");
+    let mut restorers: Vec<Box<dyn Restorer>> = vec![Box::new(AdpsRestorer::new(
+        Chunked::new(first, call_rows),
+        settings.clone(),
+    ))];
     for _ in 1..workers {
         let model = OnnxDenoiser::new(&folder, &session)
             .with_context(|| format!("model {}", spec.model.dir))?;
-        restorers.push(Box::new(AdpsRestorer::new(model, settings.clone())));
+        restorers.push(Box::new(AdpsRestorer::new(
+            Chunked::new(model, call_rows),
+            settings.clone(),
+        )));
     }
     let lpips: Option<Box<dyn Perceptual>> = match &spec.metrics.lpips {
         Some(path) => Some(Box::new(
@@ -382,7 +389,7 @@ pub fn kind_and_level(op: &OperatorSpec) -> (String, f64) {
 }
 
 /// How many restore workers, and intra-op threads per session, a run uses on CPU.
-struct WorkerLayout;
+pub struct WorkerLayout;
 
 impl WorkerLayout {
     /// `workers` 0 (the default) means one per core with one intra-op thread each: on 2
@@ -395,6 +402,19 @@ impl WorkerLayout {
             (0, 0) => (cores.max(1), 1),
             (0, t) => ((cores / t).max(1), t),
             (w, t) => (w, t),
+        }
+    }
+
+    /// The most images one model call takes; a restore batch above it is split (exactly:
+    /// rows are independent). On a CPU the gradient graphs cost more per image as a call
+    /// grows past a few images (activations leave the core's cache): one worker of one
+    /// thread ran `cs:256` dense at 3.8 ms per image and NFE in calls of 4 against 4.4–4.5
+    /// in calls of 8 or 32 (`cargo bench --bench restore`, `ADPS_BENCH_CALL_ROWS`; README,
+    /// performance). A GPU wants its batch whole.
+    pub fn call_rows(device: crate::model::Device) -> usize {
+        match device {
+            crate::model::Device::Cuda => usize::MAX,
+            _ => 4,
         }
     }
 }
