@@ -1,6 +1,6 @@
 //! Restore-engine benchmark (not a test): per-step time, the share of wall time spent
-//! inside ONNX Runtime, and NFE/s at batch 1, 8 and 32, for the dense (cs) and the VJP
-//! (cs, sr) gradient paths, on a committed model — as one restore worker runs it: one
+//! inside ONNX Runtime, and NFE/s at batch 1, 8 and 32, for the dense and the VJP
+//! gradient paths (cs, sr), on a committed model — as one restore worker runs it: one
 //! intra-op thread (adps runs one worker per core) and model calls of at most
 //! `WorkerLayout::call_rows` images.
 //!
@@ -17,7 +17,7 @@ use std::time::Instant;
 use adps::model::{Device, OnnxDenoiser, SessionConfig};
 use adps::pipeline::plan::WorkerLayout;
 use adps::restore::denoiser::Chunked;
-use adps::restore::guidance::GradientPath;
+use adps::restore::guidance::{GradientPath, DENSE_MAX_ENTRIES};
 use adps::restore::operators::OperatorSpec;
 use adps::restore::sampler::{Clip, SamplerConfig, Solver};
 use adps::stages::restore::{AdpsRestorer, RestoreSettings, Restorer};
@@ -51,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     for (op_str, path) in [
         ("cs:256", GradientPath::Dense),
         ("cs:256", GradientPath::Vjp),
+        ("sr:4", GradientPath::Dense),
         ("sr:4", GradientPath::Vjp),
     ] {
         let model = OnnxDenoiser::load(&model_dir, &SessionConfig::new(Device::Auto, 1))?;
@@ -73,6 +74,11 @@ fn main() -> anyhow::Result<()> {
             header = true;
         }
         let family = OperatorSpec::from_str(op_str)?.build(card.shape, 0)?;
+        // As a run builds it: a structured operator gets its matrix for the dense graph.
+        let family = match path {
+            GradientPath::Dense => family.densified(DENSE_MAX_ENTRIES),
+            GradientPath::Vjp => family,
+        };
         let settings = RestoreSettings {
             shape: card.shape,
             family: Arc::new(family),

@@ -17,6 +17,13 @@ use ndarray::{Array1, Array2, Array4, ArrayView4};
 use super::denoiser::Denoiser;
 use super::operators::{LinearOperator, OperatorFamily};
 
+/// The most entries (M·C·H·W) a structured shared operator's matrix may have for a run to
+/// build it and take the [`GradientPath::Dense`] graph (`OperatorFamily::densified`):
+/// 4 Mi f32 = 16 MiB, read by every call of the graph; its two products cost
+/// 2·M·C·H·W FLOPs per image (8 M at the limit), little beside the network's convolutions
+/// (337 M per image and evaluation for the 32×32 models).
+pub const DENSE_MAX_ENTRIES: usize = 1 << 22;
+
 /// How the guidance gradient is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GradientPath {
@@ -60,11 +67,13 @@ impl GradientPath {
 )]
 #[serde(rename_all = "lowercase")]
 pub enum GradientMode {
-    /// `dense` where the operator is one shared dense matrix (cs:M, matrix:URL), else `vjp`.
+    /// `dense` where every image shares one operator with a dense matrix (cs:M, matrix:URL,
+    /// and sr, sr-bicubic, blur-gauss, blur-kernel whose matrix has at most
+    /// `DENSE_MAX_ENTRIES` entries), else `vjp`.
     #[default]
     Auto,
-    /// The fused dps_dense.onnx graph: one evaluation per step; needs a dense shared
-    /// operator.
+    /// The fused dps_dense.onnx graph: one evaluation per step; needs one operator shared
+    /// by every image, with a dense matrix or small enough to build one.
     Dense,
     /// dps_vjp.onnx with the operator's adjoint in Rust: works for every operator.
     Vjp,

@@ -11,7 +11,7 @@ use super::{Batch, Counters, Flow, Record, Restored, Shard};
 use crate::model::Card;
 use crate::pipeline::config::{RunSpec, YRange};
 use crate::restore::denoiser::Denoiser;
-use crate::restore::guidance::GradientPath;
+use crate::restore::guidance::{GradientMode, GradientPath, DENSE_MAX_ENTRIES};
 use crate::restore::operators::{OperatorFamily, OperatorSpec};
 use crate::restore::protocol::{image_problem, Given, Protocol};
 use crate::restore::sampler::{ambient_dps, ImageTask, SamplerConfig};
@@ -137,9 +137,15 @@ impl RestoreSettings {
         family: OperatorFamily,
     ) -> anyhow::Result<Self> {
         let s = &spec.sampler;
+        // A small structured operator takes the fused dense graph too (one evaluation per
+        // step instead of two); `vjp` asked for explicitly keeps the operator as it is.
+        let family = match s.gradient {
+            GradientMode::Vjp => family,
+            GradientMode::Auto | GradientMode::Dense => family.densified(DENSE_MAX_ENTRIES),
+        };
         let path = s.gradient.resolve(&family).with_context(|| {
             format!(
-                "sampler.gradient = \"{}\" needs a dense shared operator (cs:M, matrix:URL); `{op}` is not one",
+                "sampler.gradient = \"{}\" needs one operator shared by every image with at most {DENSE_MAX_ENTRIES} matrix entries (M·C·H·W); `{op}` is not one",
                 s.gradient
             )
         })?;

@@ -105,7 +105,9 @@ fn a_fourier_mask_restores_on_the_vjp_path() {
         &["--gradient", "dense"],
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("needs a dense shared operator"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs one operator shared by every image")
+    );
 }
 
 #[test]

@@ -7,11 +7,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use adps::model::{Device, OnnxDenoiser, SessionConfig};
-use adps::restore::guidance::GradientPath;
+use adps::restore::guidance::{GradientPath, DENSE_MAX_ENTRIES};
 use adps::restore::metrics::psnr;
 use adps::restore::operators::cs::MinNormSolver;
 use adps::restore::operators::sr::nearest_upsample;
-use adps::restore::operators::{simulate_measurement, OperatorSpec};
+use adps::restore::operators::{simulate_measurement, OperatorFamily, OperatorSpec};
 use adps::restore::rng::ImageRngs;
 use adps::restore::sampler::{Clip, SamplerConfig, Solver};
 use adps::stages::restore::{AdpsRestorer, RestoreSettings, Restorer};
@@ -60,6 +60,18 @@ fn restorer(
         .unwrap()
         .build(card.shape, 0)
         .unwrap();
+    restorer_of(model, family, zeta, (steps, solver), path)
+}
+
+/// [`restorer`] on an already built operator family.
+fn restorer_of(
+    model: OnnxDenoiser,
+    family: OperatorFamily,
+    zeta: f64,
+    (steps, solver): (usize, Solver),
+    path: Option<GradientPath>,
+) -> AdpsRestorer<OnnxDenoiser> {
+    let card = model.card().clone();
     let settings = RestoreSettings {
         shape: card.shape,
         path: path.unwrap_or_else(|| GradientPath::auto(&family)),
@@ -173,6 +185,47 @@ fn sr_2_beats_nearest_neighbour_upsampling() {
         residual_unguided >= 5.0 * residual,
         "ζ = 0 leaves ‖y − Ax̂‖ = {residual_unguided:.3}, guided {residual:.3}"
     );
+}
+
+#[test]
+fn super_resolution_takes_the_dense_graph_and_restores_as_the_vjp_path_does() {
+    // sr's matrix is built (OperatorFamily::densified) so that one dps_dense evaluation
+    // replaces denoise + vjp; the restorations are the same up to float summation order.
+    let images = demo_images(8);
+    let load = || {
+        OnnxDenoiser::load(
+            root().join("models").join(MODEL),
+            &SessionConfig::new(Device::Cpu, 0),
+        )
+        .unwrap()
+    };
+    let family = || {
+        OperatorSpec::from_str("sr:4")
+            .unwrap()
+            .build([1, 32, 32], 0)
+            .unwrap()
+    };
+    let densified = family().densified(DENSE_MAX_ENTRIES);
+    assert_eq!(GradientPath::auto(&densified), GradientPath::Dense);
+    assert_eq!(GradientPath::auto(&family()), GradientPath::Vjp);
+    let sampler = (10, Solver::Euler);
+    let mut dense = restorer_of(load(), densified, 3.0, sampler, None);
+    let mut vjp = restorer_of(load(), family(), 3.0, sampler, Some(GradientPath::Vjp));
+    let (a, b) = (
+        dense.restore(&batch_of(&images)).unwrap(),
+        vjp.restore(&batch_of(&images)).unwrap(),
+    );
+    for (k, (a, b)) in a.iter().zip(&b).enumerate() {
+        let worst =
+            a.0.iter()
+                .zip(&b.0)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0f32, f32::max);
+        assert!(
+            worst <= 1e-3,
+            "image {k}: dense and vjp paths differ by {worst}"
+        );
+    }
 }
 
 #[test]

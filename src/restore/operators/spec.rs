@@ -358,6 +358,22 @@ pub enum OperatorFamily {
 }
 
 impl OperatorFamily {
+    /// The family with its shared structured operator given a dense matrix
+    /// ([`Densified`](super::matrix::Densified)) when that has at most `max_entries`
+    /// entries, so that the fused dense gradient graph can take it. `fourier` keeps its
+    /// operator (a record may bring its own k-space mask), as do the per-image families.
+    pub fn densified(self, max_entries: usize) -> Self {
+        match self {
+            Self::Shared(op) if op.dense_matrix().is_none() => {
+                match super::matrix::Densified::new(op.clone(), max_entries) {
+                    Some(dense) => Self::Shared(Arc::new(dense)),
+                    None => Self::Shared(op),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// The shared operator, when there is one (for `fourier`: the file's mask).
     pub fn shared(&self) -> Option<&Arc<dyn LinearOperator>> {
         match self {
