@@ -138,5 +138,9 @@ fn main() -> anyhow::Result<()> {
             );
         }
     }
+    println!(
+        "\nfused kernel nodes created (adps.GroupNormSiLU*): {}",
+        adps::model::fused::kernels_created()
+    );
     Ok(())
 }

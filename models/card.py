@@ -136,8 +136,14 @@ def check_folder(folder):
         meta = {p.key: p.value for p in m.metadata_props}
         if json.loads(meta.get(CARD_KEY, "null")) != embedded_expected:
             raise ValueError(f"{path}: metadata {CARD_KEY} differs from card.json")
-        if m.ir_version > 13 or any(o.domain not in ("", "ai.onnx") for o in m.opset_import):
-            raise ValueError(f"{path}: ir_version {m.ir_version} / opsets {m.opset_import}")
+        # Default domain only, except ops the file defines as functions (fused_onnx.py).
+        defined = {(f.domain, f.name) for f in m.functions}
+        undefined = {(n.domain, n.op_type) for n in m.graph.node
+                     if n.domain not in ("", "ai.onnx") and (n.domain, n.op_type) not in defined}
+        other = {o.domain for o in m.opset_import} - {"", "ai.onnx"} - {d for d, _ in defined}
+        if m.ir_version > 13 or undefined or other:
+            raise ValueError(f"{path}: ir_version {m.ir_version} / opsets {m.opset_import} / "
+                             f"ops without a function {sorted(undefined)}")
         if min(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")) < 17:
             raise ValueError(f"{path}: opset < 17")
     return card

@@ -41,6 +41,7 @@ import torch.nn.functional as Fn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 import card as cardlib
+import fused_onnx
 import net as netlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -160,8 +161,9 @@ def to_onnx(fn, input_names, output_names, example):
     program = torch.onnx.export(gm, args, dynamo=True, opset_version=cardlib.OPSET,
                                 input_names=list(input_names), output_names=list(output_names),
                                 dynamic_shapes=tuple(dyn[n] for n in input_names),
+                                custom_translation_table=fused_onnx.translation_table(),
                                 external_data=False, optimize=True, verbose=False)
-    return program.model_proto
+    return fused_onnx.attach(program.model_proto)
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ the linear shrinkage μ + c_skip·m⊙(x−μ), already no worse than predicting
 Every op is chosen so that torch.func.vjp of the whole model traces into plain ONNX ops:
 group norm, SiLU, up/down-sampling are written out with reshapes and elementwise math.
 In export mode each group norm and the SiLU after it (with the block's noise-conditioned
-scale and shift folded into the norm's per-channel affine) is one autograd.Function whose
-backward is the analytic one: ONNX Runtime has no elementwise fusion on CPU, so every
-full-tensor op of the gradient graphs is a pass over memory, and autograd of the
-written-out forward costs about twice the passes (issue #14; export.py checks the graphs
+scale and shift folded into the norm's per-channel affine) is one custom op,
+group_norm_silu, whose gradient is another, group_norm_silu_grad (the analytic one): each
+becomes one node of the graphs with its decomposition as an ONNX function, which adps
+runs as one fused kernel (ONNX Runtime has no elementwise fusion on CPU, so written out
+every full-tensor op is a pass over memory; issue #14; export.py checks the graphs
 against torch's own group_norm/silu autograd). Down- and upsampling likewise get
 hand-written gradients in export mode (see _Downsample).
 """
@@ -45,41 +46,64 @@ class GroupNorm(nn.Module):
         return torch.nn.functional.group_norm(x, self.groups, self.weight, self.bias, self.eps)
 
 
-class _GroupNormSiLU(torch.autograd.Function):
+@torch.library.custom_op("adps::group_norm_silu", mutates_args=())
+def group_norm_silu(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
     """silu(group_norm(x)·a + c) for x of [B, C, H, W], a and c of [B or 1, C, 1, 1].
 
-    Forward: z = (x − mean_g)·(a·rstd_g) + c, out = z·sigmoid(z), rstd_g = 1/√(var_g + eps).
-    Backward for x only (a and c depend on σ and frozen parameters, never on x): with
-    u = dz·a·rstd_g, dx = u − mean_g(u) − (x − mean_g)·rstd_g²·mean_g(u·(x − mean_g)),
-    dz = dout·(s + out·(1 − s)), s = sigmoid(z): the textbook group-norm gradient with
-    rstd folded into the per-channel scale, nine full-tensor passes.
+    Export mode's group norm + SiLU as one op, so that the exported graphs carry it as one
+    node, `adps.GroupNormSiLU`, with its decomposition as an ONNX function (export.py):
+    adps runs the node with a fused kernel (src/model/fused), other runtimes run the
+    function. Its gradient is the op below, `adps.GroupNormSiLUGrad`.
     """
+    b, ch, h, w = x.shape
+    g = x.reshape(b, groups, -1)
+    centred = g - g.mean(dim=2, keepdim=True)
+    rstd = torch.rsqrt((centred * centred).mean(dim=2, keepdim=True) + eps)
+    z = (centred * rstd).reshape(b, ch, h, w) * a + c
+    return z * torch.sigmoid(z)
 
-    @staticmethod
-    def forward(ctx, x, groups, eps, a, c):
-        b, ch, h, w = x.shape
-        g = x.reshape(b, groups, -1)
-        centred = g - g.mean(dim=2, keepdim=True)
-        rstd = torch.rsqrt((centred * centred).mean(dim=2, keepdim=True) + eps)  # [B, G, 1]
-        rstd_c = rstd.expand(b, groups, ch // groups).reshape(b, ch, 1, 1)
-        a_eff = a * rstd_c
-        centred = centred.reshape(b, ch, h, w)
-        z = centred * a_eff + c
-        s = torch.sigmoid(z)
-        out = z * s
-        ctx.save_for_backward(centred, rstd, a_eff, s, out)
-        ctx.groups = groups
-        return out
 
-    @staticmethod
-    def backward(ctx, dout):
-        centred, rstd, a_eff, s, out = ctx.saved_tensors
-        b, ch, h, w = centred.shape
-        u = (dout * (s + out * (1 - s)) * a_eff).reshape(b, ctx.groups, -1)
-        cg = centred.reshape(b, ctx.groups, -1)
-        k = rstd * rstd * (u * cg).mean(dim=2, keepdim=True)
-        dx = u - u.mean(dim=2, keepdim=True) - cg * k
-        return dx.reshape(b, ch, h, w), None, None, None, None
+@group_norm_silu.register_fake
+def _(x, a, c, groups, eps):
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("adps::group_norm_silu_grad", mutates_args=())
+def group_norm_silu_grad(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, dy: torch.Tensor,
+                         groups: int, eps: float) -> torch.Tensor:
+    """The gradient of ⟨dy, group_norm_silu(x, a, c)⟩ for x only (a and c depend on σ and
+    frozen parameters, never on x): with u = dz·a·rstd_g, dz = dy·(s + out·(1 − s)),
+    s = sigmoid(z), dx = u − mean_g(u) − (x − mean_g)·rstd_g²·mean_g(u·(x − mean_g)), the
+    textbook group-norm gradient with rstd folded into the per-channel scale."""
+    b, ch, h, w = x.shape
+    g = x.reshape(b, groups, -1)
+    centred = g - g.mean(dim=2, keepdim=True)
+    rstd = torch.rsqrt((centred * centred).mean(dim=2, keepdim=True) + eps)
+    z = (centred * rstd).reshape(b, ch, h, w) * a + c
+    s = torch.sigmoid(z)
+    out = z * s
+    u = (dy * (s + out * (1 - s)) * a).reshape(b, groups, -1) * rstd
+    k = rstd * rstd * (u * centred).mean(dim=2, keepdim=True)
+    return (u - u.mean(dim=2, keepdim=True) - centred * k).reshape(b, ch, h, w)
+
+
+@group_norm_silu_grad.register_fake
+def _(x, a, c, dy, groups, eps):
+    return torch.empty_like(x)
+
+
+def _group_norm_silu_setup(ctx, inputs, output):
+    x, a, c, groups, eps = inputs
+    ctx.save_for_backward(x, a, c)
+    ctx.groups, ctx.eps = groups, eps
+
+
+def _group_norm_silu_backward(ctx, dy):
+    x, a, c = ctx.saved_tensors
+    return group_norm_silu_grad(x, a, c, dy, ctx.groups, ctx.eps), None, None, None, None
+
+
+group_norm_silu.register_autograd(_group_norm_silu_backward, setup_context=_group_norm_silu_setup)
 
 
 def norm_silu(norm, x, scale=None, shift=None):
@@ -92,7 +116,7 @@ def norm_silu(norm, x, scale=None, shift=None):
     a, c = norm.weight.reshape(1, -1, 1, 1), norm.bias.reshape(1, -1, 1, 1)
     if scale is not None:
         a, c = a * (1 + scale), c * (1 + scale) + shift
-    return _GroupNormSiLU.apply(x, norm.groups, norm.eps, a, c)
+    return group_norm_silu(x, a, c, norm.groups, norm.eps)
 
 
 def _nearest2x(x):

@@ -111,21 +111,17 @@ fn check_graph(
     }
     let info = onnx_proto::parse_model(&bytes).context("not a readable ONNX model")?;
 
-    // Self-contained, default domain only, opset >= 17 (spec §2).
+    // Self-contained, opset >= 17 (spec §2); default domain only, except for ops the file
+    // itself defines as functions of standard ops (adps's exports: `adps.GroupNormSiLU`,
+    // run by a fused kernel where adps registers one, inlined by any other runtime), so
+    // that every ONNX Runtime build still runs the graph.
     if !info.external_initializers.is_empty() {
         bail!(
             "initializers {:?} use external data; graphs must be self-contained",
             info.external_initializers
         );
     }
-    let mut opset = None;
-    for (domain, version) in &info.opsets {
-        match domain.as_str() {
-            "" | "ai.onnx" => opset = Some(*version),
-            other => bail!("uses operator domain {other:?}; only the default domain is allowed"),
-        }
-    }
-    let opset = opset.context("declares no opset of the default domain")?;
+    let opset = default_opset(&info)?;
     if opset < MIN_OPSET {
         bail!("opset {opset} is below the minimum {MIN_OPSET}");
     }
@@ -260,4 +256,82 @@ fn check_embedded_card(info: &OnnxInfo, card_value: &serde_json::Value) -> Resul
         }
     }
     bail!(msg)
+}
+
+/// The graph's opset of the default domain, after checking that every op outside it is one
+/// the file defines as a function (so that any ONNX Runtime build runs the graph).
+fn default_opset(info: &onnx_proto::OnnxInfo) -> Result<i64> {
+    let undefined: Vec<String> = info
+        .custom_ops
+        .iter()
+        .filter(|op| !info.functions.contains(op))
+        .map(|(domain, op)| format!("{domain}.{op}"))
+        .collect();
+    if !undefined.is_empty() {
+        bail!(
+            "calls {} outside the default domain without defining them as functions in the file; only the default domain, or ops the file defines, are allowed",
+            undefined.join(", ")
+        );
+    }
+    let mut opset = None;
+    for (domain, version) in &info.opsets {
+        match domain.as_str() {
+            "" | "ai.onnx" => opset = Some(*version),
+            other if info.functions.iter().any(|(d, _)| d == other) => {}
+            other => bail!("uses operator domain {other:?}; only the default domain is allowed"),
+        }
+    }
+    opset.context("declares no opset of the default domain")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(
+        opsets: &[(&str, i64)],
+        ops: &[(&str, &str)],
+        functions: &[(&str, &str)],
+    ) -> onnx_proto::OnnxInfo {
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        onnx_proto::OnnxInfo {
+            ir_version: 10,
+            opsets: opsets.iter().map(|(d, v)| (d.to_string(), *v)).collect(),
+            custom_ops: pairs(ops),
+            functions: pairs(functions),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ops_outside_the_default_domain_need_a_function_in_the_file() {
+        let fused = [("adps", "GroupNormSiLU"), ("adps", "GroupNormSiLUGrad")];
+        // adps's own exports: the nodes and their functions.
+        let ok = info(&[("", 18), ("adps", 1)], &fused, &fused);
+        assert_eq!(default_opset(&ok).unwrap(), 18);
+        // A node with no function is refused by name.
+        let err = default_opset(&info(&[("", 18), ("adps", 1)], &fused, &fused[..1]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("calls adps.GroupNormSiLUGrad outside the default domain"),
+            "{err}"
+        );
+        // A bare foreign domain, as before.
+        let err = default_opset(&info(&[("", 18), ("com.microsoft", 1)], &[], &[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("uses operator domain \"com.microsoft\""),
+            "{err}"
+        );
+        assert!(
+            default_opset(&info(&[("adps", 1)], &fused, &fused)).is_err(),
+            "no default opset"
+        );
+    }
 }

@@ -5,10 +5,12 @@
 //! - [`card`]: `card.json` and the graph signatures spec §2 requires.
 //! - [`folder`]: [`ModelFolder::open`], which checks a folder against its card.
 //! - [`session`]: [`OnnxDenoiser`], the three graphs behind the `Denoiser` trait.
+//! - [`fused`]: the `adps.*` kernels (group norm + SiLU) registered with CPU sessions.
 //! - [`inspect`](inspect()): a folder summarised for `adps inspect`.
 
 pub mod card;
 pub mod folder;
+pub mod fused;
 mod inspect;
 pub mod lpips;
 mod onnx_proto;

@@ -1,6 +1,7 @@
 //! Just enough of the ONNX protobuf format to check a graph against its card: IR
-//! version, opsets, graph inputs/outputs (element type and shape), metadata, and whether
-//! any initializer lives in external data. Everything else (nodes, weights) is skipped.
+//! version, opsets, graph inputs/outputs (element type and shape), metadata, whether
+//! any initializer lives in external data, and which ops outside the default domain the
+//! graph calls and the file defines as functions. Everything else is skipped.
 //!
 //! Reading the file ourselves keeps [`super::ModelFolder::open`] and [`super::inspect`]
 //! free of ONNX Runtime: they check exactly the bytes whose sha256 the card records.
@@ -42,6 +43,10 @@ pub struct OnnxInfo {
     pub metadata: BTreeMap<String, String>,
     /// Names of initializers stored outside the file.
     pub external_initializers: Vec<String>,
+    /// (domain, op) of the graph's nodes outside the default domain.
+    pub custom_ops: std::collections::BTreeSet<(String, String)>,
+    /// (domain, name) of the model-local functions the file defines.
+    pub functions: std::collections::BTreeSet<(String, String)>,
 }
 
 pub fn parse_model(bytes: &[u8]) -> Result<OnnxInfo> {
@@ -61,6 +66,18 @@ pub fn parse_model(bytes: &[u8]) -> Result<OnnxInfo> {
                     }
                 }
                 info.opsets.insert(domain, version);
+            }
+            // FunctionProto: name = 1, domain = 10.
+            (25, Value::Bytes(b)) => {
+                let (mut name, mut domain) = (String::new(), String::new());
+                for f in Fields(b) {
+                    match f? {
+                        (1, Value::Bytes(n)) => name = string(n)?,
+                        (10, Value::Bytes(d)) => domain = string(d)?,
+                        _ => {}
+                    }
+                }
+                info.functions.insert((domain, name));
             }
             (14, Value::Bytes(b)) => {
                 let (mut key, mut value) = (String::new(), String::new());
@@ -85,6 +102,20 @@ pub fn parse_model(bytes: &[u8]) -> Result<OnnxInfo> {
 fn parse_graph(bytes: &[u8], info: &mut OnnxInfo) -> Result<()> {
     for field in Fields(bytes) {
         match field? {
+            // NodeProto: op_type = 4, domain = 7.
+            (1, Value::Bytes(b)) => {
+                let (mut op, mut domain) = (String::new(), String::new());
+                for f in Fields(b) {
+                    match f? {
+                        (4, Value::Bytes(o)) => op = string(o)?,
+                        (7, Value::Bytes(d)) => domain = string(d)?,
+                        _ => {}
+                    }
+                }
+                if !matches!(domain.as_str(), "" | "ai.onnx") {
+                    info.custom_ops.insert((domain, op));
+                }
+            }
             (5, Value::Bytes(b)) => {
                 // TensorProto: name = 8, data_location = 14 (EXTERNAL = 1).
                 let (mut name, mut external) = (String::new(), false);
@@ -258,5 +289,39 @@ mod tests {
         assert_eq!(info.ir_version, 10);
         assert_eq!(info.opsets.get(""), Some(&18));
         assert_eq!(info.metadata.get("k").map(String::as_str), Some("v"));
+    }
+
+    /// A length-delimited protobuf field.
+    fn field(number: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2, payload.len() as u8];
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn reads_the_ops_outside_the_default_domain_and_the_functions() {
+        // graph { node { op_type "Relu" } node { op_type "G", domain "adps" } },
+        // functions { name "G", domain "adps" }, ir_version 10.
+        let node = |op: &[u8], domain: &[u8]| {
+            let mut n = field(4, op);
+            if !domain.is_empty() {
+                n.extend(field(7, domain));
+            }
+            field(1, &n)
+        };
+        let graph = [node(b"Relu", b""), node(b"G", b"adps")].concat();
+        let mut function = field(1, b"G");
+        function.extend(field(10, b"adps"));
+        let mut bytes = vec![0x08, 10];
+        bytes.extend(field(7, &graph));
+        bytes.extend([(25 << 3) | 2, 1, function.len() as u8]);
+        bytes.extend(function);
+        let info = parse_model(&bytes).unwrap();
+        let pair = ("adps".to_string(), "G".to_string());
+        assert_eq!(
+            info.custom_ops.into_iter().collect::<Vec<_>>(),
+            vec![pair.clone()]
+        );
+        assert_eq!(info.functions.into_iter().collect::<Vec<_>>(), vec![pair]);
     }
 }

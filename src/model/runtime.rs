@@ -213,7 +213,7 @@ pub fn auto_fallback_reason() -> Option<String> {
 pub fn build_session(path: &Path, config: &SessionConfig) -> Result<(Session, Device)> {
     let env = init()?;
     match config.device {
-        Device::Cpu => Ok((commit(builder(env, config)?, path)?, Device::Cpu)),
+        Device::Cpu => Ok((commit(cpu_builder(env, config)?, path)?, Device::Cpu)),
         Device::Cuda => {
             let session = cuda_builder(env, config)
                 .and_then(|b| commit(b, path))
@@ -222,7 +222,7 @@ pub fn build_session(path: &Path, config: &SessionConfig) -> Result<(Session, De
         }
         Device::Auto => {
             if let Some(Err(_)) = AUTO_CUDA.get() {
-                return Ok((commit(builder(env, config)?, path)?, Device::Cpu));
+                return Ok((commit(cpu_builder(env, config)?, path)?, Device::Cpu));
             }
             match cuda_builder(env, config).and_then(|b| commit(b, path)) {
                 Ok(session) => {
@@ -236,7 +236,7 @@ pub fn build_session(path: &Path, config: &SessionConfig) -> Result<(Session, De
                     if AUTO_CUDA.set(Err(reason.clone())).is_ok() {
                         tracing::warn!("ONNX Runtime: CUDA unavailable, running on CPU ({reason})");
                     }
-                    Ok((commit(builder(env, config)?, path)?, Device::Cpu))
+                    Ok((commit(cpu_builder(env, config)?, path)?, Device::Cpu))
                 }
             }
         }
@@ -258,6 +258,15 @@ fn builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder> 
             .map_err(|e| anyhow!("setting {} intra-op threads: {e}", config.intra_threads))?;
     }
     Ok(b)
+}
+
+/// The CPU session: [`builder`] with adps's fused kernels ([`super::fused`]) for the
+/// graphs' `adps.*` nodes (on CUDA their ONNX functions are inlined instead).
+fn cpu_builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder> {
+    let domain = super::fused::domain().map_err(|e| anyhow!("building the adps op domain: {e}"))?;
+    builder(env, config)?
+        .with_operators(domain)
+        .map_err(|e| anyhow!("registering adps's fused kernels: {e}"))
 }
 
 fn cuda_builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder> {
