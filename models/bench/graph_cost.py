@@ -13,6 +13,9 @@ changes around it, and the number of full-tensor elementwise ops left.
 `--profile GRAPH` instead times that graph under ONNX Runtime's profiler and prints the
 kernel time per op type (share of the total, calls, and GFLOP/s for the convolutions),
 which is what the graph work is steered by.
+Timed in onnxruntime for Python, which has no kernels for the `adps.GroupNormSiLU(Grad)`
+nodes and runs their ONNX functions (the plain decomposition): what a stock runtime pays,
+not what adps pays on CPU with its fused kernels (`cargo bench --bench restore` times that).
 A benchmark, not a test: it asserts nothing.
 """
 import argparse
