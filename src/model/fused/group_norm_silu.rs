@@ -138,7 +138,7 @@ fn forward_impl(x: &[f32], a: &[f32], c: &[f32], l: Layout, eps: f32, out: &mut 
             let beta = c[affine_index(c.len(), l.channels, b, ch)] - mean * alpha;
             for (o, &v) in oc.iter_mut().zip(xc) {
                 let z = v * alpha + beta;
-                *o = z * sigmoid(z);
+                *o = z / (1.0 + exp(-z)); // z·σ(z) with one division
             }
         }
     }
