@@ -209,21 +209,35 @@ fn backward_impl(
     }
 }
 
+/// Call `$generic(args)` compiled for the widest vectors this CPU has: the release build
+/// targets baseline x86-64 (SSE2), so the same loops are also compiled with AVX2 + FMA and
+/// with AVX-512 ([`x86`]) and picked at run time.
+macro_rules! dispatch {
+    ($avx512:ident, $avx2:ident, $generic:ident($($arg:expr),*)) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the features the function is compiled for.
+                return unsafe { x86::$avx512($($arg),*) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: as above.
+                return unsafe { x86::$avx2($($arg),*) };
+            }
+        }
+        $generic($($arg),*)
+    }};
+}
+
 /// `out = silu(group_norm(x)·a + c)`; the lengths must pass [`Layout::check`].
 pub fn forward(x: &[f32], a: &[f32], c: &[f32], l: Layout, eps: f32, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { x86::forward_avx512(x, a, c, l, eps, out) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { x86::forward_avx2(x, a, c, l, eps, out) };
-        }
-    }
-    forward_impl(x, a, c, l, eps, out)
+    dispatch!(
+        forward_avx512,
+        forward_avx2,
+        forward_impl(x, a, c, l, eps, out)
+    )
 }
 
 /// `dx`, the gradient of ⟨dout, forward(x)⟩ with respect to x (a and c held fixed).
@@ -236,69 +250,39 @@ pub fn backward(
     eps: f32,
     dx: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for.
-            return unsafe { x86::backward_avx512(x, a, c, dout, l, eps, dx) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { x86::backward_avx2(x, a, c, dout, l, eps, dx) };
-        }
-    }
-    backward_impl(x, a, c, dout, l, eps, dx)
+    dispatch!(
+        backward_avx512,
+        backward_avx2,
+        backward_impl(x, a, c, dout, l, eps, dx)
+    )
 }
 
-/// The same loops compiled for wider vectors, picked at run time (the release build
-/// targets baseline x86-64, SSE2).
+/// The kernels' loops compiled for wider vectors (see `dispatch!`).
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{backward_impl, forward_impl, Layout};
 
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn forward_avx2(x: &[f32], a: &[f32], c: &[f32], l: Layout, e: f32, o: &mut [f32]) {
-        forward_impl(x, a, c, l, e, o)
+    /// `$avx512` and `$avx2`: `$generic` with those target features enabled.
+    macro_rules! versions {
+        ($avx512:ident, $avx2:ident, $generic:ident($($arg:ident: $ty:ty),*)) => {
+            #[target_feature(enable = "avx512f")]
+            pub unsafe fn $avx512($($arg: $ty),*) {
+                $generic($($arg),*)
+            }
+
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn $avx2($($arg: $ty),*) {
+                $generic($($arg),*)
+            }
+        };
     }
 
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn forward_avx512(
-        x: &[f32],
-        a: &[f32],
-        c: &[f32],
-        l: Layout,
-        e: f32,
-        o: &mut [f32],
-    ) {
-        forward_impl(x, a, c, l, e, o)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn backward_avx2(
-        x: &[f32],
-        a: &[f32],
-        c: &[f32],
-        d: &[f32],
-        l: Layout,
-        e: f32,
-        dx: &mut [f32],
-    ) {
-        backward_impl(x, a, c, d, l, e, dx)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn backward_avx512(
-        x: &[f32],
-        a: &[f32],
-        c: &[f32],
-        d: &[f32],
-        l: Layout,
-        e: f32,
-        dx: &mut [f32],
-    ) {
-        backward_impl(x, a, c, d, l, e, dx)
-    }
+    versions!(forward_avx512, forward_avx2, forward_impl(
+        x: &[f32], a: &[f32], c: &[f32], l: Layout, eps: f32, out: &mut [f32]
+    ));
+    versions!(backward_avx512, backward_avx2, backward_impl(
+        x: &[f32], a: &[f32], c: &[f32], dout: &[f32], l: Layout, eps: f32, dx: &mut [f32]
+    ));
 }
 
 #[cfg(test)]
