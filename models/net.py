@@ -46,6 +46,15 @@ class GroupNorm(nn.Module):
         return torch.nn.functional.group_norm(x, self.groups, self.weight, self.bias, self.eps)
 
 
+def _normalised(x, a, c, groups, eps):
+    """(x − mean_g) as [B, G, C/G·H·W], rstd_g as [B, G, 1], and z = group_norm(x)·a + c."""
+    b, ch, h, w = x.shape
+    g = x.reshape(b, groups, -1)
+    centred = g - g.mean(dim=2, keepdim=True)
+    rstd = torch.rsqrt((centred * centred).mean(dim=2, keepdim=True) + eps)
+    return centred, rstd, (centred * rstd).reshape(b, ch, h, w) * a + c
+
+
 @torch.library.custom_op("adps::group_norm_silu", mutates_args=())
 def group_norm_silu(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, groups: int, eps: float) -> torch.Tensor:
     """silu(group_norm(x)·a + c) for x of [B, C, H, W], a and c of [B or 1, C, 1, 1].
@@ -55,11 +64,7 @@ def group_norm_silu(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, groups: i
     adps runs the node with a fused kernel (src/model/fused), other runtimes run the
     function. Its gradient is the op below, `adps.GroupNormSiLUGrad`.
     """
-    b, ch, h, w = x.shape
-    g = x.reshape(b, groups, -1)
-    centred = g - g.mean(dim=2, keepdim=True)
-    rstd = torch.rsqrt((centred * centred).mean(dim=2, keepdim=True) + eps)
-    z = (centred * rstd).reshape(b, ch, h, w) * a + c
+    z = _normalised(x, a, c, groups, eps)[2]
     return z * torch.sigmoid(z)
 
 
@@ -76,10 +81,7 @@ def group_norm_silu_grad(x: torch.Tensor, a: torch.Tensor, c: torch.Tensor, dy: 
     s = sigmoid(z), dx = u − mean_g(u) − (x − mean_g)·rstd_g²·mean_g(u·(x − mean_g)), the
     textbook group-norm gradient with rstd folded into the per-channel scale."""
     b, ch, h, w = x.shape
-    g = x.reshape(b, groups, -1)
-    centred = g - g.mean(dim=2, keepdim=True)
-    rstd = torch.rsqrt((centred * centred).mean(dim=2, keepdim=True) + eps)
-    z = (centred * rstd).reshape(b, ch, h, w) * a + c
+    centred, rstd, z = _normalised(x, a, c, groups, eps)
     s = torch.sigmoid(z)
     out = z * s
     u = (dy * (s + out * (1 - s)) * a).reshape(b, groups, -1) * rstd

@@ -55,7 +55,7 @@ pub trait Denoiser {
 ///
 /// Why: on a CPU, ONNX Runtime's cost per image of a gradient graph grows past a few
 /// images per call (activations leave the cache), so a restore batch of 32 runs faster as
-/// four calls of 8 (README, performance). Exact, because every output row depends only
+/// eight calls of 4 (`WorkerLayout::call_rows`; README, performance). Exact, because every output row depends only
 /// on its own input row (the model contract, spec §2).
 #[derive(Debug)]
 pub struct Chunked<D> {

@@ -53,7 +53,9 @@ struct Attributes {
 }
 
 impl Attributes {
-    fn read(ctx: &KernelContext) -> ort::Result<Self> {
+    /// The attributes of the node ONNX Runtime is creating a kernel for (and the kernel
+    /// counted in [`kernels_created`]).
+    fn for_new_kernel(ctx: &KernelContext) -> ort::Result<Self> {
         let name = ctx.node_name().unwrap_or_default();
         let groups = ctx.get::<i64>("groups").filter(|&g| g > 0).ok_or_else(|| {
             ort::Error::new(format!("node {name}: no positive `groups` attribute"))
@@ -117,7 +119,7 @@ impl Operator for GroupNormSiLU {
     }
 
     fn create_kernel<'attr>(&self, ctx: &KernelContext<'attr>) -> ort::Result<ForwardKernel> {
-        Ok(ForwardKernel(Attributes::read(ctx)?))
+        Ok(ForwardKernel(Attributes::for_new_kernel(ctx)?))
     }
 }
 
@@ -162,7 +164,7 @@ impl Operator for GroupNormSiLUGrad {
     }
 
     fn create_kernel<'attr>(&self, ctx: &KernelContext<'attr>) -> ort::Result<BackwardKernel> {
-        Ok(BackwardKernel(Attributes::read(ctx)?))
+        Ok(BackwardKernel(Attributes::for_new_kernel(ctx)?))
     }
 }
 
