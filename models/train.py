@@ -28,6 +28,7 @@ models/data/full/, so the GPU machine needs only those two files.
 
 Examples:
   nice -n 10 python models/train.py --all                 # the round-robin driver
+  nice -n 19 python models/train.py --all --compile       # the same, 1.35-1.4x faster on CPU
   python models/train.py --name fmnist-p0.4 --minutes 10  # one slice of one model
   python models/train.py --name fmnist-p0.4 --device cuda --bf16 --until $(( $(date +%s) + 300 )) \
       --data-source .gpu-data --out-dir /tmp/gpu-train     # one GPU slice ending at a wall time
@@ -205,8 +206,8 @@ class Config:
     """How a slice trains: device, batch, learning rate, precision, where logs go."""
 
     def __init__(self, device=torch.device("cpu"), batch=BATCH, lr=None, bf16=False, log_dir=None,
-                 warmup_steps=LR_RAMP_STEPS, sharing=1, log=True):
-        self.device, self.batch, self.bf16 = device, batch, bf16
+                 warmup_steps=LR_RAMP_STEPS, sharing=1, log=True, compile=False):
+        self.device, self.batch, self.bf16, self.compile = device, batch, bf16, compile
         self.lr = lr if lr is not None else default_lr(batch)
         self.log_dir, self.warmup_steps, self.sharing, self.log = log_dir, warmup_steps, sharing, log
 
@@ -223,6 +224,10 @@ def train_slice(state, x, keep, minutes, cfg=None):
     p, delta, sd = state["p"], state["delta"], state["sigma_data"]
     net = build(state, "net").to(dev).to(memory_format=torch.channels_last).train()
     ema = build(state, "ema").to(dev).eval().requires_grad_(False)
+    # torch.compile (Inductor) fuses the group norms, SiLUs and their gradients: 1.35-1.4x
+    # the steps/s of eager on 2 CPU cores (measured 2026-12-06). One compilation per model
+    # (it specialises on sigma_data), cached on disk across slices and processes.
+    forward = torch.compile(net) if cfg.compile else net
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8,
                            **({"fused": True} if cuda else {}))
     fresh_adam = state["opt"] is None
@@ -245,7 +250,7 @@ def train_slice(state, x, keep, minutes, cfg=None):
         A_tilde = A * (torch.rand(A.shape, generator=g, device=dev) >= delta).float()
         xin = (x0 + noise).contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            D = net(xin, sigma, A_tilde.contiguous(memory_format=torch.channels_last))
+            D = forward(xin, sigma, A_tilde.contiguous(memory_format=torch.channels_last))
         D = D.float()
         weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2)[:, None, None, None]
         loss = (weight * A * (D - x0) ** 2).sum() / A.sum().clamp(min=1)
@@ -297,7 +302,7 @@ def train_slice(state, x, keep, minutes, cfg=None):
     state["sessions"].append({"host": socket.gethostname(), "hardware": hardware(dev),
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
                               "seconds": round(end - start, 1), "steps": steps,
-                              "device": dev.type, "batch_size": B, "lr": cfg.lr,
+                              "device": dev.type, "batch_size": B, "lr": cfg.lr, "compiled": cfg.compile,
                               "precision": "bf16 autocast" if cfg.bf16 else "float32",
                               "sharing": cfg.sharing})
     steady = None
@@ -400,6 +405,8 @@ def main():
     ap.add_argument("--gpu-batch", type=int, default=GPU_BATCH, help="batch size on CUDA")
     ap.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3*sqrt(batch/64), at most 2e-3)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the network")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the network (first slice of a model compiles for ~1 min)")
     ap.add_argument("--warmup-steps", type=int, default=LR_RAMP_STEPS,
                     help="learning-rate ramp after Adam restarts without moments")
     ap.add_argument("--sharing", type=int, default=1, help="models training at once on this device (recorded)")
@@ -442,7 +449,8 @@ def main():
             minutes = args.slice_minutes if args.all else args.minutes
             if args.until is not None and not args.all:
                 minutes = max(0.0, (args.until - time.time()) / 60)
-            cfg = Config(device, batch, args.lr, args.bf16, log_dir, args.warmup_steps, args.sharing)
+            cfg = Config(device, batch, args.lr, args.bf16, log_dir, args.warmup_steps, args.sharing,
+                         compile=args.compile)
             stats = train_slice(state, x, keep, minutes, cfg)
             saved = save_state(state, args.out_dir)
             rows = eval_state(state, x_val, clean_mean, device, log_dir)

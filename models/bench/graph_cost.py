@@ -13,6 +13,9 @@ changes around it, and the number of full-tensor elementwise ops left.
 `--profile GRAPH` instead times that graph under ONNX Runtime's profiler and prints the
 kernel time per op type (share of the total, calls, and GFLOP/s for the convolutions),
 which is what the graph work is steered by.
+`--read-profile FILE...` summarises profiles that adps itself wrote
+(`ADPS_ORT_PROFILE=/tmp/p cargo bench --bench restore`, one file per session), the only
+view of the fused kernels' share inside a graph.
 Timed in onnxruntime for Python, which has no kernels for the `adps.GroupNormSiLU(Grad)`
 nodes and runs their ONNX functions (the plain decomposition): what a stock runtime pays,
 not what adps pays on CPU with its fused kernels (`cargo bench --bench restore` times that).
@@ -112,33 +115,64 @@ def profile(d, graph, batch, args, rng):
             sess.run(None, inputs)
         wall = (time.perf_counter() - t0) / args.repeats
         events = json.load(open(sess.end_profiling()))
+    per_op, runs = kernel_times(events)
+    gflop = conv_flops(path, batch) / 1e9
+    print(f"{d} {graph} batch {batch}, {args.threads} thread(s): {1e3 * wall:.1f} ms per run, "
+          f"kernels {sum(v[0] for v in per_op.values()):.1f} ms, conv {gflop:.2f} GFLOP per run")
+    print_kernel_times(per_op, gflop)
+
+
+def kernel_times(events):
+    """Kernel milliseconds and calls per run, by op type, from an ONNX Runtime profile; the
+    first run (warm-up: allocations, kernel creation) is left out when there are others."""
+    runs = sorted((e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"),
+                  key=lambda e: e["ts"])
+    skip_until = runs[0]["ts"] + runs[0]["dur"] if len(runs) > 1 else 0
+    counted = max(1, len(runs) - 1) if len(runs) > 1 else max(1, len(runs))
     per_op = collections.defaultdict(lambda: [0.0, 0])
-    runs = [e for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
-    skip_until = runs[0]["ts"] + runs[0]["dur"] if runs else 0  # drop the warm-up run
     for e in events:
         if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time") or e["ts"] < skip_until:
             continue
         op = e["args"].get("op_name", "?")
-        per_op[op][0] += e["dur"] / 1e3 / args.repeats
+        per_op[op][0] += e["dur"] / 1e3 / counted
         per_op[op][1] += 1
+    return {op: (ms, calls // counted) for op, (ms, calls) in per_op.items()}, counted
+
+
+def print_kernel_times(per_op, gflop=None):
     total = sum(v[0] for v in per_op.values())
-    gflop = conv_flops(path, batch) / 1e9
-    print(f"{d} {graph} batch {batch}, {args.threads} thread(s): {1e3 * wall:.1f} ms per run, "
-          f"kernels {total:.1f} ms, conv {gflop:.2f} GFLOP per run")
     for op, (ms, calls) in sorted(per_op.items(), key=lambda kv: -kv[1][0]):
-        extra = f", {gflop / (ms / 1e3):.0f} GFLOP/s (all convs)" if op.endswith("Conv") and op == "Conv" else ""
-        print(f"  {op:24s} {ms:8.2f} ms {100 * ms / total:5.1f}%  {calls // args.repeats:4d} calls{extra}")
+        extra = f", {gflop / (ms / 1e3):.0f} GFLOP/s (all convs)" if gflop and op == "Conv" else ""
+        print(f"  {op:24s} {ms:8.2f} ms {100 * ms / total:5.1f}%  {calls:4d} calls{extra}")
+
+
+def read_profiles(paths):
+    """Summarise profiles that adps wrote (ADPS_ORT_PROFILE=PREFIX): these time adps's own
+    fused kernels, which this script's sessions cannot run."""
+    import json
+    for path in paths:
+        per_op, runs = kernel_times(json.load(open(path)))
+        total = sum(v[0] for v in per_op.values())
+        print(f"{path}: {runs} run(s) counted, kernels {total:.2f} ms per run")
+        print_kernel_times(per_op)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+")
+    ap.add_argument("models", nargs="*")
     ap.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--m", type=int, default=256)
     ap.add_argument("--profile", metavar="GRAPH", help="per-op kernel time of one graph, e.g. dps_dense.onnx")
+    ap.add_argument("--read-profile", nargs="+", metavar="JSON",
+                    help="summarise profiles written by adps under ADPS_ORT_PROFILE=PREFIX instead")
     args = ap.parse_args()
+    if args.read_profile:
+        read_profiles(args.read_profile)
+        return
+    if not args.models:
+        ap.error("give model folders, or --read-profile")
     rng = np.random.default_rng(0)
     if args.profile:
         for d in args.models:

@@ -5,7 +5,10 @@
 //! [`LIBRARY_RELATIVE_PATH`] under the current directory, the executable's ancestors and
 //! the crate root this binary was built from (so `cargo run`/`cargo test` work in the repo).
 //! ONNX Runtime's own messages go to `tracing` (target `ort`) at warning and above unless
-//! `ADPS_ORT_LOG` says otherwise.
+//! `ADPS_ORT_LOG` says otherwise. `ADPS_ORT_PROFILE=PREFIX` makes every session write
+//! ONNX Runtime's per-kernel profile to `PREFIX-<graph>-<n>_<time>.json` when it is
+//! dropped (what `models/bench/graph_cost.py --read-profile` summarises): a developer's
+//! tool, the only way to see what adps's own kernels cost inside a graph.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,9 @@ pub const LIBRARY_ENV_VARS: [&str; 2] = ["ADPS_ORT_DYLIB", "ORT_DYLIB_PATH"];
 
 /// Environment variable setting ONNX Runtime's own log level (default warning).
 pub const ORT_LOG_ENV_VAR: &str = "ADPS_ORT_LOG";
+
+/// Environment variable: a path prefix for ONNX Runtime profiles (off when unset).
+pub const ORT_PROFILE_ENV_VAR: &str = "ADPS_ORT_PROFILE";
 
 /// Where sessions run: one type for the run spec (`model.device = "auto"`), the sweep spec
 /// and the CLI (`--device auto`). Names are read in any case, `gpu` meaning `cuda`.
@@ -283,6 +289,20 @@ fn cuda_builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuil
 }
 
 fn commit(mut b: SessionBuilder, path: &Path) -> Result<Session> {
+    if let Some(prefix) = std::env::var_os(ORT_PROFILE_ENV_VAR).filter(|v| !v.is_empty()) {
+        // One file per session: ONNX Runtime's own suffix is a time in whole seconds,
+        // which the sessions of one run share.
+        static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default();
+        let file = format!("{}-{stem}-{n}", prefix.to_string_lossy());
+        b = b
+            .with_profiling(&file)
+            .map_err(|e| anyhow!("{ORT_PROFILE_ENV_VAR}: enabling the profiler ({file}): {e}"))?;
+    }
     b.commit_from_file(path)
         .map_err(|e| anyhow!("{e}"))
         .with_context(|| format!("{}: ONNX Runtime could not load the graph", path.display()))
