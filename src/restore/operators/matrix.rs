@@ -22,6 +22,11 @@ pub struct DenseMatrix {
 impl DenseMatrix {
     /// Wrap an existing matrix (e.g. one recorded by a Python parity test).
     pub fn from_matrix(a: Array2<f32>) -> Self {
+        let a = if a.is_standard_layout() {
+            a
+        } else {
+            a.as_standard_layout().into_owned()
+        };
         Self { a }
     }
 
@@ -61,14 +66,17 @@ impl LinearOperator for DenseMatrix {
         );
     }
 
+    /// `x = Σ_k y_k · A[k, :]`, row by row: contiguous rows vectorize, where ndarray's
+    /// product with `Aᵀ` walks A's columns with a stride of n (3% of a VJP-path run).
     fn adjoint(&self, y: &[f32], x: &mut [f32]) {
-        general_mat_vec_mul(
-            1.0,
-            &self.a.t(),
-            &ArrayView1::from(y),
-            0.0,
-            &mut ArrayViewMut1::from(x),
-        );
+        x.fill(0.0);
+        let n = self.a.ncols();
+        let rows = self.a.as_slice().expect("standard layout (from_matrix)");
+        for (row, &yk) in rows.chunks_exact(n).zip(y) {
+            if yk != 0.0 {
+                x.iter_mut().zip(row).for_each(|(x, &a)| *x += yk * a);
+            }
+        }
     }
 
     fn dense_matrix(&self) -> Option<ArrayView2<'_, f32>> {
