@@ -13,9 +13,10 @@
 3. Prints images/s for both, the ratio adps / torch, and the achieved GFLOP/s of the
    convolutions: images/s × NFE × (forward + input-gradient convolution FLOPs per image,
    counted from the exported graphs: 2·C_out·H_out·W_out·C_in·k_h·k_w per Conv, the
-   input gradients being Convs of the same size) against the machine's FP32 peak = cores ×
-   GHz × FLOPs/cycle (32 with AVX2 + FMA: two 8-wide FMA units; 64 with AVX-512), from
-   /proc/cpuinfo.
+   input gradients being Convs of the same size) against a measured ceiling (torch's
+   2048×2048 float32 matmul on the same threads) and the machine's nominal FP32 peak = cores ×
+   GHz × FLOPs/cycle (32 with AVX2 + FMA: two 8-wide FMA units; 64 with AVX-512 except on
+   AMD Zen 4, whose AVX-512 runs on 256-bit units), from /proc/cpuinfo.
 
 A benchmark: it asserts nothing. Run it on an otherwise idle machine.
 """
@@ -69,14 +70,37 @@ def conv_flops(path, shape):
 
 
 def peak_gflops():
-    """FP32 peak of this machine: cores × GHz × FLOPs per cycle (FMA width from the flags)."""
+    """FP32 peak of this machine: cores × GHz × FLOPs per cycle (FMA width from the flags).
+
+    GHz is the clock /proc/cpuinfo reports (on a VM often the nominal one; cores may boost
+    above it). AVX-512 counts 64 FLOP/cycle (two 16-wide FMA units) except on AMD Zen 4
+    (family 25), which runs AVX-512 on two 256-bit units: 32, as AVX2 + FMA."""
     info = open("/proc/cpuinfo").read()
     cores = os.cpu_count() or 1
     mhz = [float(l.split(":")[1]) for l in info.splitlines() if l.startswith("cpu MHz")]
     ghz = (max(mhz) if mhz else 2000.0) / 1000
-    flags = next((l for l in info.splitlines() if l.startswith("flags")), "")
-    per_cycle = 64 if "avx512f" in flags else 32 if ("avx2" in flags and "fma" in flags) else 16
+    field = lambda name: next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith(name)), "")
+    flags = field("flags").split()
+    zen4 = field("vendor_id") == "AuthenticAMD" and field("cpu family") == "25"
+    wide = "avx512f" in flags and not zen4
+    per_cycle = 64 if wide else 32 if ("avx2" in flags and "fma" in flags) else 16
     return cores * ghz * per_cycle, f"{cores} cores × {ghz:.2f} GHz × {per_cycle} FLOP/cycle"
+
+
+def sgemm_gflops(threads):
+    """A measured ceiling beside the nominal peak: torch's float32 matmul of two 2048×2048
+    matrices on `threads` threads (best of 5), which boosting clocks can put above it."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(5))
+    return 2 * 2048**3 / best / 1e9
+
+
+def timed(f):
+    t = time.perf_counter()
+    f()
+    return time.perf_counter() - t
 
 
 def test_images(n):
@@ -129,7 +153,9 @@ def main():
     grad = conv_flops(os.path.join(model_dir, "dps_dense.onnx"), shape)
     peak, peak_how = peak_gflops()
     print(f"convolution FLOPs per image: forward {fwd / 1e6:.1f} M, forward + input gradient {grad / 1e6:.1f} M")
-    print(f"FP32 peak {peak:.0f} GFLOP/s ({peak_how})")
+    sgemm = sgemm_gflops(args.torch_threads)
+    print(f"FP32 peak {peak:.0f} GFLOP/s ({peak_how}); measured SGEMM {sgemm:.0f} GFLOP/s "
+          f"({args.torch_threads} threads)")
 
     table = test_images(args.images)
     inp = os.path.join(work, "input")
@@ -166,7 +192,7 @@ def main():
     print(f"\n{args.images} images, cs:{args.m}, {args.steps} Euler steps (NFE {args.steps}), "
           f"torch {args.torch_threads} threads, adps --workers {args.workers or 'default'} "
           f"--threads {args.threads or 'default'}; median of {args.repeats}")
-    print(f"{'batch':>5} {'path':>6} {'adps img/s':>11} {'torch img/s':>12} {'ratio':>6} {'adps GFLOP/s':>13} {'% peak':>7}")
+    print(f"{'batch':>5} {'path':>6} {'adps img/s':>11} {'torch img/s':>12} {'ratio':>6} {'adps GFLOP/s':>13} {'% peak':>7} {'% SGEMM':>8}")
     eager_loop(D, x_T[:1], mask[:1], y[:1], A, sigmas[-3:], args.zeta)  # warm-up
     for batch in args.batch:
         for gradient in args.gradient:
@@ -176,7 +202,7 @@ def main():
                 t.append(run_torch(batch))
             ma, mt = statistics.median(a), statistics.median(t)
             gflops = ma * args.steps * grad / 1e9
-            print(f"{batch:>5} {gradient:>6} {ma:>11.2f} {mt:>12.2f} {ma / mt:>6.2f} {gflops:>13.1f} {100 * gflops / peak:>6.1f}%")
+            print(f"{batch:>5} {gradient:>6} {ma:>11.2f} {mt:>12.2f} {ma / mt:>6.2f} {gflops:>13.1f} {100 * gflops / peak:>6.1f}% {100 * gflops / sgemm:>7.1f}%")
 
 
 if __name__ == "__main__":
