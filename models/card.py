@@ -17,6 +17,32 @@ CARD_KEY = "adps.card"
 ONNX_IR_VERSION = 10  # onnx 1.23 writes IR 14 by default; ONNX Runtime 1.31 accepts <= 13
 OPSET = 18
 GRAPHS = ("denoiser.onnx", "dps_vjp.onnx", "dps_dense.onnx")
+# Optional: dps_vjp as one network evaluation (a forward that keeps what its backward
+# reads, then the backward); both or neither. Signatures: check_split_vjp.
+SPLIT_VJP = ("dps_vjp_forward.onnx", "dps_vjp_backward.onnx")
+
+
+def check_split_vjp(graphs, shape):
+    """The rules src/model/card.rs applies to the optional pair; raises ValueError."""
+    forward, backward = (graphs.get(n) for n in SPLIT_VJP)
+    if forward is None and backward is None:
+        return
+    if forward is None or backward is None:
+        raise ValueError(f"the split VJP pair needs both {SPLIT_VJP[0]} and {SPLIT_VJP[1]}")
+    vjp = signatures(shape)["dps_vjp.onnx"]
+    img = vjp["inputs"]["cotangent"]
+    base = {k: v for k, v in vjp["inputs"].items() if k != "cotangent"}
+    if forward["inputs"] != base or forward["outputs"].get("x0_hat") != img:
+        raise ValueError(f"{SPLIT_VJP[0]}: inputs {forward['inputs']} / x0_hat, want {base} / {img}")
+    bad = [n for n, d in forward["outputs"].items() if not d or d[0] != "B"]
+    if bad:
+        raise ValueError(f"{SPLIT_VJP[0]}: kept outputs {bad} do not start with the batch B")
+    if backward["outputs"] != {"vjp": img} or backward["inputs"].get("cotangent") != img:
+        raise ValueError(f"{SPLIT_VJP[1]}: want cotangent {img} in, vjp {img} out")
+    known = {**forward["inputs"], **{k: v for k, v in forward["outputs"].items() if k != "x0_hat"}}
+    for name, dims in backward["inputs"].items():
+        if name != "cotangent" and known.get(name) != dims:
+            raise ValueError(f"{SPLIT_VJP[1]}: input {name} {dims} is not a value of {SPLIT_VJP[0]}")
 
 
 def signatures(shape):
@@ -91,13 +117,15 @@ def write_folder(folder, card, models):
     shape = card["shape"]
     card = copy.deepcopy(card)
     card["graphs"] = {}
-    for name in GRAPHS:
+    names = GRAPHS + tuple(n for n in SPLIT_VJP if n in models)
+    for name in names:
         ins, outs = graph_signature(models[name])
-        if {"inputs": ins, "outputs": outs} != signatures(shape)[name]:
+        if name in GRAPHS and {"inputs": ins, "outputs": outs} != signatures(shape)[name]:
             raise ValueError(f"{name}: signature {ins} -> {outs} does not match spec §2")
         card["graphs"][name] = {"inputs": ins, "outputs": outs}
+    check_split_vjp(card["graphs"], shape)
     embedded = json.dumps(card, sort_keys=True)
-    for name in GRAPHS:
+    for name in names:
         m = models[name]
         del m.metadata_props[:]
         onnx.helper.set_model_props(m, {CARD_KEY: embedded})
@@ -122,7 +150,11 @@ def check_folder(folder):
     embedded_expected = copy.deepcopy(card)
     for g in embedded_expected["graphs"].values():
         g.pop("sha256", None)
-    for name in GRAPHS:
+    unknown = set(card["graphs"]) - set(GRAPHS) - set(SPLIT_VJP)
+    if unknown:
+        raise ValueError(f"{folder}/card.json: unknown graphs {sorted(unknown)}")
+    check_split_vjp(card["graphs"], card["shape"])
+    for name in GRAPHS + tuple(n for n in SPLIT_VJP if n in card["graphs"]):
         path = os.path.join(folder, name)
         entry = card["graphs"][name]
         if sha256(path) != entry["sha256"]:
@@ -131,7 +163,7 @@ def check_folder(folder):
         ins, outs = graph_signature(m)
         if ins != entry["inputs"] or outs != entry["outputs"]:
             raise ValueError(f"{path}: signature {ins} -> {outs} differs from card.json")
-        if {"inputs": ins, "outputs": outs} != signatures(card["shape"])[name]:
+        if name in GRAPHS and {"inputs": ins, "outputs": outs} != signatures(card["shape"])[name]:
             raise ValueError(f"{path}: signature differs from spec §2")
         meta = {p.key: p.value for p in m.metadata_props}
         if json.loads(meta.get(CARD_KEY, "null")) != embedded_expected:

@@ -16,10 +16,19 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gaussian-model")
 }
 
+/// The same model with the optional split VJP pair (`--split-vjp`).
+fn split_fixture() -> PathBuf {
+    fixture().with_file_name("gaussian-split")
+}
+
 /// A writable copy of the fixture (committed fixtures are never modified).
 fn fixture_copy() -> tempfile::TempDir {
+    copy_of(&fixture())
+}
+
+fn copy_of(fixture: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture()).unwrap() {
+    for entry in std::fs::read_dir(fixture).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
@@ -56,6 +65,7 @@ mod folder {
         assert!((card.keep_probability() - 0.5).abs() < 1e-12);
         let names: Vec<&str> = folder.graphs().iter().map(|g| g.name).collect();
         assert_eq!(names, ["denoiser.onnx", "dps_vjp.onnx", "dps_dense.onnx"]);
+        assert!(!card.has_split_vjp(), "the pair is optional");
         assert!(folder
             .graphs()
             .iter()
@@ -73,6 +83,68 @@ mod folder {
         std::fs::remove_file(dir.path().join("card.json")).unwrap();
         let e = err_of(ModelFolder::open(dir.path()));
         assert!(e.contains("missing card.json"), "{e}");
+    }
+
+    #[test]
+    fn split_vjp_pair_is_optional_but_whole_and_consistent() {
+        let folder = ModelFolder::open(split_fixture()).unwrap();
+        assert!(folder.card().has_split_vjp());
+        let names: Vec<&str> = folder.graphs().iter().map(|g| g.name).collect();
+        assert_eq!(
+            names[3..],
+            ["dps_vjp_forward.onnx", "dps_vjp_backward.onnx"]
+        );
+
+        // Half a pair.
+        let dir = copy_of(&split_fixture());
+        edit_card(dir.path(), |c| {
+            c["graphs"]
+                .as_object_mut()
+                .unwrap()
+                .remove("dps_vjp_backward.onnx");
+        });
+        let e = err_of(ModelFolder::open(dir.path()));
+        assert!(
+            e.contains("dps_vjp_forward.onnx but not dps_vjp_backward.onnx"),
+            "{e}"
+        );
+
+        // Listed but missing.
+        let dir = copy_of(&split_fixture());
+        std::fs::remove_file(dir.path().join("dps_vjp_backward.onnx")).unwrap();
+        let e = err_of(ModelFolder::open(dir.path()));
+        assert!(
+            e.contains("lists dps_vjp_backward.onnx but the file is missing"),
+            "{e}"
+        );
+
+        // A backward input that the forward does not produce.
+        let dir = copy_of(&split_fixture());
+        edit_card(dir.path(), |c| {
+            let ins = c["graphs"]["dps_vjp_backward.onnx"]["inputs"]
+                .as_object_mut()
+                .unwrap();
+            let v = ins.remove("kept_mk").unwrap();
+            ins.insert("kept_other".into(), v);
+        });
+        let e = err_of(ModelFolder::open(dir.path()));
+        assert!(
+            e.contains("dps_vjp_backward.onnx")
+                && e.contains("`kept_other` is neither the cotangent nor an input or kept output"),
+            "{e}"
+        );
+
+        // A kept value without the batch as its first dimension.
+        let dir = copy_of(&split_fixture());
+        edit_card(dir.path(), |c| {
+            c["graphs"]["dps_vjp_forward.onnx"]["outputs"]["kept_mk"] =
+                serde_json::json!([1, 1, 8, 8]);
+        });
+        let e = err_of(ModelFolder::open(dir.path()));
+        assert!(
+            e.contains("output `kept_mk` is [1, 1, 8, 8]") && e.contains("batch B"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -455,6 +527,55 @@ mod session {
         let y = Array2::<f32>::zeros((2, 4));
         let e = err_of(d.dense(x.view(), sigma.view(), mask.view(), y.view(), a.view()));
         assert!(e.contains("A is 4×63, expected M×64"), "{e}");
+    }
+
+    #[test]
+    fn split_vjp_is_one_evaluation_and_agrees_with_denoise_then_vjp() {
+        assert!(!cpu_denoiser().has_split_vjp());
+        let mut d =
+            OnnxDenoiser::load(split_fixture(), &SessionConfig::new(Device::Cpu, 1)).unwrap();
+        assert!(d.has_split_vjp());
+        let (x, sigma, mask) = batch(5, 21);
+        // A cotangent that depends on x0, as the DPS residual's does.
+        let target = randn(&mut ChaCha8Rng::seed_from_u64(22), (5, 1, 8, 8));
+        let mut seen = Vec::new();
+        let (x0, vjp) = d
+            .vjp_of(x.view(), sigma.view(), mask.view(), &mut |first, x0| {
+                seen.push((first, x0.dim().0));
+                Ok(&x0 - &target)
+            })
+            .unwrap();
+        assert_eq!(seen, vec![(0, 5)]);
+        let c = d.counters();
+        assert_eq!(
+            (
+                c.denoiser.calls,
+                c.vjp.calls,
+                c.split_vjp.calls,
+                c.split_vjp.images
+            ),
+            (0, 0, 1, 5),
+            "the pair ran, counted as one call"
+        );
+
+        let want_x0 = d.denoise(x.view(), sigma.view(), mask.view()).unwrap();
+        let cot = &want_x0 - &target;
+        let (_, want_vjp) = d
+            .vjp(x.view(), sigma.view(), mask.view(), cot.view())
+            .unwrap();
+        assert_close(
+            &x0.view().into_dyn(),
+            &want_x0.view().into_dyn(),
+            1e-6,
+            "x0_hat",
+        );
+        assert_close(
+            &vjp.view().into_dyn(),
+            &want_vjp.view().into_dyn(),
+            1e-6,
+            "vjp",
+        );
+        assert!(vjp.iter().any(|&v| v.abs() > 1e-3), "a vjp worth comparing");
     }
 
     #[test]

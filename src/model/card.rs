@@ -14,6 +14,12 @@ use serde::{Deserialize, Serialize};
 /// The three graphs of a model folder, in the order spec §2 lists them.
 pub const GRAPHS: [&str; 3] = ["denoiser.onnx", "dps_vjp.onnx", "dps_dense.onnx"];
 
+/// The optional pair that gives the VJP path one network evaluation per step instead of
+/// two (denoise, then dps_vjp, which runs the forward again): a forward that returns
+/// x0_hat and the values its backward reads ("kept" values), and that backward. Both or
+/// neither; see [`check_split_vjp`] for their signatures.
+pub const SPLIT_VJP: [&str; 2] = ["dps_vjp_forward.onnx", "dps_vjp_backward.onnx"];
+
 /// The card file of a model folder.
 pub const CARD_FILE: &str = "card.json";
 
@@ -253,11 +259,98 @@ impl Card {
                 &want.outputs,
             )?;
         }
-        if let Some(other) = self.graphs.keys().find(|k| !GRAPHS.contains(&k.as_str())) {
+        if let Some(other) = self
+            .graphs
+            .keys()
+            .find(|k| !GRAPHS.contains(&k.as_str()) && !SPLIT_VJP.contains(&k.as_str()))
+        {
             bail!("field `graphs` has an unknown graph {other}");
         }
-        Ok(())
+        check_split_vjp(&self.graphs, self.shape)
     }
+
+    /// Whether the folder has the optional [`SPLIT_VJP`] pair (validated with the card).
+    pub fn has_split_vjp(&self) -> bool {
+        self.graphs.contains_key(SPLIT_VJP[0])
+    }
+}
+
+/// The optional [`SPLIT_VJP`] pair in a card's `graphs`: both or neither; each with a hex
+/// sha256; the forward takes dps_vjp's x_t, sigma, mask and returns x0_hat plus any number
+/// of kept values, each with the batch `B` as its first dimension; the backward returns
+/// `vjp` and takes `cotangent` and, besides it, only values of the forward (its inputs or
+/// kept outputs) under the same name and with the same dimensions.
+pub fn check_split_vjp(graphs: &BTreeMap<String, GraphEntry>, shape: [usize; 3]) -> Result<()> {
+    let [forward_name, backward_name] = SPLIT_VJP;
+    let (forward, backward) = match (graphs.get(forward_name), graphs.get(backward_name)) {
+        (None, None) => return Ok(()),
+        (Some(f), Some(b)) => (f, b),
+        (Some(_), None) => bail!("field `graphs` has {forward_name} but not {backward_name}"),
+        (None, Some(_)) => bail!("field `graphs` has {backward_name} but not {forward_name}"),
+    };
+    for (name, entry) in [(forward_name, forward), (backward_name, backward)] {
+        let sha_ok =
+            entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        if !sha_ok {
+            bail!(
+                "field `graphs.{name}.sha256` {:?} is not a hex sha256",
+                entry.sha256
+            );
+        }
+    }
+    let vjp = spec_signature("dps_vjp.onnx", shape).expect("known graph");
+    let (inputs, img) = (&vjp.inputs[..3], &vjp.inputs[3].1);
+    let what = format!("field `graphs.{forward_name}`");
+    check_names_and_dims(&what, "input", &forward.inputs, inputs)?;
+    match forward.outputs.get("x0_hat") {
+        Some(d) if d == img => {}
+        Some(d) => bail!(
+            "{what}: output `x0_hat` is {}, want {}",
+            format_dims(d),
+            format_dims(img)
+        ),
+        None => bail!("{what}: no output `x0_hat`"),
+    }
+    let batch = Dim::Dynamic("B".into());
+    if let Some((name, dims)) = forward
+        .outputs
+        .iter()
+        .find(|(_, d)| d.first() != Some(&batch))
+    {
+        bail!(
+            "{what}: output `{name}` is {}; a kept value's first dimension is the batch B",
+            format_dims(dims)
+        );
+    }
+    let what = format!("field `graphs.{backward_name}`");
+    check_names_and_dims(&what, "output", &backward.outputs, &[("vjp", img.clone())])?;
+    match backward.inputs.get("cotangent") {
+        Some(d) if d == img => {}
+        Some(d) => bail!(
+            "{what}: input `cotangent` is {}, want {}",
+            format_dims(d),
+            format_dims(img)
+        ),
+        None => bail!("{what}: no input `cotangent`"),
+    }
+    for (name, dims) in backward.inputs.iter().filter(|(n, _)| *n != "cotangent") {
+        let from_forward = forward
+            .inputs
+            .get(name)
+            .or_else(|| forward.outputs.get(name).filter(|_| name != "x0_hat"));
+        match from_forward {
+            Some(d) if d == dims => {}
+            Some(d) => bail!(
+                "{what}: input `{name}` is {}, but {forward_name} has it as {}",
+                format_dims(dims),
+                format_dims(d)
+            ),
+            None => bail!(
+                "{what}: input `{name}` is neither the cotangent nor an input or kept output of {forward_name}"
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Compare a card's {name: dims} with the spec's; `what` names the place in errors.

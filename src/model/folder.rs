@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::card::{self, Card, Dim, CARD_FILE, CARD_METADATA_KEY, GRAPHS};
+use super::card::{self, Card, Dim, CARD_FILE, CARD_METADATA_KEY, GRAPHS, SPLIT_VJP};
 use super::onnx_proto::{self, OnnxInfo, ProtoDim, ValueInfo, ELEM_FLOAT};
 
 /// Lowest opset of the default domain a graph may use (spec §2).
@@ -64,8 +64,20 @@ impl ModelFolder {
             .with_context(|| format!("{}: invalid card", card_path.display()))?;
         let card_value: serde_json::Value = serde_json::from_str(&text).expect("parsed above");
 
+        let optional = SPLIT_VJP
+            .iter()
+            .filter(|name| card.graphs.contains_key(**name));
+        for name in optional.clone() {
+            if !dir.join(name).is_file() {
+                bail!(
+                    "model folder {}: card.json lists {name} but the file is missing",
+                    dir.display()
+                );
+            }
+        }
         let graphs = GRAPHS
             .iter()
+            .chain(optional)
             .map(|name| {
                 let path = dir.join(name);
                 check_graph(name, &path, &card, &card_value)
@@ -83,7 +95,8 @@ impl ModelFolder {
         &self.card
     }
 
-    /// The three graphs, in spec order (denoiser, dps_vjp, dps_dense).
+    /// The three graphs, in spec order (denoiser, dps_vjp, dps_dense), then the optional
+    /// split VJP pair when the card lists it.
     pub fn graphs(&self) -> &[GraphFile] {
         &self.graphs
     }
@@ -126,10 +139,14 @@ fn check_graph(
         bail!("opset {opset} is below the minimum {MIN_OPSET}");
     }
 
-    // Signatures: the file against spec §2 (the card was checked against it when parsed).
-    let want = card::spec_signature(name, card.shape).expect("known graph");
-    check_values("input", &info.inputs, &want.inputs)?;
-    check_values("output", &info.outputs, &want.outputs)?;
+    // Signatures: the file against spec §2 (the card was checked against it when parsed);
+    // the split VJP pair, whose kept values the exporter names, against the card's entry.
+    let (want_inputs, want_outputs) = match card::spec_signature(name, card.shape) {
+        Some(sig) => (sig.inputs, sig.outputs),
+        None => (listed(&entry.inputs), listed(&entry.outputs)),
+    };
+    check_values("input", &info.inputs, &want_inputs)?;
+    check_values("output", &info.outputs, &want_outputs)?;
 
     check_embedded_card(&info, card_value)?;
 
@@ -148,6 +165,14 @@ fn check_graph(
         inputs: info.inputs.iter().map(dims).collect(),
         outputs: info.outputs.iter().map(dims).collect(),
     })
+}
+
+/// A card entry's {name: dims} as the list `check_values` takes.
+fn listed(values: &std::collections::BTreeMap<String, Vec<Dim>>) -> Vec<(&str, Vec<Dim>)> {
+    values
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect()
 }
 
 fn proto_dim(d: &ProtoDim) -> Dim {

@@ -1,5 +1,6 @@
-//! [`OnnxDenoiser`]: the three graphs of a validated [`ModelFolder`] as ONNX Runtime
-//! sessions behind the [`Denoiser`] trait, with counters of the time spent inside ORT.
+//! [`OnnxDenoiser`]: the three graphs of a validated [`ModelFolder`] (and its optional
+//! split VJP pair) as ONNX Runtime sessions behind the [`Denoiser`] trait, with counters
+//! of the time spent inside ORT.
 
 use std::time::Instant;
 
@@ -9,9 +10,10 @@ use ort::session::{Session, SessionInputValue, SessionOutputs};
 use ort::value::TensorRef;
 
 use super::card::Card;
+use super::card::SPLIT_VJP;
 use super::folder::ModelFolder;
 use super::runtime::{self, Device, SessionConfig};
-use crate::restore::denoiser::{Denoiser, DenseOutput};
+use crate::restore::denoiser::{CotangentOf, Denoiser, DenseOutput};
 
 /// Calls and seconds inside `Session::run` for one graph.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -29,17 +31,19 @@ pub struct RunCounters {
     pub denoiser: GraphCounter,
     pub vjp: GraphCounter,
     pub dense: GraphCounter,
+    /// The split VJP pair (`dps_vjp_forward` + `dps_vjp_backward`, counted as one call).
+    pub split_vjp: GraphCounter,
 }
 
 impl RunCounters {
-    /// Total seconds inside `run` over the three graphs.
+    /// Total seconds inside `run` over all graphs.
     pub fn seconds(&self) -> f64 {
-        self.denoiser.seconds + self.vjp.seconds + self.dense.seconds
+        self.denoiser.seconds + self.vjp.seconds + self.dense.seconds + self.split_vjp.seconds
     }
 
-    /// Total `run` calls over the three graphs.
+    /// Total `run` calls over all graphs (the split pair's two runs count as one).
     pub fn calls(&self) -> u64 {
-        self.denoiser.calls + self.vjp.calls + self.dense.calls
+        self.denoiser.calls + self.vjp.calls + self.dense.calls + self.split_vjp.calls
     }
 
     /// Sum of two counters (e.g. over workers).
@@ -53,6 +57,7 @@ impl RunCounters {
             denoiser: add(self.denoiser, other.denoiser),
             vjp: add(self.vjp, other.vjp),
             dense: add(self.dense, other.dense),
+            split_vjp: add(self.split_vjp, other.split_vjp),
         }
     }
 }
@@ -64,7 +69,16 @@ pub struct OnnxDenoiser {
     denoiser: Session,
     vjp: Session,
     dense: Session,
+    split_vjp: Option<SplitVjp>,
     counters: RunCounters,
+}
+
+/// The optional pair: the forward keeps values, the backward reads them by name.
+struct SplitVjp {
+    forward: Session,
+    backward: Session,
+    /// The backward's inputs other than `cotangent`: forward inputs or kept outputs.
+    backward_inputs: Vec<String>,
 }
 
 impl std::fmt::Debug for OnnxDenoiser {
@@ -95,12 +109,30 @@ impl OnnxDenoiser {
         let config = SessionConfig { device, ..*config };
         let (vjp, _) = load("dps_vjp.onnx", &config)?;
         let (dense, _) = load("dps_dense.onnx", &config)?;
+        let split_vjp = if folder.card().has_split_vjp() {
+            let (forward, _) = load(SPLIT_VJP[0], &config)?;
+            let (backward, _) = load(SPLIT_VJP[1], &config)?;
+            let backward_inputs = backward
+                .inputs()
+                .iter()
+                .map(|i| i.name().to_string())
+                .filter(|n| n != "cotangent")
+                .collect();
+            Some(SplitVjp {
+                forward,
+                backward,
+                backward_inputs,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             card: folder.card().clone(),
             device,
             denoiser,
             vjp,
             dense,
+            split_vjp,
             counters: RunCounters::default(),
         })
     }
@@ -112,6 +144,11 @@ impl OnnxDenoiser {
     /// The device the sessions run on (`Cpu` or `Cuda`, never `Auto`).
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// Whether the VJP path runs the split pair (one network evaluation per step).
+    pub fn has_split_vjp(&self) -> bool {
+        self.split_vjp.is_some()
     }
 
     /// Time and calls inside ONNX Runtime since creation or the last reset.
@@ -168,14 +205,29 @@ fn dims(shape: &[usize]) -> String {
         .join("×")
 }
 
-/// The session must have exactly the spec's input and output names (ModelFolder checked
-/// the file; this checks what ONNX Runtime made of it).
+/// The session must have exactly the spec's (for the split pair: the card's) input and
+/// output names (ModelFolder checked the file; this checks what ONNX Runtime made of it).
 fn check_session_names(session: &Session, folder: &ModelFolder, name: &str) -> Result<()> {
-    let want = super::card::spec_signature(name, folder.card().shape).expect("known graph");
+    let card = folder.card();
+    let (mut want_in, mut want_out): (Vec<&str>, Vec<&str>) =
+        match super::card::spec_signature(name, card.shape) {
+            Some(sig) => (
+                sig.inputs.iter().map(|(n, _)| *n).collect(),
+                sig.outputs.iter().map(|(n, _)| *n).collect(),
+            ),
+            None => {
+                let entry = card
+                    .graphs
+                    .get(name)
+                    .with_context(|| format!("card.json lists no {name}"))?;
+                (
+                    entry.inputs.keys().map(String::as_str).collect(),
+                    entry.outputs.keys().map(String::as_str).collect(),
+                )
+            }
+        };
     let mut have_in: Vec<&str> = session.inputs().iter().map(|o| o.name()).collect();
     let mut have_out: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-    let mut want_in: Vec<&str> = want.inputs.iter().map(|(n, _)| *n).collect();
-    let mut want_out: Vec<&str> = want.outputs.iter().map(|(n, _)| *n).collect();
     for v in [&mut have_in, &mut have_out, &mut want_in, &mut want_out] {
         v.sort_unstable();
     }
@@ -205,8 +257,17 @@ fn run<'s>(
     graph: &str,
     inputs: Vec<(&'static str, SessionInputValue<'_>)>,
 ) -> Result<SessionOutputs<'s>> {
-    let inputs: Vec<(std::borrow::Cow<'static, str>, SessionInputValue<'_>)> =
-        inputs.into_iter().map(|(n, v)| (n.into(), v)).collect();
+    let inputs = inputs.into_iter().map(|(n, v)| (n.into(), v)).collect();
+    run_named(session, counter, batch, graph, inputs)
+}
+
+fn run_named<'s>(
+    session: &'s mut Session,
+    counter: &mut GraphCounter,
+    batch: usize,
+    graph: &str,
+    inputs: Vec<(std::borrow::Cow<'static, str>, SessionInputValue<'_>)>,
+) -> Result<SessionOutputs<'s>> {
     let start = Instant::now();
     let out = session.run(inputs);
     counter.seconds += start.elapsed().as_secs_f64();
@@ -309,6 +370,85 @@ impl Denoiser for OnnxDenoiser {
             output::<Ix4>(&outs, "dps_vjp.onnx", "x0_hat", x_t.shape())?,
             output::<Ix4>(&outs, "dps_vjp.onnx", "vjp", x_t.shape())?,
         ))
+    }
+
+    /// With the split pair: the forward (x0_hat and the kept values), the cotangent from
+    /// x0_hat, the backward on the kept values; one network evaluation instead of two.
+    fn vjp_of(
+        &mut self,
+        x_t: ArrayView4<f32>,
+        sigma: ArrayView1<f32>,
+        mask: ArrayView4<f32>,
+        cotangent_of: &mut CotangentOf<'_>,
+    ) -> Result<(Array4<f32>, Array4<f32>)> {
+        if self.split_vjp.is_none() {
+            let x0_hat = self.denoise(x_t, sigma, mask)?;
+            let cotangent = cotangent_of(0, x0_hat.view())?;
+            let (_, vjp) = self.vjp(x_t, sigma, mask, cotangent.view())?;
+            return Ok((x0_hat, vjp));
+        }
+        self.check_batch(&x_t, &sigma, &[("mask", &mask)])?;
+        let Some(split) = self.split_vjp.as_mut() else {
+            unreachable!("checked above")
+        };
+        let b = x_t.dim().0;
+        if b == 0 {
+            return Ok((empty_image(self.card.shape), empty_image(self.card.shape)));
+        }
+        let [forward_name, backward_name] = SPLIT_VJP;
+        let (x, s, m) = (std_layout(&x_t), std_layout(&sigma), std_layout(&mask));
+        let kept = run(
+            &mut split.forward,
+            &mut self.counters.split_vjp,
+            b,
+            forward_name,
+            vec![
+                ("x_t", tensor(&x)?),
+                ("sigma", tensor(&s)?),
+                ("mask", tensor(&m)?),
+            ],
+        )?;
+        let x0_hat = output::<Ix4>(&kept, forward_name, "x0_hat", x_t.shape())?;
+        let cotangent = cotangent_of(0, x0_hat.view())?;
+        if cotangent.dim() != x_t.dim() {
+            bail!(
+                "model {}: cotangent is {}, x_t is {}",
+                self.card.name,
+                dims(cotangent.shape()),
+                dims(x_t.shape())
+            );
+        }
+        let cotangent = if cotangent.is_standard_layout() {
+            cotangent
+        } else {
+            cotangent.as_standard_layout().into_owned()
+        };
+        let c = ndarray::CowArray::from(cotangent.view());
+        let mut inputs = vec![("cotangent".into(), tensor(&c)?)];
+        for name in &split.backward_inputs {
+            let value = match name.as_str() {
+                "x_t" => tensor(&x)?,
+                "sigma" => tensor(&s)?,
+                "mask" => tensor(&m)?,
+                kept_name => kept
+                    .get(kept_name)
+                    .with_context(|| format!("{forward_name}: no output `{kept_name}`"))?
+                    .into(),
+            };
+            inputs.push((name.clone().into(), value));
+        }
+        let outs = run_named(
+            &mut split.backward,
+            &mut self.counters.split_vjp,
+            b,
+            backward_name,
+            inputs,
+        )?;
+        // The pair counts as one call of b images.
+        self.counters.split_vjp.calls -= 1;
+        self.counters.split_vjp.images -= b as u64;
+        let vjp = output::<Ix4>(&outs, backward_name, "vjp", x_t.shape())?;
+        Ok((x0_hat, vjp))
     }
 
     fn dense(

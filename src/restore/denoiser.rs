@@ -17,6 +17,11 @@ pub struct DenseOutput {
     pub grad: Array4<f32>,
 }
 
+/// How the VJP path gets a cotangent from x0_hat between the two halves of
+/// [`Denoiser::vjp_of`]: called with the index of the first row and x0_hat of those rows,
+/// it returns the cotangent of the same rows (every image's depends only on its own x0_hat).
+pub type CotangentOf<'a> = dyn FnMut(usize, ArrayView4<f32>) -> anyhow::Result<Array4<f32>> + 'a;
+
 /// A denoiser `D(x, σ, m) ≈ E[x0 | m⊙(x0 + σ·η), m]` with the two DPS gradient graphs.
 pub trait Denoiser {
     /// Image shape [C, H, W] the model was trained on.
@@ -48,6 +53,22 @@ pub trait Denoiser {
         y: ArrayView2<f32>,
         a: ArrayView2<f32>,
     ) -> anyhow::Result<DenseOutput>;
+
+    /// The VJP path's step: x0_hat, then Jᵀ·c with c = `cotangent_of(x0_hat)`. By default
+    /// [`denoise`](Self::denoise) then [`vjp`](Self::vjp), two network evaluations; a
+    /// model with the split VJP pair (`card::SPLIT_VJP`) does it in one.
+    fn vjp_of(
+        &mut self,
+        x_t: ArrayView4<f32>,
+        sigma: ArrayView1<f32>,
+        mask: ArrayView4<f32>,
+        cotangent_of: &mut CotangentOf<'_>,
+    ) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
+        let x0_hat = self.denoise(x_t, sigma, mask)?;
+        let cotangent = cotangent_of(0, x0_hat.view())?;
+        let (_, vjp) = self.vjp(x_t, sigma, mask, cotangent.view())?;
+        Ok((x0_hat, vjp))
+    }
 }
 
 /// A [`Denoiser`] whose model calls never exceed `max_rows` images: a larger batch is
@@ -162,6 +183,33 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         Ok((x0_hat, vjp))
     }
 
+    fn vjp_of(
+        &mut self,
+        x_t: ArrayView4<f32>,
+        sigma: ArrayView1<f32>,
+        mask: ArrayView4<f32>,
+        cotangent_of: &mut CotangentOf<'_>,
+    ) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
+        let b = x_t.dim().0;
+        if b <= self.max_rows {
+            return self.inner.vjp_of(x_t, sigma, mask, cotangent_of);
+        }
+        let mut x0_hat = Array4::zeros(x_t.raw_dim());
+        let mut vjp = Array4::zeros(x_t.raw_dim());
+        for rows in self.chunks(b).collect::<Vec<_>>() {
+            let r = ndarray::s![rows.clone(), .., .., ..];
+            let (x0, v) = self.inner.vjp_of(
+                x_t.slice(r),
+                sigma.slice(ndarray::s![rows.clone()]),
+                mask.slice(r),
+                &mut |first, x0| cotangent_of(rows.start + first, x0),
+            )?;
+            put_rows(&mut x0_hat, &rows, &x0, "x0_hat")?;
+            put_rows(&mut vjp, &rows, &v, "vjp")?;
+        }
+        Ok((x0_hat, vjp))
+    }
+
     fn dense(
         &mut self,
         x_t: ArrayView4<f32>,
@@ -257,16 +305,40 @@ mod tests {
         assert_eq!(g1.x0_hat, g2.x0_hat);
         assert_eq!(g1.grad, g2.grad);
         assert_eq!(g1.residual_sq, g2.residual_sq);
+        // vjp_of hands each chunk's rows to the cotangent with their place in the batch.
+        let mut firsts = Vec::new();
+        let mut of = |first: usize, x0: ArrayView4<f32>| {
+            firsts.push((first, x0.dim().0));
+            let rows = ndarray::s![first..first + x0.dim().0, .., .., ..];
+            Ok(x0.mapv(|v| v * 2.0) - cot.slice(rows))
+        };
+        let w1 = whole
+            .vjp_of(x.view(), sigma.view(), mask.view(), &mut of)
+            .unwrap();
+        let w2 = split
+            .vjp_of(x.view(), sigma.view(), mask.view(), &mut of)
+            .unwrap();
+        assert_eq!(w1, w2);
+        assert_eq!(firsts, vec![(0, 11), (0, 4), (4, 4), (8, 3)]);
+        let c = d1.mapv(|v| v * 2.0) - &cot;
+        assert_eq!(
+            w1.1,
+            whole
+                .vjp(x.view(), sigma.view(), mask.view(), c.view())
+                .unwrap()
+                .1
+        );
 
-        // 11 images in calls of at most 4: 3 calls per method, against 1 unsplit.
+        // 11 images in calls of at most 4: 3 calls per method, against 1 unsplit (vjp_of
+        // denoises and takes the VJP once more each).
         let inner = split.inner_mut();
         assert_eq!(
             (inner.denoise_calls, inner.vjp_calls, inner.dense_calls),
-            (3, 3, 3)
+            (6, 6, 3)
         );
         assert_eq!(
             (whole.denoise_calls, whole.vjp_calls, whole.dense_calls),
-            (1, 1, 1)
+            (2, 3, 1)
         );
     }
 

@@ -173,32 +173,52 @@ pub fn evaluate(
         });
     }
 
-    let mut x0 = standard(den.denoise(x, sigma.view(), mask).context("denoiser")?);
-    // 1 where x0 is inside [-1, 1] (the clip's derivative), before clipping it.
-    let inside = opts
-        .clip_residual
-        .then(|| x0.mapv(|v| if v.abs() <= 1.0 { 1.0f32 } else { 0.0 }));
-    if opts.clip_residual {
-        x0.mapv_inplace(|v| v.clamp(-1.0, 1.0));
-    }
-    let (residual, mut cotangent) = residual_and_cotangent(&x0, meas);
-    if let Some(inside) = &inside {
-        cotangent *= inside;
-    }
     if !opts.grad {
+        let mut x0 = standard(den.denoise(x, sigma.view(), mask).context("denoiser")?);
+        if opts.clip_residual {
+            x0.mapv_inplace(|v| v.clamp(-1.0, 1.0));
+        }
+        let (residual, _) = residual_and_cotangent(&x0, meas);
         return Ok(Guided {
             grad: Array4::zeros(x0.raw_dim()),
             x0,
             residual,
         });
     }
-    let (_, grad) = den
-        .vjp(x, sigma.view(), mask, cotangent.view())
+    // The cotangent of each model call's rows from their x0 (the model may run the
+    // forward and the backward as one evaluation around it, `Denoiser::vjp_of`).
+    let mut residual = vec![0.0; b];
+    let mut cotangent_of = |first: usize, x0: ArrayView4<f32>| -> anyhow::Result<Array4<f32>> {
+        let rows = first..first + x0.dim().0;
+        ensure!(
+            rows.end <= meas.len(),
+            "the model returned rows {rows:?} for a batch of {}",
+            meas.len()
+        );
+        let mut x0 = x0.as_standard_layout().into_owned();
+        let inside = opts
+            .clip_residual
+            .then(|| x0.mapv(|v| if v.abs() <= 1.0 { 1.0f32 } else { 0.0 }));
+        if opts.clip_residual {
+            x0.mapv_inplace(|v| v.clamp(-1.0, 1.0));
+        }
+        let (r, mut cotangent) = residual_and_cotangent(&x0, &meas[rows.clone()]);
+        residual[rows].copy_from_slice(&r);
+        if let Some(inside) = &inside {
+            cotangent *= inside;
+        }
+        Ok(cotangent)
+    };
+    let (x0, grad) = den
+        .vjp_of(x, sigma.view(), mask, &mut cotangent_of)
         .context("dps_vjp")?;
+    let mut x0 = standard(x0);
+    if opts.clip_residual {
+        x0.mapv_inplace(|v| v.clamp(-1.0, 1.0));
+    }
     Ok(Guided { x0, grad, residual })
 }
 
-/// ‖r_b‖ and c_b = −Aᵀ r_b / ‖r_b‖ (0 when ‖r_b‖ = 0) for every image b.
 fn residual_and_cotangent(x0: &Array4<f32>, meas: &[Measured]) -> (Vec<f32>, Array4<f32>) {
     let mut cotangent = Array4::zeros(x0.raw_dim());
     let mut residual = Vec::with_capacity(meas.len());

@@ -620,3 +620,37 @@ fn measured_inpainting_uses_each_records_own_mask() {
     ]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// A model folder with the optional split VJP pair restores exactly as the same model
+/// without it: per-image inpainting masks and `--clip residual` take the VJP path, which
+/// then runs one network evaluation per step instead of two.
+#[test]
+fn the_split_vjp_pair_restores_as_denoise_then_vjp() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 5, [1, 8, 8]);
+    let split = gaussian_model().with_file_name("gaussian-split");
+    for (operator, extra) in [
+        ("inpaint-random:0.4", &[][..]),
+        ("cs:24", &["--gradient", "vjp", "--clip", "residual"][..]),
+    ] {
+        let mut committed = Vec::new();
+        for (k, model) in [gaussian_model(), split.clone()].iter().enumerate() {
+            let out = tmp.path().join(format!("out-{operator}-{k}"));
+            let mut args = gaussian_restore_args_for(operator, &s(&input), &s(&out), 6, extra);
+            let at = args.iter().position(|a| a == "--model").unwrap() + 1;
+            args[at] = s(model);
+            assert_ok(&adps_owned(&args));
+            committed.push(committed_rows(&out));
+        }
+        assert_eq!(committed[0].len(), 5, "{operator}");
+        assert_same_rows(&committed[0], &committed[1]);
+        for (id, (_, mse)) in &committed[0] {
+            let (a, b) = (mse.unwrap(), committed[1][id].1.unwrap());
+            assert!(
+                (a - b).abs() <= 1e-6 * a.max(1e-3),
+                "{operator} {id}: mse {a} vs {b}"
+            );
+        }
+    }
+}
