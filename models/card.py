@@ -68,6 +68,22 @@ def graph_signature(model):
             {v.name: dims(v) for v in model.graph.output})
 
 
+def rename_split_dims(model, graph_name, shape):
+    """rename_dims for the split VJP pair: the dps_vjp names keep their dims, every kept
+    value's first dimension becomes "B" (its others are fixed)."""
+    known = {**signatures(shape)["dps_vjp.onnx"]["inputs"], **signatures(shape)["dps_vjp.onnx"]["outputs"]}
+    for v in list(model.graph.input) + list(model.graph.output):
+        dims = v.type.tensor_type.shape.dim
+        want = known.get(v.name) or ["B"] + [d.dim_value for d in dims[1:]]
+        if len(dims) != len(want) or any(not isinstance(w, str) and d.dim_value != w for d, w in zip(dims, want)):
+            raise ValueError(f"{graph_name}: {v.name} has dims {[d.dim_value or d.dim_param for d in dims]}, want {want}")
+        for d, w in zip(dims, want):
+            if isinstance(w, str):
+                d.Clear()
+                d.dim_param = w
+    return model
+
+
 def rename_dims(model, graph_name, shape):
     """Give the dynamic dims of inputs/outputs the card's symbols ("B", "M") and check the rest."""
     want = signatures(shape)[graph_name]

@@ -1,5 +1,8 @@
 """Export a denoiser as an adps model folder (spec §2): denoiser.onnx, dps_vjp.onnx,
-dps_dense.onnx and card.json, the card embedded in every graph under `adps.card`.
+dps_dense.onnx and card.json, the card embedded in every graph under `adps.card`; and the
+optional split VJP pair dps_vjp_forward.onnx / dps_vjp_backward.onnx (the traced dps_vjp
+cut where the cotangent enters: the forward returns x0_hat and the values the backward
+reads, so adps's VJP path evaluates the network once per step instead of twice).
 
 Gradient graphs: the autograd vector-Jacobian product of the denoiser is traced with make_fx (symbolic shapes)
 into plain ATen ops, convolution backward rewritten as a transposed convolution, then
@@ -151,19 +154,105 @@ INPUTS = {"denoiser.onnx": ("x_t", "sigma", "mask"),
           "dps_dense.onnx": ("x_t", "sigma", "mask", "y", "A")}
 
 
+def trace(fn, input_names, example):
+    """make_fx (symbolic) over fn: plain ATen ops, symbolic batch."""
+    args = tuple(example[n] for n in input_names)
+    return make_fx(fn, tracing_mode="symbolic", decomposition_table=_decompositions(),
+                   _allow_non_fake_inputs=True)(*args).eval()
+
+
 def to_onnx(fn, input_names, output_names, example):
     """make_fx (symbolic) over fn, then torch.onnx dynamo export with dynamic B (and M)."""
-    args = tuple(example[n] for n in input_names)
-    gm = make_fx(fn, tracing_mode="symbolic", decomposition_table=_decompositions(),
-                 _allow_non_fake_inputs=True)(*args).eval()
+    return gm_to_onnx(trace(fn, input_names, example), input_names, output_names,
+                      [example[n] for n in input_names])
+
+
+def gm_to_onnx(gm, input_names, output_names, args):
+    """torch.onnx dynamo export of a traced graph; every input's first dimension is the
+    batch B except A's (M), and y's second is M."""
     B, M = torch.export.Dim("B", min=1, max=4096), torch.export.Dim("M", min=1, max=1 << 20)
-    dyn = {"x_t": {0: B}, "sigma": {0: B}, "mask": {0: B}, "cotangent": {0: B}, "y": {0: B, 1: M}, "A": {0: M}}
-    program = torch.onnx.export(gm, args, dynamo=True, opset_version=cardlib.OPSET,
+    dyn = {"y": {0: B, 1: M}, "A": {0: M}}
+    program = torch.onnx.export(gm, tuple(args), dynamo=True, opset_version=cardlib.OPSET,
                                 input_names=list(input_names), output_names=list(output_names),
-                                dynamic_shapes=tuple(dyn[n] for n in input_names),
+                                dynamic_shapes=tuple(dyn.get(n, {0: B}) for n in input_names),
                                 custom_translation_table=fused_onnx.translation_table(),
                                 external_data=False, optimize=True, verbose=False)
     return fused_onnx.attach(program.model_proto)
+
+
+VJP_INPUTS = ("x_t", "sigma", "mask", "cotangent")
+
+
+def split_vjp(gm):
+    """Cut the traced dps_vjp graph where the cotangent enters: (forward, backward,
+    backward input names, number of kept values).
+
+    Backward: every node that depends on the cotangent. Kept: forward nodes that depend on
+    an input and feed the backward, returned by the forward as kept_0, kept_1, …; an input
+    the backward reads is passed under its own name, a batch size it reads is taken from
+    the cotangent's shape, and values that depend on no input (reshaped weights) are
+    recomputed in the backward rather than passed."""
+    g = gm.graph
+    placeholders = [n for n in g.nodes if n.op == "placeholder"]
+    cot = placeholders[VJP_INPUTS.index("cotangent")]
+    output = next(n for n in g.nodes if n.op == "output")
+    x0_node, vjp_node = output.args[0]
+    back, dep = set(), set()
+    for n in g.nodes:
+        if n.op == "output":
+            continue
+        if n is cot or any(a in back for a in n.all_input_nodes):
+            back.add(n)
+        if n.op == "placeholder" or any(a in dep for a in n.all_input_nodes):
+            dep.add(n)
+    kept = [n for n in g.nodes if n in dep and n not in back and any(u in back for u in n.users)]
+    kept_inputs = [n for n in kept if n.op == "placeholder"]
+    kept_tensors = [n for n in kept if n.op != "placeholder" and hasattr(n.meta.get("val"), "shape")]
+    kept_sizes = [n for n in kept if n.op != "placeholder" and not hasattr(n.meta.get("val"), "shape")]
+
+    fwd, env = torch.fx.Graph(), {}
+    for n in g.nodes:
+        if n not in back and n.op != "output":
+            env[n] = fwd.node_copy(n, lambda a: env[a])
+    fwd.output((env[x0_node], *[env[n] for n in kept_tensors]))
+
+    bwd, env = torch.fx.Graph(), {}
+    for n in kept_inputs:
+        env[n] = bwd.placeholder(VJP_INPUTS[placeholders.index(n)])
+    for i, n in enumerate(kept_tensors):
+        env[n] = bwd.placeholder(f"kept_{i}")
+    env[cot] = bwd.placeholder("cotangent")
+    for n in kept_sizes:
+        env[n] = bwd.call_function(torch.ops.aten.sym_size.int, (env[cot], 0))
+    constants = set()
+
+    def need(n):
+        if n not in env and n not in constants:
+            constants.add(n)
+            for a in n.all_input_nodes:
+                need(a)
+    for n in back:
+        for a in n.all_input_nodes:
+            if a not in back and a not in dep:
+                need(a)
+    for n in g.nodes:
+        if n in constants or (n in back and n is not cot):
+            env[n] = bwd.node_copy(n, lambda a: env[a])
+    bwd.output(env[vjp_node])
+    backward_inputs = [VJP_INPUTS[placeholders.index(n)] for n in kept_inputs] + \
+        [f"kept_{i}" for i in range(len(kept_tensors))] + ["cotangent"]
+    return (torch.fx.GraphModule(gm, fwd), torch.fx.GraphModule(gm, bwd), backward_inputs,
+            len(kept_tensors))
+
+
+def split_vjp_onnx(D, example):
+    """The split VJP pair as ONNX models {file name: ModelProto}, batch dims named B."""
+    fwd, bwd, bwd_inputs, kept = split_vjp(trace(graph_functions(D)["dps_vjp.onnx"][0], VJP_INPUTS, example))
+    fwd_args = [example[n] for n in VJP_INPUTS[:3]]
+    named = {**example, **{f"kept_{i}": v for i, v in enumerate(fwd(*fwd_args)[1:])}}
+    forward = gm_to_onnx(fwd, VJP_INPUTS[:3], ["x0_hat"] + [f"kept_{i}" for i in range(kept)], fwd_args)
+    backward = gm_to_onnx(bwd, bwd_inputs, ["vjp"], [named[n] for n in bwd_inputs])
+    return {cardlib.SPLIT_VJP[0]: forward, cardlib.SPLIT_VJP[1]: backward}
 
 
 # ---------------------------------------------------------------------------------------
@@ -189,6 +278,27 @@ def reference(D64, graph, feeds):
     residual_sq = (r * r).sum(1)
     (grad,) = torch.autograd.grad(residual_sq.sum(), x)
     return {"x0_hat": x0.detach(), "residual_sq": residual_sq.detach(), "grad": grad}
+
+
+def check_split_vjp(forward, backward, D64, shape, p):
+    """Worst relative deviation of the pair chained in ORT (forward, then backward on its
+    kept values) from float64 autograd, per output, over batch sizes 1, 3, 8."""
+    f = ort.InferenceSession(forward.SerializeToString(), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(backward.SerializeToString(), providers=["CPUExecutionProvider"])
+    worst = {}
+    for batch in CHECK_BATCHES:
+        ex = example_inputs(shape, batch, p=p, seed=100 + batch)
+        feeds = {n: ex[n].numpy() for n in VJP_INPUTS}
+        out = dict(zip([o.name for o in f.get_outputs()], f.run(None, {n: feeds[n] for n in VJP_INPUTS[:3]})))
+        values = {**feeds, **out}
+        (vjp,) = b.run(None, {i.name: values[i.name] for i in b.get_inputs()})
+        got = {"x0_hat": out["x0_hat"], "vjp": vjp}
+        for name, ref in reference(D64, "dps_vjp.onnx", feeds).items():
+            ref = ref.numpy()
+            err = float(np.abs(got[name] - ref).max() / max(np.abs(ref).max(), 1e-12))
+            if name not in worst or not err <= worst[name][0]:
+                worst[name] = (err, batch)
+    return worst
 
 
 def check_graph(model, graph, D64, shape, p):
@@ -335,6 +445,18 @@ def export(D, card, out, tol=1e-4, p=0.0):
             failures += [f"{graph}: {k} deviates by {e:.2e} at batch {b} (> {tol})"
                          for k, (e, b) in worst.items() if not e <= tol]
             models[graph] = model
+        pair = split_vjp_onnx(D, example)
+        for name, model in pair.items():
+            cardlib.rename_split_dims(model, name, shape)
+            model.ir_version = cardlib.ONNX_IR_VERSION
+        worst = check_split_vjp(*pair.values(), D64, shape, p)
+        report = ", ".join(f"{k} {e:.1e} (batch {b})" for k, (e, b) in worst.items())
+        kept = len(pair[cardlib.SPLIT_VJP[0]].graph.output) - 1
+        print(f"{card['name']} {' + '.join(pair)} ({kept} kept values): worst relative deviation "
+              f"from autograd: {report}", flush=True)
+        failures += [f"split VJP pair: {k} deviates by {e:.2e} at batch {b} (> {tol})"
+                     for k, (e, b) in worst.items() if not e <= tol]
+        models.update(pair)
     finally:
         netlib.EXPORT_MODE = False
     if failures:

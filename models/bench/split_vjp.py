@@ -7,8 +7,9 @@ Today the VJP path (per-image operators: inpainting, per-record Fourier masks; a
 Rust, then evaluates `dps_vjp.onnx`, which runs the forward again before its backward:
 three forwards' worth of convolutions per step where the dense path needs two.
 
-This script cuts the traced `dps_vjp` graph in two, the way an autograd engine keeps its
-tape: a forward graph that returns x0_hat together with every value the backward reads
+This script cuts the traced `dps_vjp` graph in two (`export.split_vjp`, which the exporter
+now writes into every model folder as dps_vjp_forward/backward.onnx), the way an autograd
+engine keeps its tape: a forward graph that returns x0_hat together with every value the backward reads
 (for the exported nets: the input of each fused group norm + SiLU and its scale/shift,
 ≈ 0.24 M floats per 32×32 image), and a backward graph that takes those values and the
 cotangent and returns Jᵀc. Values that depend on no input (reshaped weights) are
@@ -18,8 +19,8 @@ recomputed in the backward instead of being passed. Then it
    intra-op thread, as one adps restore worker runs; Python ORT runs the group-norm
    functions' decompositions, not adps's fused kernels), alternating, median of rounds.
 
-A benchmark and a design probe for a model-contract change (spec §2 would gain an
-optional graph pair); it asserts nothing beyond the agreement check.
+A benchmark: it asserts nothing beyond the agreement check. adps's own gain, with its
+fused kernels: `cargo bench --bench restore` on a folder with and without the pair.
 """
 import argparse
 import os
@@ -32,91 +33,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from torch.fx.experimental.proxy_tensor import make_fx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-import card as cardlib  # noqa: E402
 import export  # noqa: E402
-import fused_onnx  # noqa: E402
 import graph_cost  # noqa: E402
 import net as netlib  # noqa: E402
 
-NAMES = ("x_t", "sigma", "mask", "cotangent")
-
-
-def split(gm):
-    """Cut a traced dps_vjp FX graph into (forward, backward, names of the kept values).
-
-    Backward: every node that depends on the cotangent. Kept: forward nodes that depend on
-    an input and feed the backward; a kept input placeholder is passed to the backward
-    under its own name, a kept batch size is re-read from the cotangent's shape."""
-    g = gm.graph
-    placeholders = [n for n in g.nodes if n.op == "placeholder"]
-    cot = placeholders[NAMES.index("cotangent")]
-    output = next(n for n in g.nodes if n.op == "output")
-    x0_node, vjp_node = output.args[0]
-    back, dep = set(), set()
-    for n in g.nodes:
-        if n.op == "output":
-            continue
-        if n is cot or any(a in back for a in n.all_input_nodes):
-            back.add(n)
-        if n.op == "placeholder" or any(a in dep for a in n.all_input_nodes):
-            dep.add(n)
-    kept = [n for n in g.nodes if n in dep and n not in back and any(u in back for u in n.users)]
-    kept_inputs = [n for n in kept if n.op == "placeholder"]
-    kept_tensors = [n for n in kept if n.op != "placeholder" and hasattr(n.meta.get("val"), "shape")]
-    kept_sizes = [n for n in kept if n.op != "placeholder" and not hasattr(n.meta.get("val"), "shape")]
-
-    fwd, env = torch.fx.Graph(), {}
-    for n in g.nodes:
-        if n in back or n.op == "output":
-            continue
-        env[n] = fwd.node_copy(n, lambda a: env[a])
-    fwd.output((env[x0_node], *[env[n] for n in kept_tensors]))
-
-    bwd, env = torch.fx.Graph(), {}
-    for n in kept_inputs:
-        env[n] = bwd.placeholder(NAMES[placeholders.index(n)])
-    for i, n in enumerate(kept_tensors):
-        env[n] = bwd.placeholder(f"kept_{i}")
-    env[cot] = bwd.placeholder("cotangent")
-    for n in kept_sizes:
-        env[n] = bwd.call_function(torch.ops.aten.sym_size.int, (env[cot], 0))
-    constants = set()
-
-    def need(n):
-        if n in env or n in constants:
-            return
-        constants.add(n)
-        for a in n.all_input_nodes:
-            need(a)
-    for n in back:
-        for a in n.all_input_nodes:
-            if a not in back and a not in dep:
-                need(a)
-    for n in g.nodes:
-        if n in constants or (n in back and n is not cot):
-            env[n] = bwd.node_copy(n, lambda a: env[a])
-    bwd.output(env[vjp_node])
-    backward_inputs = [NAMES[placeholders.index(n)] for n in kept_inputs] + \
-        [f"kept_{i}" for i in range(len(kept_tensors))] + ["cotangent"]
-    return torch.fx.GraphModule(gm, fwd), torch.fx.GraphModule(gm, bwd), backward_inputs, len(kept_tensors)
-
-
-def to_onnx(gm, input_names, output_names, args):
-    batch = torch.export.Dim("B", min=1, max=4096)
-    program = torch.onnx.export(gm, tuple(args), dynamo=True, opset_version=cardlib.OPSET,
-                                input_names=list(input_names), output_names=list(output_names),
-                                dynamic_shapes=tuple({0: batch} for _ in input_names),
-                                custom_translation_table=fused_onnx.translation_table(),
-                                external_data=False, optimize=True, verbose=False)
-    model = fused_onnx.attach(program.model_proto)
-    model.ir_version = cardlib.ONNX_IR_VERSION
-    return model
+NAMES = export.VJP_INPUTS
 
 
 def main():
@@ -136,15 +62,9 @@ def main():
         fns = export.graph_functions(D)
         joint = {g: export.to_onnx(fns[g][0], export.INPUTS[g], fns[g][1], example)
                  for g in ("denoiser.onnx", "dps_vjp.onnx")}
-        traced = make_fx(fns["dps_vjp.onnx"][0], tracing_mode="symbolic",
-                         decomposition_table=export._decompositions(),
-                         _allow_non_fake_inputs=True)(*(example[n] for n in NAMES))
-        fwd, bwd, bwd_inputs, kept = split(traced)
-        fwd_args = [example[n] for n in NAMES[:3]]
-        kept_values = fwd(*fwd_args)[1:]
-        named = {**{n: example[n] for n in NAMES}, **{f"kept_{i}": v for i, v in enumerate(kept_values)}}
-        forward = to_onnx(fwd, NAMES[:3], ["x0_hat"] + [f"kept_{i}" for i in range(kept)], fwd_args)
-        backward = to_onnx(bwd, bwd_inputs, ["vjp"], [named[n] for n in bwd_inputs])
+        forward, backward = export.split_vjp_onnx(D, example).values()
+        bwd_inputs = [i.name for i in backward.graph.input]
+        kept = len(forward.graph.output) - 1
     finally:
         netlib.EXPORT_MODE = False
 

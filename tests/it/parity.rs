@@ -106,6 +106,24 @@ fn graphs_match_their_golden_outputs() {
             "dps_vjp.x0_hat.npy",
         );
         check("dps_vjp vjp", vjp.as_slice().unwrap(), "dps_vjp.vjp.npy");
+        // The committed exports carry the split VJP pair; chained, it gives dps_vjp's outputs.
+        assert!(
+            model.has_split_vjp(),
+            "{name}: no dps_vjp_forward/backward pair"
+        );
+        let split_before = model.counters().split_vjp.calls;
+        let (x0, vjp) = model
+            .vjp_of(x_t.view(), sigma.view(), mask.view(), &mut |_, _| {
+                Ok(cot.clone())
+            })
+            .unwrap();
+        assert_eq!(model.counters().split_vjp.calls, split_before + 1);
+        check(
+            "split pair x0_hat",
+            x0.as_slice().unwrap(),
+            "dps_vjp.x0_hat.npy",
+        );
+        check("split pair vjp", vjp.as_slice().unwrap(), "dps_vjp.vjp.npy");
         let d = model
             .dense(x_t.view(), sigma.view(), mask.view(), y.view(), a.view())
             .unwrap();
