@@ -237,14 +237,7 @@ impl Card {
             let Some(entry) = self.graphs.get(name) else {
                 bail!("field `graphs` has no entry for {name}");
             };
-            let sha_ok =
-                entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-            if !sha_ok {
-                bail!(
-                    "field `graphs.{name}.sha256` {:?} is not a hex sha256",
-                    entry.sha256
-                );
-            }
+            check_sha(name, entry)?;
             let want = spec_signature(name, self.shape).expect("known graph");
             check_names_and_dims(
                 &format!("field `graphs.{name}`"),
@@ -288,29 +281,13 @@ pub fn check_split_vjp(graphs: &BTreeMap<String, GraphEntry>, shape: [usize; 3])
         (Some(_), None) => bail!("field `graphs` has {forward_name} but not {backward_name}"),
         (None, Some(_)) => bail!("field `graphs` has {backward_name} but not {forward_name}"),
     };
-    for (name, entry) in [(forward_name, forward), (backward_name, backward)] {
-        let sha_ok =
-            entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        if !sha_ok {
-            bail!(
-                "field `graphs.{name}.sha256` {:?} is not a hex sha256",
-                entry.sha256
-            );
-        }
-    }
+    check_sha(forward_name, forward)?;
+    check_sha(backward_name, backward)?;
     let vjp = spec_signature("dps_vjp.onnx", shape).expect("known graph");
     let (inputs, img) = (&vjp.inputs[..3], &vjp.inputs[3].1);
     let what = format!("field `graphs.{forward_name}`");
     check_names_and_dims(&what, "input", &forward.inputs, inputs)?;
-    match forward.outputs.get("x0_hat") {
-        Some(d) if d == img => {}
-        Some(d) => bail!(
-            "{what}: output `x0_hat` is {}, want {}",
-            format_dims(d),
-            format_dims(img)
-        ),
-        None => bail!("{what}: no output `x0_hat`"),
-    }
+    require(&what, "output", &forward.outputs, "x0_hat", img)?;
     let batch = Dim::Dynamic("B".into());
     if let Some((name, dims)) = forward
         .outputs
@@ -324,15 +301,7 @@ pub fn check_split_vjp(graphs: &BTreeMap<String, GraphEntry>, shape: [usize; 3])
     }
     let what = format!("field `graphs.{backward_name}`");
     check_names_and_dims(&what, "output", &backward.outputs, &[("vjp", img.clone())])?;
-    match backward.inputs.get("cotangent") {
-        Some(d) if d == img => {}
-        Some(d) => bail!(
-            "{what}: input `cotangent` is {}, want {}",
-            format_dims(d),
-            format_dims(img)
-        ),
-        None => bail!("{what}: no input `cotangent`"),
-    }
+    require(&what, "input", &backward.inputs, "cotangent", img)?;
     for (name, dims) in backward.inputs.iter().filter(|(n, _)| *n != "cotangent") {
         let from_forward = forward
             .inputs
@@ -351,6 +320,36 @@ pub fn check_split_vjp(graphs: &BTreeMap<String, GraphEntry>, shape: [usize; 3])
         }
     }
     Ok(())
+}
+
+fn check_sha(name: &str, entry: &GraphEntry) -> Result<()> {
+    let sha_ok = entry.sha256.len() == 64 && entry.sha256.bytes().all(|b| b.is_ascii_hexdigit());
+    if !sha_ok {
+        bail!(
+            "field `graphs.{name}.sha256` {:?} is not a hex sha256",
+            entry.sha256
+        );
+    }
+    Ok(())
+}
+
+/// `name` among a card entry's values with dims `want` (others may be there too).
+fn require(
+    what: &str,
+    kind: &str,
+    values: &BTreeMap<String, Vec<Dim>>,
+    name: &str,
+    want: &[Dim],
+) -> Result<()> {
+    match values.get(name) {
+        Some(d) if d == want => Ok(()),
+        Some(d) => bail!(
+            "{what}: {kind} `{name}` is {}, want {}",
+            format_dims(d),
+            format_dims(want)
+        ),
+        None => bail!("{what}: no {kind} `{name}`"),
+    }
 }
 
 /// Compare a card's {name: dims} with the spec's; `what` names the place in errors.

@@ -13,7 +13,7 @@ use super::card::Card;
 use super::card::SPLIT_VJP;
 use super::folder::ModelFolder;
 use super::runtime::{self, Device, SessionConfig};
-use crate::restore::denoiser::{CotangentOf, Denoiser, DenseOutput};
+use crate::restore::denoiser::{denoise_then_vjp, CotangentOf, Denoiser, DenseOutput};
 
 /// Calls and seconds inside `Session::run` for one graph.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -382,10 +382,7 @@ impl Denoiser for OnnxDenoiser {
         cotangent_of: &mut CotangentOf<'_>,
     ) -> Result<(Array4<f32>, Array4<f32>)> {
         if self.split_vjp.is_none() {
-            let x0_hat = self.denoise(x_t, sigma, mask)?;
-            let cotangent = cotangent_of(0, x0_hat.view())?;
-            let (_, vjp) = self.vjp(x_t, sigma, mask, cotangent.view())?;
-            return Ok((x0_hat, vjp));
+            return denoise_then_vjp(self, x_t, sigma, mask, cotangent_of);
         }
         self.check_batch(&x_t, &sigma, &[("mask", &mask)])?;
         let Some(split) = self.split_vjp.as_mut() else {

@@ -64,11 +64,22 @@ pub trait Denoiser {
         mask: ArrayView4<f32>,
         cotangent_of: &mut CotangentOf<'_>,
     ) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
-        let x0_hat = self.denoise(x_t, sigma, mask)?;
-        let cotangent = cotangent_of(0, x0_hat.view())?;
-        let (_, vjp) = self.vjp(x_t, sigma, mask, cotangent.view())?;
-        Ok((x0_hat, vjp))
+        denoise_then_vjp(self, x_t, sigma, mask, cotangent_of)
     }
+}
+
+/// [`Denoiser::vjp_of`] in two network evaluations: `denoise`, the cotangent, `vjp`.
+pub fn denoise_then_vjp<D: Denoiser + ?Sized>(
+    den: &mut D,
+    x_t: ArrayView4<f32>,
+    sigma: ArrayView1<f32>,
+    mask: ArrayView4<f32>,
+    cotangent_of: &mut CotangentOf<'_>,
+) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
+    let x0_hat = den.denoise(x_t, sigma, mask)?;
+    let cotangent = cotangent_of(0, x0_hat.view())?;
+    let (_, vjp) = den.vjp(x_t, sigma, mask, cotangent.view())?;
+    Ok((x0_hat, vjp))
 }
 
 /// A [`Denoiser`] whose model calls never exceed `max_rows` images: a larger batch is
