@@ -2,8 +2,9 @@
 # Re-export every model from its checkpoint, then re-measure the README table, rewrite the
 # golden tensors and check all folders. Safe while train.py runs (checkpoints are replaced
 # atomically). Usage: models/export_all.sh [--compact] [model names...]
-# --compact: export the committed compact checkpoints even where a newer full one exists
-# (a re-export that must keep the weights the committed reports were made with).
+# --compact: export the committed compact checkpoints even where a newer full one exists.
+# The weights reports/fmnist-v2 was made with (the cards' training.steps) are the compact
+# checkpoints of commit a102182: `git show a102182:models/checkpoints/compact/<name>.pt`.
 set -euo pipefail
 cd "$(dirname "$0")"
 PY=.venv/bin/python
