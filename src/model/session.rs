@@ -434,16 +434,16 @@ impl Denoiser for OnnxDenoiser {
             };
             inputs.push((name.clone().into(), value));
         }
+        // The pair counts as one call of b images: the backward adds only its time.
+        let mut backward_counter = GraphCounter::default();
         let outs = run_named(
             &mut split.backward,
-            &mut self.counters.split_vjp,
+            &mut backward_counter,
             b,
             backward_name,
             inputs,
         )?;
-        // The pair counts as one call of b images.
-        self.counters.split_vjp.calls -= 1;
-        self.counters.split_vjp.images -= b as u64;
+        self.counters.split_vjp.seconds += backward_counter.seconds;
         let vjp = output::<Ix4>(&outs, backward_name, "vjp", x_t.shape())?;
         Ok((x0_hat, vjp))
     }
