@@ -6,6 +6,10 @@ no optimiser state). train.py resumes from a compact checkpoint when the full on
 missing (a fresh machine); Adam then restarts its moments, everything else (step,
 images seen, seeds, mean image, σ_data, session record) carries on.
 
+It also trims each model's curves (models/<name>/loss.csv, eval.csv) to the checkpoint's
+step: a training run stopped mid-slice has logged loss rows past its last checkpoint, and
+the slice resumed from that checkpoint would log those steps again.
+
     models/.venv/bin/python models/compact_checkpoints.py
 """
 import os
@@ -27,6 +31,24 @@ def compact(state):
     return out
 
 
+def trim_curves(name, step):
+    """Drops the rows of models/<name>/{loss,eval}.csv past `step`; returns how many."""
+    dropped = 0
+    for curve in ("loss.csv", "eval.csv"):
+        path = os.path.join(HERE, name, curve)
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            header, *rows = f.read().splitlines()
+        kept = [r for r in rows if int(r.split(",", 1)[0]) <= step]
+        if len(kept) < len(rows):
+            dropped += len(rows) - len(kept)
+            with open(path + ".tmp", "w") as f:
+                f.write("\n".join([header, *kept]) + "\n")
+            os.replace(path + ".tmp", path)
+    return dropped
+
+
 def main():
     os.makedirs(DST, exist_ok=True)
     names = sorted(f for f in os.listdir(SRC) if f.endswith(".pt"))
@@ -38,7 +60,9 @@ def main():
         torch.save(compact(state), tmp)
         os.replace(tmp, os.path.join(DST, f))
         size = os.path.getsize(os.path.join(DST, f)) / 2**20
-        print(f"{f}: step {state['step']}, {state['images']} images → compact/{f} ({size:.1f} MiB)")
+        dropped = trim_curves(f[:-3], state["step"])
+        print(f"{f}: step {state['step']}, {state['images']} images → compact/{f} ({size:.1f} MiB)"
+              + (f"; {dropped} curve rows past step {state['step']} dropped" if dropped else ""))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ Training is budgeted by quality. `--all` trains the models round-robin, a slice 
 evaluates the EMA weights on validation images with the model's own sampling mask
 (keep probability (1−p)(1−δ)) against the mean-image predictor, and repeats until every
 model passes (MSE ratio ≤ --ratio-clean for p = 0, ≤ --ratio-ambient otherwise, at every
-σ in {0.1, 0.5, 1, 2}) and has trained --min-minutes, or until --max-minutes each.
+σ in {0.1, 0.5, 1, 2}) and has trained --min-minutes, or until --max-minutes each;
+--until-plateau PCT also retires a model once its validation MSE falls by less than PCT
+percent per hour of training (issue #12's stopping rule, models/convergence.py).
 Randomness of step k comes from a generator seeded by (seed, p, k), so slicing does not
 change what a model sees. Logs: models/<name>/loss.csv and models/<name>/eval.csv.
 
@@ -45,6 +47,7 @@ import time
 import numpy as np
 import torch
 
+import convergence
 import data
 from net import Denoiser, count_parameters
 
@@ -395,6 +398,11 @@ def main():
     ap.add_argument("--slice-minutes", type=float, default=6, help="with --all: minutes per slice")
     ap.add_argument("--min-minutes", type=float, default=60, help="with --all: train each model at least this long")
     ap.add_argument("--max-minutes", type=float, default=240, help="with --all: stop a model after this long")
+    ap.add_argument("--until-plateau", type=float, metavar="PCT",
+                    help="with --all: also stop a model once its validation MSE falls by less than PCT percent "
+                         "per hour of training (models/convergence.py's trend over --plateau-window steps, the "
+                         "hour measured at the model's fastest slice, as others may share the machine)")
+    ap.add_argument("--plateau-window", type=int, default=4000, help="with --until-plateau: steps the trend spans")
     ap.add_argument("--ratio-clean", type=float, default=0.5, help="pass: MSE/mean-MSE for p = 0")
     ap.add_argument("--ratio-ambient", type=float, default=0.95, help="pass: MSE/mean-MSE for p > 0")
     ap.add_argument("--models", nargs="+", help="with --all: model names in the order to train them")
@@ -439,7 +447,7 @@ def main():
         return
     names = (args.models or [name_of(p) for p in P_VALUES]) if args.all else [args.name]
     log_dir = os.path.join(args.out_dir, args.name) if args.out_dir else None
-    done = set()
+    done, best_ips = set(), {}
     while len(done) < len(names):
         for name in names:
             if name in done:
@@ -464,6 +472,19 @@ def main():
             minutes_done = state["seconds"] / 60
             if not args.all or minutes_done >= args.max_minutes or (ok and minutes_done >= args.min_minutes):
                 done.add(name)
+            if ips:  # the hour of the rule: this model's fastest slice (others may share the CPU)
+                best_ips[name] = max(ips, best_ips.get(name, 0))
+            if args.all and args.until_plateau is not None and name in best_ips:
+                ips = best_ips[name]
+                trend = convergence.fall(convergence.curve(os.path.join(log_dir or os.path.join(HERE, name),
+                                                                        "eval.csv")), args.plateau_window)
+                if trend is not None:
+                    hourly = convergence.per_hour(trend[0], trend[1], trend[2], 3600 * ips / batch)
+                    print(f"{name}: validation MSE falls {trend[0]:.2f}% per 1k steps over the last {trend[2]} "
+                          f"steps, {hourly:.1f}% per hour at {3600 * ips / batch:.0f} steps/h"
+                          f"{' - plateau, done' if hourly < args.until_plateau else ''}", flush=True)
+                    if hourly < args.until_plateau:
+                        done.add(name)
     print("all done", flush=True)
 
 
