@@ -405,8 +405,11 @@ def main():
     ap.add_argument("--until-plateau", type=float, metavar="PCT",
                     help="with --all: also stop a model once its validation MSE falls by less than PCT percent "
                          "per hour of training (models/convergence.py's trend over --plateau-window steps, the "
-                         "hour measured at the model's fastest slice, as others may share the machine)")
+                         "hour measured at this run's fastest slice, as other work may share the machine)")
     ap.add_argument("--plateau-window", type=int, default=4000, help="with --until-plateau: steps the trend spans")
+    ap.add_argument("--plateau-steps-per-hour", type=float,
+                    help="with --until-plateau: an hour of training is this many steps (default: the fastest "
+                         "slice of this run)")
     ap.add_argument("--ratio-clean", type=float, default=0.5, help="pass: MSE/mean-MSE for p = 0")
     ap.add_argument("--ratio-ambient", type=float, default=0.95, help="pass: MSE/mean-MSE for p > 0")
     ap.add_argument("--models", nargs="+", help="with --all: model names in the order to train them")
@@ -451,7 +454,7 @@ def main():
         return
     names = (args.models or [name_of(p) for p in P_VALUES]) if args.all else [args.name]
     log_dir = os.path.join(args.out_dir, args.name) if args.out_dir else None
-    done, best_ips = set(), {}
+    done, best_ips = set(), 0.0
     while len(done) < len(names):
         for name in names:
             if name in done:
@@ -476,16 +479,18 @@ def main():
             minutes_done = state["seconds"] / 60
             if not args.all or minutes_done >= args.max_minutes or (ok and minutes_done >= args.min_minutes):
                 done.add(name)
-            if ips:  # the hour of the rule: this model's fastest slice (others may share the CPU)
-                best_ips[name] = max(ips, best_ips.get(name, 0))
-            if args.all and args.until_plateau is not None and name in best_ips:
-                ips = best_ips[name]
+            # The hour of the rule: the fastest slice of any model in this run (they share
+            # one architecture and batch; a slice that shared the CPU would make an hour
+            # look short), or --plateau-steps-per-hour.
+            best_ips = max(best_ips, ips or 0)
+            hour_steps = args.plateau_steps_per_hour or 3600 * best_ips / batch
+            if args.all and args.until_plateau is not None and hour_steps:
                 trend = convergence.fall(convergence.curve(os.path.join(log_dir or os.path.join(HERE, name),
                                                                         "eval.csv")), args.plateau_window)
                 if trend is not None:
-                    hourly = convergence.per_hour(trend[0], trend[1], trend[2], 3600 * ips / batch)
+                    hourly = convergence.per_hour(trend[0], trend[1], trend[2], hour_steps)
                     print(f"{name}: validation MSE falls {trend[0]:.2f}% per 1k steps over the last {trend[2]} "
-                          f"steps, {hourly:.1f}% per hour at {3600 * ips / batch:.0f} steps/h"
+                          f"steps, {hourly:.1f}% per hour at {hour_steps:.0f} steps/h"
                           f"{' - plateau, done' if hourly < args.until_plateau else ''}", flush=True)
                     if hourly < args.until_plateau:
                         done.add(name)

@@ -237,7 +237,7 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
             }
             (Some(_), _) => s.reason = Some("committed with other settings".into()),
             _ => {
-                if let Some(r) = commit::resume_point(rt, &output, shard, &hash) {
+                if let Some(r) = commit::resume_point(rt, &output, shard, &hash)? {
                     s.reason = Some(format!(
                         "rows 0–{} committed in {} part(s); a rerun goes on from there",
                         r.rows_done.saturating_sub(1),

@@ -48,6 +48,28 @@ pub fn part_name(stem: &str, k: usize) -> String {
     }
 }
 
+/// Whether `name` (relative to an output prefix) is one of the shard `stem`'s data
+/// parts or errors tables, whatever its part number: the files a rerun of the shard
+/// may replace. Exact, since stems escape `=`: `part-a=P00001.parquet` is part 1 of
+/// `a`, never a part of another shard.
+pub fn belongs_to_shard(stem: &str, name: &str) -> bool {
+    let numbered = |rest: &str| {
+        rest == ".parquet"
+            || rest
+                .strip_prefix("=P")
+                .and_then(|r| r.strip_suffix(".parquet"))
+                .is_some_and(|k| k.len() >= 5 && k.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let errors_dir = format!("{META_DIR}/errors/");
+    [
+        name.strip_prefix("part-"),
+        name.strip_prefix(errors_dir.as_str()),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|rest| rest.strip_prefix(stem).is_some_and(numbered))
+}
+
 /// The manifest of a committed shard.
 pub fn manifest_name(stem: &str) -> String {
     format!("{META_DIR}/manifests/{stem}.json")
@@ -118,6 +140,34 @@ mod tests {
         let name = part_name(&stem, 0);
         let part = object_store::path::PathPart::from(name.as_str());
         assert_eq!(part.as_ref(), name);
+    }
+
+    #[test]
+    fn a_shards_files_are_told_apart_from_its_neighbours() {
+        let ours = [
+            part_name("a", 0),
+            part_name("a", 7),
+            part_name("a", 123_456),
+            errors_name("a", 0),
+            errors_name("a", 2),
+        ];
+        for name in &ours {
+            assert!(belongs_to_shard("a", name), "{name}");
+            assert!(!belongs_to_shard("b", name), "{name}");
+        }
+        for name in [
+            part_name("ab", 0),
+            part_name("a-b", 1),
+            part_name(&shard_stem("a=P00001.parquet"), 0),
+            errors_name("ab", 0),
+            manifest_name("a"),
+            progress_name("a"),
+            "part-a.parquet#1".to_string(),
+            "part-a=P12.parquet".to_string(),
+            "part-a=Pxxxxx.parquet".to_string(),
+        ] {
+            assert!(!belongs_to_shard("a", &name), "{name}");
+        }
     }
 
     #[test]

@@ -519,6 +519,43 @@ pub fn read_shard(bytes: Bytes, shard_name: &str) -> Result<Vec<RawRecord>> {
     Ok(out)
 }
 
+/// The id of row `r` of a batch (`row` of the shard): its id column's value, or
+/// `<shard>:<row>` where there is none or it is null.
+fn id_at(
+    ids: Option<&dyn Array>,
+    r: usize,
+    columns: &Columns,
+    shard_name: &str,
+    row: usize,
+) -> Result<String> {
+    Ok(match ids {
+        Some(col) => string_at(col, r)
+            .with_context(|| format!("column `{}`", columns.id.as_deref().unwrap_or("id")))?
+            .unwrap_or_else(|| format!("{shard_name}:{row}")),
+        None => format!("{shard_name}:{row}"),
+    })
+}
+
+/// Appends the ids of a batch whose first row is row `base` of the shard (the batch
+/// needs only the id column), as [`records_of`] would give them.
+pub fn ids_of(
+    batch: &RecordBatch,
+    columns: &Columns,
+    shard_name: &str,
+    base: usize,
+    out: &mut Vec<String>,
+) -> Result<()> {
+    let ids = columns
+        .id
+        .as_deref()
+        .map(|n| column(batch, n))
+        .transpose()?;
+    for r in 0..batch.num_rows() {
+        out.push(id_at(ids, r, columns, shard_name, base + r)?);
+    }
+    Ok(())
+}
+
 fn read_batch(
     batch: &RecordBatch,
     columns: &Columns,
@@ -544,12 +581,7 @@ fn read_batch(
     };
     for r in 0..batch.num_rows() {
         let row = base + r;
-        let id = match ids {
-            Some(col) => string_at(col, r)
-                .with_context(|| format!("column `{}`", columns.id.as_deref().unwrap_or("id")))?
-                .unwrap_or_else(|| format!("{shard_name}:{row}")),
-            None => format!("{shard_name}:{row}"),
-        };
+        let id = id_at(ids, r, columns, shard_name, row)?;
         let payload = match (&columns.payload, shape_col) {
             (PayloadColumn::Image(_), _) => image_bytes_at(payload_col, r).map(Payload::Image),
             (PayloadColumn::YImage(_), _) => image_bytes_at(payload_col, r).map(Payload::YImage),
@@ -669,12 +701,12 @@ fn i32_list_at(col: &dyn Array, r: usize) -> std::result::Result<Vec<i32>, Strin
     let values = list_values(col, r)?;
     match values.data_type() {
         DataType::Int32 => Ok(values.as_primitive::<Int32Type>().values().to_vec()),
-        DataType::Int64 => Ok(values
+        DataType::Int64 => values
             .as_primitive::<Int64Type>()
             .values()
             .iter()
-            .map(|&v| v as i32)
-            .collect()),
+            .map(|&v| i32::try_from(v).map_err(|_| format!("shape value {v} is out of range")))
+            .collect(),
         other => Err(format!("expected int32 shape, found {other}")),
     }
 }
@@ -682,6 +714,18 @@ fn i32_list_at(col: &dyn Array, r: usize) -> std::result::Result<Vec<i32>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_int64_shape_out_of_i32_range_is_refused_not_wrapped() {
+        use arrow::datatypes::Int64Type;
+        let shapes = ListArray::from_iter_primitive::<Int64Type, _, _>([
+            Some(vec![Some(1), Some(32), Some(32)]),
+            Some(vec![Some(1), Some((1i64 << 32) + 32), Some(32)]),
+        ]);
+        assert_eq!(i32_list_at(&shapes, 0).unwrap(), vec![1, 32, 32]);
+        let e = i32_list_at(&shapes, 1).unwrap_err();
+        assert!(e.contains("4294967328"), "{e}");
+    }
     use arrow::datatypes::{Fields, Schema};
 
     fn image_type() -> DataType {

@@ -34,6 +34,10 @@ pub struct RowSettings {
     /// `input.y_range`, written for the rows whose y was measured (null where adps
     /// simulated it).
     pub y_range: String,
+    /// `output.write_f32`: every part has the `reconstruction_f32` column, also a part
+    /// without restored rows, so that all parts share one schema.
+    #[serde(skip)]
+    pub write_f32: bool,
     /// The kept input columns (`input.keep_columns`) with their types, in order.
     #[serde(skip)]
     pub keep: Vec<Field>,
@@ -195,7 +199,7 @@ pub fn encode_outputs(rows: &[OutputRow], settings: &RowSettings) -> Result<Vec<
     let mut id = StringBuilder::new();
     let mut bytes = BinaryBuilder::new();
     let mut path = StringBuilder::new();
-    let with_f32 = rows.iter().any(|r| r.f32.is_some());
+    let with_f32 = settings.write_f32;
     let mut f32s = ListBuilder::new(Float32Builder::new());
     let [mut mse, mut psnr, mut ssim, mut lpips, mut residual, mut seconds] =
         std::array::from_fn(|_| Float64Builder::with_capacity(n));
@@ -441,6 +445,7 @@ mod tests {
             seed: 0,
             sampler: "heun".into(),
             y_range: "unit".into(),
+            write_f32: false,
             keep: Vec::new(),
             keep_features: serde_json::Map::new(),
         }
@@ -575,5 +580,39 @@ mod tests {
             .field_with_name("lpips")
             .unwrap()
             .is_nullable());
+    }
+
+    #[test]
+    fn every_part_has_the_f32_column_when_asked_also_without_restored_rows() {
+        let schema = |rows: &[OutputRow], write_f32: bool| {
+            let settings = RowSettings {
+                write_f32,
+                ..test_settings("cs:4", "cs", 4.0)
+            };
+            let bytes = bytes::Bytes::from(encode_outputs(rows, &settings).unwrap());
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                .unwrap()
+                .schema()
+                .clone()
+        };
+        let row = OutputRow {
+            id: "a".into(),
+            png: vec![1],
+            f32: Some(vec![0.5; 4]),
+            mse: None,
+            psnr: None,
+            ssim: None,
+            lpips: None,
+            residual: 0.0,
+            seconds: 0.0,
+            measured: false,
+            keep: Vec::new(),
+        };
+        let full = schema(std::slice::from_ref(&row), true);
+        assert_eq!(schema(&[], true), full, "an empty part has the same schema");
+        assert!(full.field_with_name("reconstruction_f32").is_ok());
+        assert!(schema(&[], false)
+            .field_with_name("reconstruction_f32")
+            .is_err());
     }
 }

@@ -331,6 +331,60 @@ impl Location {
         .with_context(|| format!("cannot list {self}"))
     }
 
+    /// Whether `other` is this location or lies under it (same store, same URL prefix).
+    pub fn contains(&self, other: &Location) -> bool {
+        let folder = |url: &str| format!("{}/", url.trim_end_matches('/'));
+        folder(&other.url).starts_with(&folder(&self.url))
+    }
+
+    /// The local folder of a `file://` location (None for object stores).
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        let url = url::Url::parse(&self.url).ok()?;
+        (url.scheme() == "file").then(|| url.to_file_path().ok())?
+    }
+
+    /// Files that object_store's local backend left half-written under `dir` (a folder of
+    /// this location, "" for its top): it writes `<name>#<n>` and renames it to `<name>`
+    /// when complete, so a process killed mid-write leaves the `#<n>` file behind, which
+    /// object_store's own listings hide but pyarrow, pandas and DuckDB read as data.
+    /// Returns (`<name>` relative to this location, the leftover's path); empty for
+    /// object stores, which never show a partial object.
+    pub fn staged_leftovers(&self, dir: &str) -> Result<Vec<(String, std::path::PathBuf)>> {
+        let Some(root) = self.local_dir() else {
+            return Ok(Vec::new());
+        };
+        let folder = dir
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .fold(root, |d, p| d.join(p));
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", folder.display())),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", folder.display()))?;
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            let Some((target, n)) = name.rsplit_once('#') else {
+                continue;
+            };
+            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                let rel = if dir.is_empty() {
+                    target.to_string()
+                } else {
+                    format!("{}/{target}", dir.trim_matches('/'))
+                };
+                out.push((rel, entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The URL of a file directly under this location, for messages.
     pub fn child_url(&self, name: &str) -> String {
         format!("{}/{}", self.url.trim_end_matches('/'), name)
@@ -340,6 +394,21 @@ impl Location {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_location_contains_itself_and_its_subfolders_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let at = |p: &str| open_output(&tmp.path().join(p).to_string_lossy()).unwrap();
+        let (data, out, data2) = (at("data"), at("data/out"), at("data2"));
+        assert!(data.contains(&out) && data.contains(&data));
+        assert!(!out.contains(&data) && !data.contains(&data2));
+        let s3 = |u: &str| Location {
+            url: u.into(),
+            ..data.clone()
+        };
+        assert!(s3("s3://b/in").contains(&s3("s3://b/in/out/")));
+        assert!(!s3("s3://b/in").contains(&s3("s3://b/input")));
+    }
 
     #[test]
     fn credentials_never_shown() {

@@ -256,6 +256,13 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         .with_context(|| format!("input {}", spec.input.url))?;
     let output = store::open_output_with_retry(&spec.output.url, retry)
         .with_context(|| format!("output {}", spec.output.url))?;
+    if input.contains(&output) {
+        bail!(
+            "the output {output} is inside the input {input}: its parts would be listed as \
+             input shards (by a rerun, or by a worker that starts later). Write to a prefix \
+             outside the input"
+        );
+    }
     let columns = column_names(&spec);
     let (keep, keep_features) = check_input_columns(runtime.handle(), &input, &columns)?;
 
@@ -321,6 +328,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         seed: spec.sampler.seed as i64,
         sampler: spec.sampler.solver.to_string(),
         y_range: spec.input.y_range.as_str().into(),
+        write_f32: spec.output.write_f32,
         keep: keep.clone(),
         keep_features,
     };
@@ -454,27 +462,49 @@ impl Plan {
             None => all,
         };
         let mine = list::select_for_worker(all, self.worker.0, self.worker.1);
+        let files = commit::OutputFiles::list(rt, &self.output)?;
         let mut todo = Vec::new();
         for s in mine {
-            if commit::is_committed(rt, &self.output, &s, &self.settings_hash) {
+            // A store that cannot be read stops the run here: taking a committed shard
+            // for unfinished would delete its parts and restore it again.
+            let context = format!("checking what {} holds of shard {}", self.output, s.url);
+            let context = || context.clone();
+            if commit::is_committed(rt, &self.output, &s, &self.settings_hash)
+                .with_context(context)?
+            {
                 tracing::info!(shard = %s.url, "already committed with these settings, skipped");
                 Counters::add(&counters.shards_skipped, 1);
-            } else {
-                let mut s = s;
-                s.resume = commit::resume_point(rt, &self.output, &s, &self.settings_hash);
-                if s.resume.is_none() {
-                    commit::remove_superseded(rt, &self.output, &s);
-                }
-                if let Some(r) = &s.resume {
-                    tracing::info!(
-                        shard = %s.url,
-                        rows_done = r.rows_done,
-                        parts = r.parts,
-                        "going on after the parts an earlier run committed"
-                    );
-                }
-                todo.push(s);
+                continue;
             }
+            let mut s = s;
+            s.resume = commit::resume_point(rt, &self.output, &s, &self.settings_hash)
+                .with_context(context)?;
+            if s.resume.is_none() {
+                commit::remove_superseded(rt, &self.output, &s).with_context(context)?;
+            }
+            let keep: Vec<String> = s
+                .resume
+                .iter()
+                .flat_map(|r| r.files.iter().map(|f| f.0.clone()))
+                .collect();
+            let strays =
+                commit::remove_strays(rt, &self.output, &files, &s, &keep).with_context(context)?;
+            if strays > 0 {
+                tracing::info!(
+                    shard = %s.url,
+                    files = strays,
+                    "removed files an interrupted run left that no progress record names"
+                );
+            }
+            if let Some(r) = &s.resume {
+                tracing::info!(
+                    shard = %s.url,
+                    rows_done = r.rows_done,
+                    parts = r.parts,
+                    "going on after the parts an earlier run committed"
+                );
+            }
+            todo.push(s);
         }
         Ok(todo)
     }

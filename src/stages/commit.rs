@@ -72,50 +72,124 @@ pub struct ProgressRecord {
     pub progress: crate::stages::Resume,
 }
 
+/// The bytes of `name` under `output`, `None` when there is no such object. Any other
+/// failure (after the store's own retries) is an error: a shard must never be taken for
+/// uncommitted, and its files deleted, because its manifest could not be read just then.
+fn get_optional(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    name: &str,
+) -> Result<Option<bytes::Bytes>> {
+    let store = output.store.clone();
+    let key = output.child(name);
+    rt.block_on(async move {
+        match store.get(&key).await {
+            Ok(got) => got.bytes().await.map(Some),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .with_context(|| format!("cannot read {}", output.child_url(name)))
+}
+
+/// The size of `name` under `output`, `None` when there is no such object; other
+/// failures are errors, as in [`get_optional`].
+fn size_of(rt: &tokio::runtime::Handle, output: &Location, name: &str) -> Result<Option<u64>> {
+    let store = output.store.clone();
+    let key = output.child(name);
+    rt.block_on(async move {
+        match store.head(&key).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    })
+    .with_context(|| format!("cannot read {}", output.child_url(name)))
+}
+
+/// A JSON record (manifest, progress record) of `output`, `None` when it is absent. A
+/// record that does not parse is taken as absent (with a warning): records are written
+/// whole, so it is foreign or damaged, and the shard is restored again.
+fn read_record<T: serde::de::DeserializeOwned>(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    name: &str,
+) -> Result<Option<T>> {
+    let Some(bytes) = get_optional(rt, output, name)? else {
+        return Ok(None);
+    };
+    match serde_json::from_slice(&bytes) {
+        Ok(record) => Ok(Some(record)),
+        Err(e) => {
+            tracing::warn!(file = %output.child_url(name), "not a readable adps record, ignored: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Whether every file of `files` is there with its recorded size.
+fn files_intact<'a>(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    files: impl Iterator<Item = (&'a str, u64)>,
+) -> Result<bool> {
+    for (name, size) in files {
+        if size_of(rt, output, name)? != Some(size) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Deletes `name` under `output`; an absent object is no error.
+fn delete(rt: &tokio::runtime::Handle, output: &Location, name: &str) -> Result<()> {
+    let store = output.store.clone();
+    let key = output.child(name);
+    rt.block_on(async move {
+        match store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    })
+    .with_context(|| format!("cannot delete {}", output.child_url(name)))
+}
+
 /// Where an unfinished shard can go on from: its progress record, if it was written
-/// with these settings and every file it names is there with its recorded size.
+/// with these settings and every file it names is there with its recorded size. An
+/// error only when the store cannot be read (not when the record is absent).
 pub fn resume_point(
     rt: &tokio::runtime::Handle,
     output: &Location,
     shard: &Shard,
     settings_hash: &str,
-) -> Option<crate::stages::Resume> {
-    let store = output.store.clone();
-    let key = output.child(&layout::progress_name(&shard.stem()));
-    let record: ProgressRecord = rt.block_on(async {
-        let bytes = store.get(&key).await.ok()?.bytes().await.ok()?;
-        serde_json::from_slice(&bytes).ok()
-    })?;
+) -> Result<Option<crate::stages::Resume>> {
+    let name = layout::progress_name(&shard.stem());
+    let Some(record) = read_record::<ProgressRecord>(rt, output, &name)? else {
+        return Ok(None);
+    };
     if record.settings_hash != settings_hash || record.take != shard.take {
-        return None;
+        return Ok(None);
     }
-    let intact = record.progress.files.iter().all(|(name, size)| {
-        let key = output.child(name);
-        let store = output.store.clone();
-        rt.block_on(async move { store.head(&key).await })
-            .is_ok_and(|meta| meta.size == *size)
-    });
-    intact.then_some(record.progress)
+    let files = record.progress.files.iter();
+    let intact = files_intact(rt, output, files.map(|(n, size)| (n.as_str(), *size)))?;
+    Ok(intact.then_some(record.progress))
 }
 
 /// Removes what an earlier run with other settings left of a shard (its manifest,
 /// progress record and the files they name), so that a shard restored again never
 /// leaves stale parts beside its new ones.
-pub fn remove_superseded(rt: &tokio::runtime::Handle, output: &Location, shard: &Shard) {
+pub fn remove_superseded(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    shard: &Shard,
+) -> Result<()> {
     let stem = shard.stem();
-    let read = |name: String| -> Option<serde_json::Value> {
-        let store = output.store.clone();
-        let key = output.child(&name);
-        rt.block_on(async move {
-            let bytes = store.get(&key).await.ok()?.bytes().await.ok()?;
-            serde_json::from_slice(&bytes).ok()
-        })
-    };
     let mut names = vec![layout::manifest_name(&stem), layout::progress_name(&stem)];
-    for record in [read(names[0].clone()), read(names[1].clone())]
-        .into_iter()
-        .flatten()
-    {
+    let records = [
+        read_record::<serde_json::Value>(rt, output, &names[0])?,
+        read_record::<serde_json::Value>(rt, output, &names[1])?,
+    ];
+    for record in records.into_iter().flatten() {
         for f in record["files"].as_array().into_iter().flatten() {
             // Manifests list {name, size}; progress records [name, size].
             if let Some(name) = f["name"].as_str().or_else(|| f[0].as_str()) {
@@ -124,10 +198,65 @@ pub fn remove_superseded(rt: &tokio::runtime::Handle, output: &Location, shard: 
         }
     }
     for name in names {
-        let store = output.store.clone();
-        let key = output.child(&name);
-        let _ = rt.block_on(async move { store.delete(&key).await });
+        delete(rt, output, &name)?;
     }
+    Ok(())
+}
+
+/// The data parts and errors tables an output holds (listed once per run, for
+/// [`remove_strays`]), and the half-written files a killed local write left.
+pub struct OutputFiles {
+    names: Vec<String>,
+    staged: Vec<(String, std::path::PathBuf)>,
+}
+
+impl OutputFiles {
+    pub fn list(rt: &tokio::runtime::Handle, output: &Location) -> Result<Self> {
+        let errors_dir = format!("{}/errors", layout::META_DIR);
+        let mut names = output.list_top(rt)?;
+        names.extend(output.list_names(rt, &errors_dir)?);
+        let mut staged = output.staged_leftovers("")?;
+        staged.extend(output.staged_leftovers(&errors_dir)?);
+        Ok(Self { names, staged })
+    }
+}
+
+/// Deletes the files of a shard about to be restored that no progress record vouches
+/// for (`keep`: the files of its resume point, if any): parts a killed run wrote after
+/// its last progress record, or a run with another part size, and half-written local
+/// files. Readers of the output folder (pandas, DuckDB) read every part there, so such
+/// a file would show stale or repeated rows. Returns how many files went.
+pub fn remove_strays(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    files: &OutputFiles,
+    shard: &Shard,
+    keep: &[String],
+) -> Result<usize> {
+    let stem = shard.stem();
+    let mut removed = 0;
+    for name in files
+        .names
+        .iter()
+        .filter(|n| layout::belongs_to_shard(&stem, n))
+    {
+        if !keep.contains(name) {
+            delete(rt, output, name)?;
+            removed += 1;
+        }
+    }
+    for (_, path) in files
+        .staged
+        .iter()
+        .filter(|(n, _)| layout::belongs_to_shard(&stem, n))
+    {
+        match std::fs::remove_file(path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+        }
+    }
+    Ok(removed)
 }
 
 /// The manifest's file name for a shard.
@@ -136,29 +265,25 @@ pub fn manifest_name(shard: &Shard) -> String {
 }
 
 /// Whether a shard is already committed under these settings (manifest present, hash
-/// equal, every file present with its recorded size).
+/// equal, every file present with its recorded size). An error only when the store
+/// cannot be read.
 pub fn is_committed(
     rt: &tokio::runtime::Handle,
     output: &Location,
     shard: &Shard,
     settings_hash: &str,
-) -> bool {
-    let store = output.store.clone();
-    let key = output.child(&manifest_name(shard));
-    let manifest: Option<Manifest> = rt.block_on(async {
-        let bytes = store.get(&key).await.ok()?.bytes().await.ok()?;
-        serde_json::from_slice(&bytes).ok()
-    });
-    let Some(m) = manifest else { return false };
+) -> Result<bool> {
+    let Some(m) = read_record::<Manifest>(rt, output, &manifest_name(shard))? else {
+        return Ok(false);
+    };
     if m.settings_hash != settings_hash || m.take != shard.take {
-        return false;
+        return Ok(false);
     }
-    m.files.iter().all(|f| {
-        let key = output.child(&f.name);
-        let store = output.store.clone();
-        rt.block_on(async move { store.head(&key).await })
-            .is_ok_and(|meta| meta.size == f.size)
-    })
+    files_intact(
+        rt,
+        output,
+        m.files.iter().map(|f| (f.name.as_str(), f.size)),
+    )
 }
 
 /// Runs until `input` closes; returns the failed shards with their reasons.
@@ -355,4 +480,160 @@ fn write_manifest(
     let name = manifest_name(shard);
     let bytes = serde_json::to_vec_pretty(manifest)?;
     upload(rt, output, &name, bytes).with_context(|| format!("writing {}", output.child_url(&name)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt;
+
+    use futures::stream::BoxStream;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{
+        CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+        PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    };
+
+    use super::*;
+
+    /// An in-memory store whose reads of keys containing `fail` fail (as a store does
+    /// when it is unreachable for longer than its retries), while it still lists and
+    /// deletes.
+    #[derive(Debug)]
+    struct FlakyStore {
+        inner: InMemory,
+        fail: &'static str,
+    }
+
+    impl fmt::Display for FlakyStore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("FlakyStore")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for FlakyStore {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<GetResult> {
+            if location.as_ref().contains(self.fail) {
+                return Err(object_store::Error::Generic {
+                    store: "FlakyStore",
+                    source: "connection reset".into(),
+                });
+            }
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, object_store::Result<Path>>,
+        ) -> BoxStream<'static, object_store::Result<Path>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    fn shard_at(path: &str) -> Shard {
+        Shard {
+            index: 0,
+            path: path.into(),
+            url: format!("memory://in/{path}"),
+            key: Path::from(path),
+            take: None,
+            unreadable: None,
+            resume: None,
+        }
+    }
+
+    #[test]
+    fn a_store_that_cannot_be_read_is_an_error_not_an_uncommitted_shard() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = Arc::new(FlakyStore {
+            inner: InMemory::new(),
+            fail: "manifests/a.json",
+        });
+        let output = Location {
+            store: store.clone(),
+            prefix: Path::from("out"),
+            url: "memory://flaky/out".into(),
+        };
+        let shard = shard_at("a.parquet");
+        let part = layout::part_name(&shard.stem(), 0);
+        let manifest = Manifest {
+            shard: shard.path.clone(),
+            input: shard.url.clone(),
+            settings_hash: "h".into(),
+            take: None,
+            rows: 1,
+            errors: 0,
+            files: vec![ManifestFile {
+                name: part.clone(),
+                size: 4,
+            }],
+            adps_version: "test".into(),
+            settings: serde_json::Value::Null,
+        };
+        upload(rt.handle(), &output, &part, b"PAR1".to_vec()).unwrap();
+        let name = manifest_name(&shard);
+        upload(
+            rt.handle(),
+            &output,
+            &name,
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .unwrap();
+
+        let e = is_committed(rt.handle(), &output, &shard, "h").unwrap_err();
+        assert!(format!("{e:#}").contains("manifests/a.json"), "{e:#}");
+        assert!(remove_superseded(rt.handle(), &output, &shard).is_err());
+        // Nothing was deleted: the part is still there.
+        let head = rt.block_on(store.inner.head(&output.child(&part)));
+        assert_eq!(head.unwrap().size, 4);
+
+        // Absent records are no error.
+        let other = shard_at("b.parquet");
+        assert!(!is_committed(rt.handle(), &output, &other, "h").unwrap_or(true));
+    }
 }

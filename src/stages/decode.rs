@@ -105,7 +105,13 @@ pub fn run(
             Ok(chunk) => {
                 let state = shards.entry(shard.path.clone()).or_default();
                 if let Some(rows) = chunk.rows_planned {
-                    state.first_row.reserve(rows);
+                    state.first_row.reserve(rows + chunk.earlier_ids.len());
+                }
+                // A resumed shard: its committed rows come first, as if streamed.
+                for (row, id) in chunk.earlier_ids.iter().enumerate() {
+                    if let Ok(row) = u32::try_from(row) {
+                        state.first_row.entry(super::id_digest(id)).or_insert(row);
+                    }
                 }
                 let duplicates = duplicate_rows(&chunk.records, &mut state.first_row);
                 let decoded: Vec<Result<Record, Box<ErrorRow>>> = chunk
@@ -218,7 +224,9 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
                 return Err(fail(format!("pixels have shape {shape:?}, not [C, H, W]")));
             }
             let [pc, ph, pw] = [pc, ph, pw].map(|d| d as usize);
-            if data.len() != pc * ph * pw || !(pc == 1 || pc == 3) {
+            // Checked: the shape is the user's data, and a product past usize is no image.
+            let values = pc.checked_mul(ph).and_then(|v| v.checked_mul(pw));
+            if values != Some(data.len()) || !(pc == 1 || pc == 3) {
                 return Err(fail(format!(
                     "pixels have shape {shape:?} ({} values); C must be 1 or 3 and the \
                      values C·H·W, the model expects [{c}, {h}, {w}]",
@@ -637,5 +645,22 @@ mod tests {
             reason.starts_with("row 3:") && reason.contains("non-finite"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn a_pixel_shape_past_usize_is_an_error_row_not_a_panic() {
+        let spec = DecodeSpec::new([1, 2, 2], 4, None, None);
+        let raw = RawRecord {
+            id: "huge".into(),
+            row: 0,
+            payload: Ok(Payload::Pixels {
+                data: vec![0.0; 4],
+                shape: vec![1 << 21, 1 << 30, 1 << 30],
+            }),
+            mask: None,
+            keep: vec![],
+        };
+        let (_, reason) = decode_record(raw, &spec).unwrap_err();
+        assert!(reason.contains("pixels have shape"), "{reason}");
     }
 }

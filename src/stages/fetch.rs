@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use parquet::arrow::async_reader::ParquetRecordBatchStream;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 
 use super::Shard;
 use crate::io::parquet_in::{self, ColumnNames, Columns, ObjectReader, RawRecord};
@@ -22,6 +22,19 @@ pub struct Chunk {
     /// On a shard's first chunk: how many rows this run streams of it (from the footer),
     /// so that per-shard state is sized once instead of growing.
     pub rows_planned: Option<usize>,
+    /// On a resumed shard's first chunk: the ids of the rows an earlier run committed
+    /// (rows 0, 1, … of the shard), which are not streamed again but still take part in
+    /// the duplicate-id check, as they would in an uninterrupted run.
+    pub earlier_ids: Vec<String>,
+}
+
+/// A shard opened for streaming: the row stream from the first row not yet committed,
+/// its resolved columns, how many rows it will give, and the committed rows' ids.
+struct Opened {
+    stream: ParquetRecordBatchStream<ObjectReader>,
+    columns: Columns,
+    rows_planned: usize,
+    earlier_ids: Vec<String>,
 }
 
 /// A chunk of a shard's rows, or why the shard cannot be read (after the store's own
@@ -72,11 +85,11 @@ async fn open(
     names: &ColumnNames,
     keep: &[arrow::datatypes::Field],
     chunk_rows: usize,
-) -> Result<(ParquetRecordBatchStream<ObjectReader>, Columns, usize), String> {
+) -> Result<Opened, String> {
     if let Some(reason) = &shard.unreadable {
         return Err(reason.clone());
     }
-    let reader = ObjectReader::open(store, shard.key.clone())
+    let reader = ObjectReader::open(store.clone(), shard.key.clone())
         .await
         .map_err(|e| e.to_string())?;
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
@@ -97,14 +110,54 @@ async fn open(
         builder = builder.with_limit(take.saturating_sub(skip));
     }
     let stream = builder.build().map_err(|e| e.to_string())?;
-    Ok((stream, columns, rows_planned))
+    let earlier_ids = earlier_ids(store, shard, &columns, skip).await?;
+    Ok(Opened {
+        stream,
+        columns,
+        rows_planned,
+        earlier_ids,
+    })
+}
+
+/// The ids of a shard's first `rows` rows, read from its id column alone (none without
+/// one: default ids, `<shard>:<row>`, never repeat).
+async fn earlier_ids(
+    store: Arc<dyn ObjectStore>,
+    shard: &Shard,
+    columns: &Columns,
+    rows: usize,
+) -> Result<Vec<String>, String> {
+    let Some(id_column) = columns.id.as_deref().filter(|_| rows > 0) else {
+        return Ok(Vec::new());
+    };
+    let fail = |e: &dyn std::fmt::Display| format!("reading the ids of the committed rows: {e}");
+    let reader = ObjectReader::open(store, shard.key.clone())
+        .await
+        .map_err(|e| fail(&e))?;
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(|e| fail(&e))?;
+    let root = builder.schema().index_of(id_column).map_err(|e| fail(&e))?;
+    let projection = ProjectionMask::roots(builder.parquet_schema(), [root]);
+    let mut stream = builder
+        .with_projection(projection)
+        .with_limit(rows)
+        .build()
+        .map_err(|e| fail(&e))?;
+    let mut ids = Vec::with_capacity(rows);
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(|e| fail(&e))?;
+        parquet_in::ids_of(&batch, columns, &shard.path, ids.len(), &mut ids)
+            .map_err(|e| fail(&format!("{e:#}")))?;
+    }
+    Ok(ids)
 }
 
 /// Sends a shard's chunks downstream; `Err` only when downstream has stopped. One chunk
 /// is held back so that the last one can be marked.
 async fn stream_rows(
     shard: &Arc<Shard>,
-    opened: Result<(ParquetRecordBatchStream<ObjectReader>, Columns, usize), String>,
+    opened: Result<Opened, String>,
     out: &Sender<Fetched>,
 ) -> Result<(), ()> {
     let send = |chunk: Result<Chunk, String>| {
@@ -114,12 +167,18 @@ async fn stream_rows(
         })
         .map_err(|_| ())
     };
-    let (mut stream, columns, rows_planned) = match opened {
+    let Opened {
+        mut stream,
+        columns,
+        rows_planned,
+        earlier_ids,
+    } = match opened {
         Ok(s) => s,
         Err(reason) => return send(Err(reason)),
     };
     let mut held: Option<Vec<RawRecord>> = None;
     let mut rows_planned = Some(rows_planned);
+    let mut earlier_ids = Some(earlier_ids);
     let mut row = shard.resume.as_ref().map_or(0, |r| r.rows_done);
     while let Some(batch) = stream.next().await {
         let records = batch
@@ -137,6 +196,7 @@ async fn stream_rows(
                 records: previous,
                 last: false,
                 rows_planned: rows_planned.take(),
+                earlier_ids: earlier_ids.take().unwrap_or_default(),
             }))?;
         }
     }
@@ -144,5 +204,6 @@ async fn stream_rows(
         records: held.unwrap_or_default(),
         last: true,
         rows_planned,
+        earlier_ids: earlier_ids.unwrap_or_default(),
     }))
 }

@@ -179,3 +179,119 @@ fn sigkill_inside_a_large_shard_resumes_after_its_last_committed_part() {
         "the parts committed before the kill are kept as they were"
     );
 }
+
+/// What a run killed right after a shard's first part leaves, made exactly (a SIGKILL's
+/// timing is not): the progress record names part 0, while the parts and errors table
+/// the run wrote after it, and a half-written local upload, are still there.
+#[test]
+fn a_resumed_shard_keeps_ids_unique_and_leaves_no_stray_parts() {
+    use adps::io::layout;
+    let tmp = tempdir();
+    let (input, output) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    let shape = [1, 8, 8];
+    // 12 rows; row 9 repeats row 1's id.
+    let ids: Vec<String> = (0..12)
+        .map(|r| format!("r{}", if r == 9 { 1 } else { r }))
+        .collect();
+    let rows: Vec<(String, Vec<u8>)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let png = adps::io::image::encode_png(shape, &synthetic_image(i, shape)).unwrap();
+            (id.clone(), png)
+        })
+        .collect();
+    let shard = adps::io::parquet_out::encode_image_shard(&rows).unwrap();
+    std::fs::write(input.join("s.parquet"), shard).unwrap();
+    let (i, o) = (s(&input), s(&output));
+    let run = |part_rows: &str| {
+        let extra = ["--batch-size", "4", "--part-rows", part_rows];
+        let out = adps_owned(&gaussian_restore_args(&i, &o, 3, &extra));
+        assert_eq!(out.status.code(), Some(3), "one error row: {out:?}");
+        out
+    };
+
+    // The uninterrupted run: parts of 4 rows, the repeat an error row.
+    run("4");
+    let manifest = manifests(&output).remove("s.json").unwrap();
+    let part0 = layout::part_name("s", 0);
+    let size0 = std::fs::metadata(output.join(&part0)).unwrap().len();
+    assert!(output.join(layout::part_name("s", 2)).exists());
+    assert!(output.join(layout::errors_name("s", 2)).exists());
+
+    // Killed after part 0: no manifest, a progress record naming part 0 only.
+    std::fs::remove_file(manifest_path(&output, "s")).unwrap();
+    let record = adps::stages::commit::ProgressRecord {
+        shard: "s.parquet".into(),
+        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
+        settings: manifest["settings"].clone(),
+        take: None,
+        progress: adps::stages::Resume {
+            rows_done: 4,
+            parts: 1,
+            files: vec![(part0.clone(), size0)],
+            rows_ok: 4,
+            rows_failed: 0,
+        },
+    };
+    let progress = output.join(layout::progress_name("s"));
+    std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
+    std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
+    let staged = output.join(format!("{}#7", layout::part_name("s", 1)));
+    std::fs::write(&staged, b"PAR1 half a part").unwrap();
+
+    // The rerun, with parts of 8 rows: it goes on at row 4 and writes one more part.
+    run("8");
+    assert!(!progress.exists());
+    assert!(!staged.exists(), "the half-written upload is gone");
+    let manifest = manifests(&output).remove("s.json").unwrap();
+    let named: std::collections::BTreeSet<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&output)
+        .unwrap()
+        .chain(std::fs::read_dir(output.join(layout::META_DIR).join("errors")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            p.strip_prefix(&output)
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        on_disk, named,
+        "every part and errors table there is one the manifest names"
+    );
+    assert_eq!(
+        named.iter().filter(|n| n.starts_with("part-")).count(),
+        2,
+        "{named:?}"
+    );
+    assert_eq!(
+        (manifest["rows"].as_u64(), manifest["errors"].as_u64()),
+        (Some(11), Some(1))
+    );
+    let rows = committed_rows(&output);
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(rows.len(), 11);
+    assert!(rows.keys().all(|id| unique.contains(id)));
+    // The repeat at row 9 is refused as in the uninterrupted run, naming the committed row 1.
+    use arrow::array::AsArray;
+    let errors = read_parquet(&output.join(layout::errors_name("s", 1)));
+    let reason = errors
+        .column_by_name("reason")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string();
+    assert!(
+        reason.contains("row 9") && reason.contains("row 1 ") && reason.contains("`r1`"),
+        "{reason}"
+    );
+}

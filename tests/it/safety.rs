@@ -595,3 +595,17 @@ fn a_shard_is_written_in_parts_and_a_rerun_with_other_settings_leaves_no_stale_p
     assert_eq!(parts, ["part-s.parquet"]);
     assert_eq!(committed_rows(&output).len(), 10);
 }
+
+#[test]
+fn an_output_inside_the_input_is_refused_before_anything_is_written() {
+    let (_tmp, input, _) = workspace();
+    let (_, bytes) = shard("a", 2);
+    std::fs::write(input.join("s0.parquet"), bytes).unwrap();
+    let output = input.join("restored");
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is inside the input"), "{stderr}");
+    let written = std::fs::read_dir(&output).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "nothing is written under {}", output.display());
+}
