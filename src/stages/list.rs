@@ -11,19 +11,32 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
     let mut metas = input.list(rt).context("input")?;
     metas.retain(|m| m.location.as_ref().ends_with(".parquet"));
     metas.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
-    Ok(metas
-        .into_iter()
-        .enumerate()
-        .map(|(index, m)| {
-            // object_store percent-encodes some characters in keys (non-ASCII ones on
-            // S3, not on local disks): the identity is the name as the user wrote it.
-            let rel = input.relative(&m.location);
-            let rel = percent_encoding::percent_decode_str(&rel)
-                .decode_utf8_lossy()
-                .into_owned();
-            Shard::new(index, rel.clone(), input.child_url(&rel), m.location)
-        })
-        .collect())
+    let mut keys_of = std::collections::HashMap::new();
+    let mut shards = Vec::with_capacity(metas.len());
+    for (index, m) in metas.into_iter().enumerate() {
+        // object_store percent-encodes some characters in keys (non-ASCII ones on S3,
+        // not on local disks): the identity is the name as the user wrote it.
+        let rel = input.relative(&m.location);
+        let rel = percent_encoding::percent_decode_str(&rel)
+            .decode_utf8_lossy()
+            .into_owned();
+        // Two keys that decode alike (a literal `%2F` beside a real `/`) would write
+        // the same outputs: refused, naming both, rather than merged.
+        if let Some(other) = keys_of.insert(rel.clone(), m.location.to_string()) {
+            anyhow::bail!(
+                "input keys `{other}` and `{}` both name the shard `{rel}` (a percent escape \
+                 in a key reads as the character it stands for); rename one of them",
+                m.location
+            );
+        }
+        shards.push(Shard::new(
+            index,
+            rel.clone(),
+            input.child_url(&rel),
+            m.location,
+        ));
+    }
+    Ok(shards)
 }
 
 /// Applies `input.limit`: the first `limit` records of the input in listing order, the
@@ -82,6 +95,23 @@ mod tests {
             String::new(),
             object_store::path::Path::from(format!("s{i}.parquet")),
         )
+    }
+
+    #[test]
+    fn two_keys_naming_one_shard_are_refused() {
+        use object_store::ObjectStoreExt;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let input = crate::io::store::open("memory://list-collide/in").unwrap();
+        for key in ["in/a%2Fb.parquet", "in/a/b.parquet", "in/c.parquet"] {
+            let key = object_store::path::Path::parse(key).unwrap();
+            rt.block_on(input.store.put(&key, b"PAR1".to_vec().into()))
+                .unwrap();
+        }
+        let e = list_shards(rt.handle(), &input).unwrap_err().to_string();
+        assert!(
+            e.contains("a%2Fb.parquet") && e.contains("`a/b.parquet`"),
+            "{e}"
+        );
     }
 
     #[test]
