@@ -1,20 +1,21 @@
 """Is training still paying? The stopping rule of issue #12, read off the committed curves.
 
-    models/.venv/bin/python models/convergence.py [--window-steps 4000] [--threshold 3]
+    models/.venv/bin/python models/convergence.py [--window-steps 6000] [--threshold 3]
 
 For every model folder models/fmnist-p*/: the validation loss of the EMA weights at each
 evaluation (eval.csv: own-mask MSE on the 512 fixed validation images, fixed noise, averaged
 over σ ∈ {0.1, 0.5, 1, 2}), and how fast it falls now:
 - the trend: a least-squares line through log(MSE) against step over the evaluations of
-  the last `--window-steps` steps (at least three; one evaluation per slice is noisy at
-  the 0.3 % level, a two-point difference is not a trend), as percent per 1,000 steps;
+  the last `--window-steps` steps (at least four; one evaluation can sit 1–2 % off the
+  trend, a two-point difference is not a trend), as percent per 1,000 steps;
 - per hour of training: that rate times the steps an hour of training takes, measured on
   the machine they ran on (eval.csv's cumulative `seconds`: 2-core CPUs here run
   ≈ 4,000–20,000 steps an hour depending on --compile/--bf16 and on what else runs, a GPU
   far more, so the per-step column is the portable one; `--steps-per-hour N` states the
   hour as N steps instead, e.g. this machine's idle rate).
 A model has reached the rule's plateau when the fall per hour is under `--threshold`
-percent. Evaluations are deterministic (same images, same noise), so the differences are
+percent, and so is its 95% upper bound (the slope two standard errors steeper): one
+evaluation a little off the trend does not retire a model. Evaluations are deterministic (same images, same noise), so the differences are
 the weights', not the evaluation's, noise. train.py --until-plateau applies the same rule
 while it trains.
 """
@@ -38,11 +39,13 @@ def curve(path):
     return [(step, sec, sum(v) / len(v)) for step, (sec, v) in sorted(by_step.items())]
 
 
-def fall(points, window_steps, min_points=3):
-    """(fall of the loss in percent per 1,000 steps, training hours, steps) over the
-    evaluations of the last `window_steps` steps (extended back to `min_points`
-    evaluations): the slope of a least-squares line through log(MSE) against step.
-    None with fewer than `min_points` evaluations."""
+def fall(points, window_steps, min_points=4):
+    """(fall of the loss in percent per 1,000 steps, its 95% upper bound, training hours,
+    steps) over the evaluations of the last `window_steps` steps (extended back to
+    `min_points` evaluations): the slope of a least-squares line through log(MSE) against
+    step, and the slope two standard errors steeper. One evaluation can sit 1–2% off the
+    trend (EMA weights of the last few hundred steps), so a plateau is only declared when
+    even the upper bound is flat. None with fewer than `min_points` evaluations."""
     if len(points) < max(2, min_points):
         return None
     last = points[-1]
@@ -52,11 +55,14 @@ def fall(points, window_steps, min_points=3):
     steps = [p[0] for p in window]
     logs = [math.log(p[2]) for p in window]
     mean_s, mean_l = sum(steps) / len(steps), sum(logs) / len(logs)
-    slope = sum((s - mean_s) * (v - mean_l) for s, v in zip(steps, logs)) / \
-        max(sum((s - mean_s) ** 2 for s in steps), 1e-9)
+    sxx = max(sum((s - mean_s) ** 2 for s in steps), 1e-9)
+    slope = sum((s - mean_s) * (v - mean_l) for s, v in zip(steps, logs)) / sxx
+    residual = sum((v - mean_l - slope * (s - mean_s)) ** 2 for s, v in zip(steps, logs))
+    se = math.sqrt(residual / max(len(steps) - 2, 1) / sxx)
     per_1k = 100 * (1 - math.exp(1000 * slope))
+    per_1k_bound = 100 * (1 - math.exp(1000 * (slope - 2 * se)))
     hours = max(last[1] - window[0][1], 1e-9) / 3600
-    return per_1k, hours, last[0] - window[0][0]
+    return per_1k, per_1k_bound, hours, last[0] - window[0][0]
 
 
 def per_hour(per_1k, hours, steps, steps_per_hour=None):
@@ -68,13 +74,13 @@ def per_hour(per_1k, hours, steps, steps_per_hour=None):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--window-steps", type=int, default=4000)
+    ap.add_argument("--window-steps", type=int, default=6000)
     ap.add_argument("--threshold", type=float, default=3.0, help="plateau: fall per training hour below this, in percent")
     ap.add_argument("--steps-per-hour", type=float, help="an hour of training is this many steps (default: recorded time)")
     ap.add_argument("--models", default=os.path.join(HERE, "fmnist-p*"))
     args = ap.parse_args()
     print(f"{'model':<12} {'step':>6} {'val MSE':>8} {'window':>16} {'per 1k steps':>12} "
-          f"{'per hour':>9}  plateau (< {args.threshold}%/h)")
+          f"{'per hour':>9} {'95% bound':>9}  plateau (bound < {args.threshold}%/h)")
     for folder in sorted(glob.glob(args.models)):
         path = os.path.join(folder, "eval.csv")
         if not os.path.isfile(path):
@@ -83,12 +89,13 @@ def main():
         name = os.path.basename(folder)
         result = fall(points, args.window_steps)
         if result is None:
-            print(f"{name:<12} {points[-1][0] if points else 0:>6}  (under three evaluations: no trend yet)")
+            print(f"{name:<12} {points[-1][0] if points else 0:>6}  (under four evaluations: no trend yet)")
             continue
-        per_1k, hours, steps = result
+        per_1k, per_1k_bound, hours, steps = result
         hourly = per_hour(per_1k, hours, steps, args.steps_per_hour)
+        bound = per_hour(per_1k_bound, hours, steps, args.steps_per_hour)
         print(f"{name:<12} {points[-1][0]:>6} {points[-1][2]:>8.5f} {f'{steps} st, {hours:.2f} h':>16} "
-              f"{per_1k:>11.2f}% {hourly:>8.1f}%  {'yes' if hourly < args.threshold else 'no'}")
+              f"{per_1k:>11.2f}% {hourly:>8.1f}% {bound:>8.1f}%  {'yes' if bound < args.threshold else 'no'}")
 
 
 if __name__ == "__main__":

@@ -404,9 +404,10 @@ def main():
     ap.add_argument("--max-minutes", type=float, default=240, help="with --all: stop a model after this long")
     ap.add_argument("--until-plateau", type=float, metavar="PCT",
                     help="with --all: also stop a model once its validation MSE falls by less than PCT percent "
-                         "per hour of training (models/convergence.py's trend over --plateau-window steps, the "
+                         "per hour of training, upper 95%% bound included (models/convergence.py's trend over "
+                         "--plateau-window steps, the "
                          "hour measured at this run's fastest slice, as other work may share the machine)")
-    ap.add_argument("--plateau-window", type=int, default=4000, help="with --until-plateau: steps the trend spans")
+    ap.add_argument("--plateau-window", type=int, default=6000, help="with --until-plateau: steps the trend spans")
     ap.add_argument("--plateau-steps-per-hour", type=float,
                     help="with --until-plateau: an hour of training is this many steps (default: the fastest "
                          "slice of this run)")
@@ -488,11 +489,14 @@ def main():
                 trend = convergence.fall(convergence.curve(os.path.join(log_dir or os.path.join(HERE, name),
                                                                         "eval.csv")), args.plateau_window)
                 if trend is not None:
-                    hourly = convergence.per_hour(trend[0], trend[1], trend[2], hour_steps)
-                    print(f"{name}: validation MSE falls {trend[0]:.2f}% per 1k steps over the last {trend[2]} "
-                          f"steps, {hourly:.1f}% per hour at {hour_steps:.0f} steps/h"
-                          f"{' - plateau, done' if hourly < args.until_plateau else ''}", flush=True)
-                    if hourly < args.until_plateau:
+                    per_1k, per_1k_bound, hours, steps = trend
+                    hourly = convergence.per_hour(per_1k, hours, steps, hour_steps)
+                    bound = convergence.per_hour(per_1k_bound, hours, steps, hour_steps)
+                    flat = bound < args.until_plateau
+                    print(f"{name}: validation MSE falls {per_1k:.2f}% per 1k steps over the last {steps} "
+                          f"steps, {hourly:.1f}% per hour (95% bound {bound:.1f}%) at {hour_steps:.0f} steps/h"
+                          f"{' - plateau, done' if flat else ''}", flush=True)
+                    if flat:
                         done.add(name)
     print("all done", flush=True)
 
