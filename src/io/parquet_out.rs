@@ -451,6 +451,23 @@ mod tests {
         }
     }
 
+    /// An output row with a one-byte PNG and no metrics.
+    fn output_row(id: &str) -> OutputRow {
+        OutputRow {
+            id: id.into(),
+            png: vec![1],
+            f32: None,
+            mse: None,
+            psnr: None,
+            ssim: None,
+            lpips: None,
+            residual: 0.0,
+            seconds: 0.0,
+            measured: false,
+            keep: Vec::new(),
+        }
+    }
+
     #[test]
     fn image_shards_round_trip_through_the_reader() {
         let png = crate::io::image::encode_png([1, 2, 2], &[0.0, 1.0, -1.0, 0.5]).unwrap();
@@ -474,17 +491,9 @@ mod tests {
             ..test_settings("sr:2", "sr", 2.0)
         };
         let row = |id: &str, v: i64, measured: bool| OutputRow {
-            id: id.into(),
-            png: vec![1],
-            f32: None,
-            mse: None,
-            psnr: None,
-            ssim: None,
-            lpips: None,
-            residual: 0.0,
-            seconds: 0.0,
             measured,
             keep: vec![Arc::new(arrow::array::Int64Array::from(vec![v])) as ArrayRef],
+            ..output_row(id)
         };
         let read = |bytes: Vec<u8>| {
             let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -596,17 +605,8 @@ mod tests {
                 .clone()
         };
         let row = OutputRow {
-            id: "a".into(),
-            png: vec![1],
             f32: Some(vec![0.5; 4]),
-            mse: None,
-            psnr: None,
-            ssim: None,
-            lpips: None,
-            residual: 0.0,
-            seconds: 0.0,
-            measured: false,
-            keep: Vec::new(),
+            ..output_row("a")
         };
         let full = schema(std::slice::from_ref(&row), true);
         assert_eq!(schema(&[], true), full, "an empty part has the same schema");

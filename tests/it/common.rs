@@ -150,6 +150,15 @@ pub fn read_parquet(path: &Path) -> RecordBatch {
 }
 
 /// The manifest of a shard under an output dir (`stem`: the shard's escaped name).
+/// The `reason` column of an errors table, row by row.
+pub fn error_reasons(path: &Path) -> Vec<String> {
+    let errors = read_parquet(path);
+    let reasons = errors.column_by_name("reason").unwrap().as_string::<i32>();
+    (0..reasons.len())
+        .map(|r| reasons.value(r).to_string())
+        .collect()
+}
+
 pub fn manifest_path(out: &Path, stem: &str) -> std::path::PathBuf {
     out.join(adps::io::layout::manifest_name(stem))
 }

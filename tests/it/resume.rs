@@ -282,14 +282,7 @@ fn a_resumed_shard_keeps_ids_unique_and_leaves_no_stray_parts() {
     assert_eq!(rows.len(), 11);
     assert!(rows.keys().all(|id| unique.contains(id)));
     // The repeat at row 9 is refused as in the uninterrupted run, naming the committed row 1.
-    use arrow::array::AsArray;
-    let errors = read_parquet(&output.join(layout::errors_name("s", 1)));
-    let reason = errors
-        .column_by_name("reason")
-        .unwrap()
-        .as_string::<i32>()
-        .value(0)
-        .to_string();
+    let reason = error_reasons(&output.join(layout::errors_name("s", 1))).remove(0);
     assert!(
         reason.contains("row 9") && reason.contains("row 1 ") && reason.contains("`r1`"),
         "{reason}"
