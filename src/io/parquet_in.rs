@@ -714,6 +714,7 @@ fn i32_list_at(col: &dyn Array, r: usize) -> std::result::Result<Vec<i32>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow::datatypes::{Fields, Schema};
 
     #[test]
     fn an_int64_shape_out_of_i32_range_is_refused_not_wrapped() {
@@ -726,7 +727,6 @@ mod tests {
         let e = i32_list_at(&shapes, 1).unwrap_err();
         assert!(e.contains("4294967328"), "{e}");
     }
-    use arrow::datatypes::{Fields, Schema};
 
     fn image_type() -> DataType {
         DataType::Struct(Fields::from(vec![

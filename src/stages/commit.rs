@@ -83,13 +83,21 @@ fn get_optional(
     let store = output.store.clone();
     let key = output.child(name);
     rt.block_on(async move {
-        match store.get(&key).await {
-            Ok(got) => got.bytes().await.map(Some),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
+        match absent_is_none(store.get(&key).await)? {
+            Some(got) => got.bytes().await.map(Some),
+            None => Ok(None),
         }
     })
     .with_context(|| format!("cannot read {}", output.child_url(name)))
+}
+
+/// A store answer with "not found" as `None`; every other error stays one.
+fn absent_is_none<T>(answer: object_store::Result<T>) -> object_store::Result<Option<T>> {
+    match answer {
+        Ok(value) => Ok(Some(value)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// The size of `name` under `output`, `None` when there is no such object; other
@@ -97,14 +105,9 @@ fn get_optional(
 fn size_of(rt: &tokio::runtime::Handle, output: &Location, name: &str) -> Result<Option<u64>> {
     let store = output.store.clone();
     let key = output.child(name);
-    rt.block_on(async move {
-        match store.head(&key).await {
-            Ok(meta) => Ok(Some(meta.size)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    })
-    .with_context(|| format!("cannot read {}", output.child_url(name)))
+    rt.block_on(async move { absent_is_none(store.head(&key).await) })
+        .map(|meta| meta.map(|m| m.size))
+        .with_context(|| format!("cannot read {}", output.child_url(name)))
 }
 
 /// A JSON record (manifest, progress record) of `output`, `None` when it is absent. A
@@ -145,13 +148,9 @@ fn files_intact<'a>(
 fn delete(rt: &tokio::runtime::Handle, output: &Location, name: &str) -> Result<()> {
     let store = output.store.clone();
     let key = output.child(name);
-    rt.block_on(async move {
-        match store.delete(&key).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
-    })
-    .with_context(|| format!("cannot delete {}", output.child_url(name)))
+    rt.block_on(async move { absent_is_none(store.delete(&key).await) })
+        .map(|_| ())
+        .with_context(|| format!("cannot delete {}", output.child_url(name)))
 }
 
 /// Where an unfinished shard can go on from: its progress record, if it was written
@@ -350,9 +349,7 @@ pub fn run(
                             layout::failed_name(&w.shard.stem()),
                             layout::progress_name(&w.shard.stem()),
                         ] {
-                            let store = output.store.clone();
-                            let key = output.child(&name);
-                            let _ = rt.block_on(async move { store.delete(&key).await });
+                            let _ = delete(rt, output, &name);
                         }
                         // One info event per shard: a batch job's log shows progress at
                         // the default level, with fields a log system can query.
