@@ -292,6 +292,8 @@ fn example_grid(
         id: column("id_column"),
         y: column("y_column"),
         mask: column("mask_column"),
+        // Masks are read where there are; the operator decides below what they are.
+        no_mask: false,
         keep: Vec::new(),
     };
 

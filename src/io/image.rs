@@ -41,29 +41,43 @@ pub fn decode_native(bytes: &[u8]) -> Result<Pixels> {
 
 fn decode_image(img: DynamicImage, channels: usize) -> Result<Pixels> {
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let data: Vec<f32> = match channels {
-        1 => img
-            .to_luma8()
-            .into_raw()
-            .into_iter()
-            .map(|v| v as f32 / 127.5 - 1.0)
-            .collect(),
-        3 => {
-            let rgb = img.to_rgb8().into_raw();
-            let mut chw = vec![0f32; 3 * h * w];
-            for (p, px) in rgb.chunks_exact(3).enumerate() {
-                for c in 0..3 {
-                    chw[c * h * w + p] = px[c] as f32 / 127.5 - 1.0;
-                }
+    // 16-bit images (scientific PNGs, 16-bit masks) keep their 65,536 levels: read as
+    // 8-bit they would lose them, and a 16-bit 0/1 mask would read as all black.
+    let sixteen = matches!(
+        img.color(),
+        image::ColorType::L16
+            | image::ColorType::La16
+            | image::ColorType::Rgb16
+            | image::ColorType::Rgba16
+    );
+    let interleaved: Vec<f32> = match (channels, sixteen) {
+        (1, false) => to_model(img.to_luma8().into_raw(), 127.5),
+        (1, true) => to_model(img.to_luma16().into_raw(), 32767.5),
+        (3, false) => to_model(img.to_rgb8().into_raw(), 127.5),
+        (3, true) => to_model(img.to_rgb16().into_raw(), 32767.5),
+        (other, _) => bail!("images with {other} channels are not supported (1 or 3)"),
+    };
+    // HWC (interleaved) to CHW.
+    let data = if channels == 1 {
+        interleaved
+    } else {
+        let mut chw = vec![0f32; 3 * h * w];
+        for (p, px) in interleaved.chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                chw[c * h * w + p] = px[c];
             }
-            chw
         }
-        other => bail!("images with {other} channels are not supported (1 or 3)"),
+        chw
     };
     Ok(Pixels {
         shape: [channels, h, w],
         data,
     })
+}
+
+/// Integer pixel levels to the model's range: level / half − 1 (half = max / 2).
+fn to_model<T: Into<f32>>(levels: Vec<T>, half: f32) -> Vec<f32> {
+    levels.into_iter().map(|v| v.into() / half - 1.0).collect()
 }
 
 /// ITU-R 601 luma weights (Pillow's `convert("L")`, torchvision's `rgb_to_grayscale`).
@@ -231,6 +245,23 @@ pub fn encode_png(shape: [usize; 3], data: &[f32]) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_16_bit_png_keeps_its_levels() {
+        // Levels 0, 1, 256 and 65535: 8 bits would merge the first two (and 256 with 255).
+        let levels: Vec<u16> = vec![0, 1, 256, 65535];
+        let img =
+            image::ImageBuffer::<image::Luma<u16>, _>::from_raw(2, 2, levels.clone()).unwrap();
+        let mut png = Vec::new();
+        img.write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        for channels in [1, 3] {
+            let px = decode(&png, channels).unwrap();
+            let want: Vec<f32> = levels.iter().map(|&v| v as f32 / 32767.5 - 1.0).collect();
+            assert_eq!(&px.data[..4], &want[..], "{channels} channel(s)");
+            assert!(px.data[1] > -1.0, "level 1 of 65535 is not black");
+        }
+    }
 
     #[test]
     fn grey_png_round_trips_at_8_bits() {

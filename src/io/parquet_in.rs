@@ -232,6 +232,10 @@ pub struct ColumnNames {
     pub y: Option<String>,
     /// Per-record masks (inpainting, k-space): default `mask` where present.
     pub mask: Option<String>,
+    /// The run's operator takes no per-record mask: no mask column is read (a default
+    /// `mask` column, e.g. a segmentation dataset's, is left alone) and naming one is
+    /// refused.
+    pub no_mask: bool,
     /// Columns copied verbatim into the outputs.
     pub keep: Vec<String>,
 }
@@ -250,6 +254,23 @@ pub enum PayloadColumn {
 }
 
 impl PayloadColumn {
+    /// Whether the column holds measurements (y) rather than clean images.
+    pub fn is_measured(&self) -> bool {
+        matches!(self, PayloadColumn::Y(_) | PayloadColumn::YImage(_))
+    }
+
+    /// The column as messages name it, e.g. "measurements `y` (list<float32>)".
+    pub fn describe(&self) -> String {
+        match self {
+            PayloadColumn::Image(c) => format!("clean images `{c}` (encoded)"),
+            PayloadColumn::Pixels { pixels, shape } => {
+                format!("clean images `{pixels}` (float pixels beside `{shape}`)")
+            }
+            PayloadColumn::Y(c) => format!("measurements `{c}` (a y vector)"),
+            PayloadColumn::YImage(c) => format!("measurements `{c}` (a y image)"),
+        }
+    }
+
     /// The column's name.
     pub fn name(&self) -> &str {
         match self {
@@ -309,14 +330,20 @@ fn is_list_of(t: &DataType, float: bool) -> bool {
 }
 
 fn is_id_type(t: &DataType) -> bool {
-    matches!(
-        t,
-        DataType::Utf8
-            | DataType::LargeUtf8
-            | DataType::Utf8View
-            | DataType::Int32
-            | DataType::Int64
-    )
+    match t {
+        // pandas writes a categorical column as dictionary-encoded strings.
+        DataType::Dictionary(_, values) => {
+            matches!(**values, DataType::Utf8 | DataType::LargeUtf8)
+        }
+        t => matches!(
+            t,
+            DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Int32
+                | DataType::Int64
+        ),
+    }
 }
 
 /// Resolves the columns a run asks for against a shard's schema; every problem is listed
@@ -388,17 +415,20 @@ pub fn resolve_columns(
         (Some(image), None) => payload_of(image, "input.image_column", true),
         (None, Some(y)) => payload_of(y, "input.y_column", false),
         (None, None) => {
-            let default = [
-                ("image", "input.image_column", true),
-                ("pixels", "input.image_column", true),
-                ("y", "input.y_column", false),
-                ("y_image", "input.y_column", false),
-            ]
-            .into_iter()
-            .find(|(name, _, _)| type_of(name).is_some());
-            match default {
-                Some((name, setting, clean)) => payload_of(name, setting, clean),
-                None => Err(format!(
+            let present =
+                |names: [&'static str; 2]| names.into_iter().find(|n| type_of(n).is_some());
+            match (present(["image", "pixels"]), present(["y", "y_image"])) {
+                // Restoring the one and ignoring the other would be a guess either way.
+                (Some(c), Some(m)) => Err(format!(
+                    "the shard has both clean images (`{c}`) and measurements (`{m}`): set \
+                     input.y_column = \"{m}\" to restore the measurements, or \
+                     input.image_column = \"{c}\" to restore from the clean images (y \
+                     simulated from them); {}",
+                    found()
+                )),
+                (Some(c), None) => payload_of(c, "input.image_column", true),
+                (None, Some(m)) => payload_of(m, "input.y_column", false),
+                (None, None) => Err(format!(
                     "no image column: expected `image`, `pixels`+`shape`, `y` or `y_image` \
                      (or set input.image_column / input.y_column); {}",
                     found()
@@ -437,13 +467,17 @@ pub fn resolve_columns(
         is_id_type,
         "a string or integer id",
     );
-    let mask = optional(
-        &names.mask,
-        "mask",
-        "input.mask_column",
-        is_image_type,
-        IMAGE_TYPE,
-    );
+    let mask = match (&names.mask, names.no_mask) {
+        (Some(name), true) => {
+            problems.push(format!(
+                "input.mask_column `{name}`: the run's operator takes no per-record mask \
+                 (inpaint-random, inpaint-box and fourier do)"
+            ));
+            None
+        }
+        (None, true) => None,
+        (set, false) => optional(set, "mask", "input.mask_column", is_image_type, IMAGE_TYPE),
+    };
     let mut keep = Vec::new();
     for (k, name) in names.keep.iter().enumerate() {
         if names.keep[..k].contains(name) {
@@ -466,22 +500,51 @@ pub fn resolve_columns(
     }
 }
 
-/// Checks a later shard against the first shard's columns: kept columns must keep their
-/// types, so that every output part has one schema.
-pub fn check_same_keep(first: &[Field], this: &Columns) -> std::result::Result<(), String> {
-    let problems: Vec<String> = first
-        .iter()
-        .zip(&this.keep)
-        .filter(|(a, b)| a.data_type() != b.data_type())
-        .map(|(a, b)| {
-            format!(
-                "kept column `{}` is {} here, {} in the first shard",
-                a.name(),
-                b.data_type(),
-                a.data_type()
-            )
-        })
-        .collect();
+/// Checks a later shard against the first shard's columns (those the plan resolved
+/// before any compute): the same payload column of the same kind, the same id and mask
+/// columns, and kept columns of the same types, so that a shard cannot silently change
+/// what the run restores (clean images for measurements, default ids for its own, a
+/// drawn mask for its own) and every output part has one schema.
+pub fn check_same_columns(first: &Columns, this: &Columns) -> std::result::Result<(), String> {
+    let mut problems = Vec::new();
+    if first.payload != this.payload {
+        problems.push(format!(
+            "the first shard gives {}, this one {}",
+            first.payload.describe(),
+            this.payload.describe()
+        ));
+    }
+    let optional = |what: &str, first: &Option<String>, this: &Option<String>| match (first, this) {
+        (a, b) if a == b => None,
+        (Some(a), None) => Some(format!(
+            "the first shard has {what} column `{a}`, this one none"
+        )),
+        (None, Some(b)) => Some(format!(
+            "this shard has {what} column `{b}`, the first shard none (name the column in \
+             input, or make the shards alike)"
+        )),
+        (Some(a), Some(b)) => Some(format!(
+            "{what} column `{b}` here, `{a}` in the first shard"
+        )),
+        (None, None) => None,
+    };
+    problems.extend(optional("an id", &first.id, &this.id));
+    problems.extend(optional("a mask", &first.mask, &this.mask));
+    problems.extend(
+        first
+            .keep
+            .iter()
+            .zip(&this.keep)
+            .filter(|(a, b)| a.data_type() != b.data_type())
+            .map(|(a, b)| {
+                format!(
+                    "kept column `{}` is {} here, {} in the first shard",
+                    a.name(),
+                    b.data_type(),
+                    a.data_type()
+                )
+            }),
+    );
     if problems.is_empty() {
         Ok(())
     } else {
@@ -545,15 +608,27 @@ pub fn ids_of(
     base: usize,
     out: &mut Vec<String>,
 ) -> Result<()> {
-    let ids = columns
-        .id
-        .as_deref()
-        .map(|n| column(batch, n))
-        .transpose()?;
+    let ids = id_column(batch, columns)?;
     for r in 0..batch.num_rows() {
-        out.push(id_at(ids, r, columns, shard_name, base + r)?);
+        out.push(id_at(ids.as_deref(), r, columns, shard_name, base + r)?);
     }
     Ok(())
+}
+
+/// A batch's id column, where the run has one; dictionary-encoded strings (a pandas
+/// categorical) decoded to plain strings once per batch.
+fn id_column(batch: &RecordBatch, columns: &Columns) -> Result<Option<ArrayRef>> {
+    let Some(name) = columns.id.as_deref() else {
+        return Ok(None);
+    };
+    let col = batch
+        .column_by_name(name)
+        .with_context(|| format!("column `{name}` missing"))?;
+    Ok(Some(match col.data_type() {
+        DataType::Dictionary(_, _) => arrow::compute::cast(col, &DataType::Utf8)
+            .with_context(|| format!("column `{name}`: cannot decode its dictionary"))?,
+        _ => col.clone(),
+    }))
 }
 
 fn read_batch(
@@ -563,8 +638,12 @@ fn read_batch(
     base: usize,
     out: &mut Vec<RawRecord>,
 ) -> Result<()> {
-    let optional = |name: &Option<String>| name.as_deref().map(|n| column(batch, n)).transpose();
-    let (ids, mask) = (optional(&columns.id)?, optional(&columns.mask)?);
+    let ids = id_column(batch, columns)?;
+    let mask = columns
+        .mask
+        .as_deref()
+        .map(|n| column(batch, n))
+        .transpose()?;
     let keep: Vec<&ArrayRef> = columns
         .keep
         .iter()
@@ -581,23 +660,41 @@ fn read_batch(
     };
     for r in 0..batch.num_rows() {
         let row = base + r;
-        let id = id_at(ids, r, columns, shard_name, row)?;
+        let id = id_at(ids.as_deref(), r, columns, shard_name, row)?;
+        let named = |name: &str, e: String| format!("column `{name}`: {e}");
+        let in_payload = |e: String| named(columns.payload.name(), e);
         let payload = match (&columns.payload, shape_col) {
-            (PayloadColumn::Image(_), _) => image_bytes_at(payload_col, r).map(Payload::Image),
-            (PayloadColumn::YImage(_), _) => image_bytes_at(payload_col, r).map(Payload::YImage),
-            (PayloadColumn::Y(_), _) => f32_list_at(payload_col, r).map(Payload::Y),
-            (PayloadColumn::Pixels { .. }, Some(shape)) => {
-                f32_list_at(payload_col, r).and_then(|data| {
-                    Ok(Payload::Pixels {
-                        data,
-                        shape: i32_list_at(shape, r)?,
+            (PayloadColumn::Image(_), _) => image_bytes_at(payload_col, r)
+                .map(Payload::Image)
+                .map_err(in_payload),
+            (PayloadColumn::YImage(_), _) => image_bytes_at(payload_col, r)
+                .map(Payload::YImage)
+                .map_err(in_payload),
+            (PayloadColumn::Y(_), _) => f32_list_at(payload_col, r)
+                .map(Payload::Y)
+                .map_err(in_payload),
+            (PayloadColumn::Pixels { shape: name, .. }, Some(shape)) => {
+                f32_list_at(payload_col, r)
+                    .map_err(in_payload)
+                    .and_then(|data| {
+                        Ok(Payload::Pixels {
+                            data,
+                            // The shape column's own problem names it, not the pixels.
+                            shape: i32_list_at(shape, r).map_err(|e| named(name, e))?,
+                        })
                     })
-                })
             }
-            (PayloadColumn::Pixels { .. }, None) => Err("no shape column".into()),
+            (PayloadColumn::Pixels { .. }, None) => Err(in_payload("no shape column".into())),
         };
-        let payload = payload.map_err(|e| format!("column `{}`: {e}", columns.payload.name()));
-        let mask = mask.and_then(|col| image_bytes_at(col, r).ok());
+        // A null mask is no mask (decode decides whether the record may lack one); a
+        // mask that is there but unreadable makes the row an error, naming its column.
+        let (mask, payload) = match (mask, &columns.mask) {
+            (Some(col), Some(name)) if !col.is_null(r) => match image_bytes_at(col, r) {
+                Ok(bytes) => (Some(bytes), payload),
+                Err(e) => (None, payload.and(Err(named(name, e)))),
+            },
+            _ => (None, payload),
+        };
         out.push(RawRecord {
             id,
             row,
@@ -847,21 +944,167 @@ mod tests {
     }
 
     #[test]
-    fn kept_columns_must_keep_their_type() {
-        let first = vec![Field::new("label", DataType::Int64, true)];
-        let schema = Schema::new(vec![
-            Field::new("image", image_type(), true),
-            Field::new("label", DataType::Utf8, true),
-        ]);
+    fn a_later_shard_must_have_the_first_shards_columns() {
         let names = ColumnNames {
             keep: vec!["label".into()],
             ..Default::default()
         };
-        let cols = resolve_columns(&schema, &names).unwrap();
-        let err = check_same_keep(&first, &cols).unwrap_err();
+        let resolve = |fields: Vec<Field>| resolve_columns(&Schema::new(fields), &names).unwrap();
+        let y = || Field::new("y", DataType::new_list(DataType::Float32, true), true);
+        let label = |t| Field::new("label", t, true);
+        let first = resolve(vec![
+            y(),
+            Field::new("id", DataType::Utf8, true),
+            Field::new("mask", image_type(), true),
+            label(DataType::Int64),
+        ]);
+        // The same columns (in another order) fit.
+        let same = resolve(vec![
+            label(DataType::Int64),
+            Field::new("mask", image_type(), true),
+            y(),
+            Field::new("id", DataType::Utf8, true),
+        ]);
+        assert_eq!(check_same_columns(&first, &same), Ok(()));
+        // Clean images instead of measurements, no ids, no masks, a kept column retyped:
+        // each is named.
+        let other = resolve(vec![
+            Field::new("image", image_type(), true),
+            label(DataType::Utf8),
+        ]);
+        let err = check_same_columns(&first, &other).unwrap_err();
+        for want in [
+            "the first shard gives measurements `y` (a y vector), this one clean images `image`",
+            "the first shard has an id column `id`, this one none",
+            "the first shard has a mask column `mask`, this one none",
+            "`label` is Utf8 here, Int64 in the first shard",
+        ] {
+            assert!(err.contains(want), "{want} not in {err}");
+        }
+    }
+
+    #[test]
+    fn default_columns_that_leave_a_choice_are_refused_or_left_alone() {
+        // Clean images and measurements side by side: the run must say which it restores.
+        let schema = Schema::new(vec![
+            Field::new("image", image_type(), true),
+            Field::new("y", DataType::new_list(DataType::Float32, true), true),
+        ]);
+        let err = resolve_columns(&schema, &ColumnNames::default()).unwrap_err();
         assert!(
-            err.contains("`label` is Utf8 here, Int64 in the first shard"),
-            "{err}"
+            err[0].contains("both clean images (`image`) and measurements (`y`)"),
+            "{err:?}"
+        );
+        let names = ColumnNames {
+            y: Some("y".into()),
+            ..Default::default()
+        };
+        let columns = resolve_columns(&schema, &names).unwrap();
+        assert_eq!(columns.payload, PayloadColumn::Y("y".into()));
+        // A default `mask` column is not read when the operator takes no mask; naming one
+        // then is refused.
+        let schema = Schema::new(vec![
+            Field::new("image", image_type(), true),
+            Field::new("mask", image_type(), true),
+        ]);
+        let mut names = ColumnNames::default();
+        assert_eq!(
+            resolve_columns(&schema, &names).unwrap().mask.as_deref(),
+            Some("mask")
+        );
+        names.no_mask = true;
+        assert_eq!(resolve_columns(&schema, &names).unwrap().mask, None);
+        names.mask = Some("mask".into());
+        let err = resolve_columns(&schema, &names).unwrap_err();
+        assert!(err[0].contains("takes no per-record mask"), "{err:?}");
+    }
+
+    #[test]
+    fn dictionary_encoded_ids_are_read_as_strings() {
+        use arrow::array::DictionaryArray;
+        use arrow::datatypes::Int32Type as Key;
+        let ids: DictionaryArray<Key> = vec!["cat", "dog", "cat-2"].into_iter().collect();
+        let y = arrow::array::ListArray::from_iter_primitive::<Float32Type, _, _>(
+            (0..3).map(|k| Some(vec![Some(k as f32)])),
+        );
+        let schema = Schema::new(vec![
+            Field::new("id", ids.data_type().clone(), true),
+            Field::new("y", y.data_type().clone(), true),
+        ]);
+        let batch = RecordBatch::try_new(
+            std::sync::Arc::new(schema),
+            vec![std::sync::Arc::new(ids), std::sync::Arc::new(y)],
+        )
+        .unwrap();
+        let columns = resolve_columns(&batch.schema(), &ColumnNames::default()).unwrap();
+        let recs = records_of(&batch, &columns, "s.parquet", 0).unwrap();
+        let got: Vec<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(got, ["cat", "dog", "cat-2"]);
+        let mut ids = Vec::new();
+        ids_of(&batch, &columns, "s.parquet", 0, &mut ids).unwrap();
+        assert_eq!(ids, ["cat", "dog", "cat-2"]);
+    }
+    #[test]
+    fn an_unreadable_mask_or_shape_is_the_rows_error_naming_its_column() {
+        use arrow::array::{BinaryArray, StringArray, StructArray};
+        let y = ListArray::from_iter_primitive::<Float32Type, _, _>(
+            (0..3).map(|_| Some(vec![Some(0.0f32)])),
+        );
+        // Row 0 has a mask, row 1 none (null struct), row 2 a struct whose bytes are null.
+        let bytes = BinaryArray::from(vec![Some(&b"png"[..]), None, None]);
+        let paths = StringArray::from(vec![None::<&str>, None, None]);
+        let fields = match image_type() {
+            DataType::Struct(f) => f,
+            _ => unreachable!(),
+        };
+        let holes = StructArray::try_new(
+            fields,
+            vec![std::sync::Arc::new(bytes), std::sync::Arc::new(paths)],
+            Some(vec![true, false, true].into()),
+        )
+        .unwrap();
+        let schema = Schema::new(vec![
+            Field::new("y", y.data_type().clone(), true),
+            Field::new("holes", image_type(), true),
+        ]);
+        let batch = RecordBatch::try_new(
+            std::sync::Arc::new(schema),
+            vec![std::sync::Arc::new(y), std::sync::Arc::new(holes)],
+        )
+        .unwrap();
+        let names = ColumnNames {
+            mask: Some("holes".into()),
+            ..Default::default()
+        };
+        let columns = resolve_columns(&batch.schema(), &names).unwrap();
+        let recs = records_of(&batch, &columns, "s.parquet", 0).unwrap();
+        assert_eq!(recs[0].mask.as_deref(), Some(&b"png"[..]));
+        assert!(recs[0].payload.is_ok());
+        assert_eq!(recs[1].mask, None);
+        assert!(recs[1].payload.is_ok(), "a null mask is no mask");
+        assert_eq!(
+            recs[2].payload.as_ref().unwrap_err(),
+            "column `holes`: image bytes are null"
+        );
+
+        // Pixels whose shape cell is null: the shape column is named.
+        let pixels =
+            ListArray::from_iter_primitive::<Float32Type, _, _>([Some(vec![Some(0.0f32)])]);
+        let shape = ListArray::from_iter_primitive::<Int32Type, _, _>([None::<Vec<Option<i32>>>]);
+        let schema = Schema::new(vec![
+            Field::new("pixels", pixels.data_type().clone(), true),
+            Field::new("shape", shape.data_type().clone(), true),
+        ]);
+        let batch = RecordBatch::try_new(
+            std::sync::Arc::new(schema),
+            vec![std::sync::Arc::new(pixels), std::sync::Arc::new(shape)],
+        )
+        .unwrap();
+        let columns = resolve_columns(&batch.schema(), &ColumnNames::default()).unwrap();
+        let recs = records_of(&batch, &columns, "s.parquet", 0).unwrap();
+        assert_eq!(
+            recs[0].payload.as_ref().unwrap_err(),
+            "column `shape`: value is null"
         );
     }
 }

@@ -9,12 +9,12 @@ use sha2::{Digest, Sha256};
 
 use super::config::RunSpec;
 use crate::io::operator_file;
-use crate::io::parquet_in::{self, ColumnNames};
+use crate::io::parquet_in::{self, ColumnNames, Columns};
 use crate::io::parquet_out::{RowSettings, OUTPUT_COLUMNS};
 use crate::io::store::{self, Location};
 use crate::model::{ModelFolder, OnnxDenoiser, SessionConfig};
 use crate::restore::denoiser::Chunked;
-use crate::restore::operators::{OperatorFamily, OperatorSpec};
+use crate::restore::operators::{OperatorFamily, OperatorSpec, RecordMask};
 use crate::stages::decode::DecodeSpec;
 use crate::stages::metrics::Perceptual;
 use crate::stages::restore::{AdpsRestorer, RestoreSettings, Restorer};
@@ -32,8 +32,9 @@ pub struct Plan {
     pub decode: DecodeSpec,
     /// The input columns asked for, resolved per shard by the fetch stage.
     pub columns: ColumnNames,
-    /// The kept columns' types in the first shard: every shard must have them.
-    pub keep: Vec<arrow::datatypes::Field>,
+    /// The first shard's resolved columns (none when no shard's footer could be read
+    /// before the run): every later shard must have the same.
+    pub first_columns: Option<Columns>,
     /// Settings written into every output row.
     pub row_settings: RowSettings,
     /// Hash of everything that determines the outputs (operator files' contents
@@ -123,30 +124,31 @@ pub fn check(spec: &RunSpec) -> Vec<String> {
     problems
 }
 
-/// The column names a spec's input asks for.
-pub fn column_names(spec: &RunSpec) -> ColumnNames {
+/// The column names a spec's input asks for, for an operator whose records take
+/// `record_mask` (none: no mask column is read).
+pub fn column_names(spec: &RunSpec, record_mask: Option<RecordMask>) -> ColumnNames {
     let i = &spec.input;
     ColumnNames {
         image: i.image_column.clone(),
         id: i.id_column.clone(),
         y: i.y_column.clone(),
         mask: i.mask_column.clone(),
+        no_mask: record_mask.is_none(),
         keep: i.keep_columns.clone(),
     }
 }
 
 /// Resolves the input's columns against its first readable shard, before any compute:
-/// the kept columns' types and Hugging Face features, or every problem found. An input
-/// with no shard yet, or none whose footer reads, is not checked here (listing and
-/// fetching report it).
+/// its columns and the kept columns' Hugging Face features, or every problem found
+/// (including a measured archive for a per-record-mask operator without a mask column).
+/// An input with no shard yet, or none whose footer reads, is not checked here (listing
+/// and fetching report it).
 fn check_input_columns(
     rt: &tokio::runtime::Handle,
     input: &Location,
     names: &ColumnNames,
-) -> Result<(
-    Vec<arrow::datatypes::Field>,
-    serde_json::Map<String, serde_json::Value>,
-)> {
+    record_mask: Option<RecordMask>,
+) -> Result<(Option<Columns>, serde_json::Map<String, serde_json::Value>)> {
     let Ok(shards) = list::list_shards(rt, input) else {
         return Ok(Default::default());
     };
@@ -154,8 +156,25 @@ fn check_input_columns(
         let Ok(schema) = parquet_in::read_schema(rt, &input.store, &shard.key) else {
             continue;
         };
-        return match parquet_in::resolve_columns(&schema, names) {
-            Ok(columns) => Ok((columns.keep, parquet_in::hf_features(&schema, &names.keep))),
+        let resolved = parquet_in::resolve_columns(&schema, names).and_then(|columns| {
+            // Measured inpainting data is only meaningful with the mask it was measured
+            // with: a drawn one would pair y with the wrong pixels.
+            match record_mask {
+                Some(RecordMask::Pixels)
+                    if columns.payload.is_measured() && columns.mask.is_none() =>
+                {
+                    Err(vec![format!(
+                        "{} are measured by an inpainting operator but the shard has no mask \
+                         column (which pixels were measured): add a `mask` image column or \
+                         name it with input.mask_column",
+                        columns.payload.describe()
+                    )])
+                }
+                _ => Ok(columns),
+            }
+        });
+        return match resolved {
+            Ok(columns) => Ok((Some(columns), parquet_in::hf_features(&schema, &names.keep))),
             Err(problems) => bail!(
                 "the input's columns do not fit the run ({} problem(s), seen in its first \
                  shard {}):\n  - {}",
@@ -263,8 +282,14 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
              outside the input"
         );
     }
-    let columns = column_names(&spec);
-    let (keep, keep_features) = check_input_columns(runtime.handle(), &input, &columns)?;
+    let record_mask = operator.family.record_mask();
+    let columns = column_names(&spec, record_mask);
+    let (first_columns, keep_features) =
+        check_input_columns(runtime.handle(), &input, &columns, record_mask)?;
+    let keep = first_columns
+        .as_ref()
+        .map(|c| c.keep.clone())
+        .unwrap_or_default();
 
     let card = folder.card().clone();
     let shape = card.shape;
@@ -308,7 +333,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         shape,
         y_len: settings.measurements(),
         y_image_shape: op_spec.y_image_shape(shape),
-        record_mask: settings.family.record_mask(),
+        record_mask,
         fit: spec.input.fit,
         convert: spec.input.convert,
         y_range: spec.input.y_range,
@@ -346,7 +371,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         shape,
         decode,
         columns,
-        keep,
+        first_columns,
         row_settings,
         settings_hash,
         settings_json,

@@ -75,7 +75,7 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
                 rt,
                 plan.input.store.clone(),
                 &plan.columns,
-                &plan.keep,
+                plan.first_columns.as_ref(),
                 shard_rx,
                 fetched_tx,
                 plan.spec.workers.fetch_concurrency,

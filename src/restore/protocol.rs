@@ -86,7 +86,12 @@ pub fn image_problem(
         }
         Given::MeasuredModel(y) => {
             measured(y)?;
-            y.to_vec()
+            // Entries the operator does not measure (erased pixels) hold whatever the
+            // file had there (often −1, black); they are no measurement, and as anything
+            // but 0 they would enter ‖y − A x̂0‖ as a constant.
+            let mut y = y.to_vec();
+            operator.mask_noise(&mut y);
+            y
         }
     };
     let sampling_mask = sampling_mask(p.shape, p.keep_prob, &mut rngs.sampling_mask);
@@ -129,6 +134,11 @@ mod tests {
         let m = image_problem(&p, "m", Some(&mask), Given::MeasuredUnit(&u)).unwrap();
         assert_eq!(m.y, apply(m.operator.as_ref(), &[0.5; 16]));
         assert_eq!(m.y[0], 0.0);
+        // Measured in the model's range, erased entries are 0 whatever the file held.
+        let black = [-1.0; 16];
+        let m = image_problem(&p, "m", Some(&mask), Given::MeasuredModel(&black)).unwrap();
+        let want: Vec<f32> = mask.iter().map(|&k| -k).collect();
+        assert_eq!(m.y, want);
         // y of the wrong length says so.
         let err = image_problem(&p, "m", None, Given::MeasuredModel(&[0.0; 3])).unwrap_err();
         assert_eq!(err, "y has 3 values, the operator measures 16");

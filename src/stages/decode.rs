@@ -198,6 +198,16 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
     let id = raw.id.clone();
     let fail = |reason: String| (id.clone(), format!("row {}: {reason}", raw.row));
     let payload = raw.payload.clone().map_err(&fail)?;
+    // Measured inpainting y means nothing without the pixels it measured: a mask drawn
+    // from the id (what a clean image gets) would pair y with the wrong pixels.
+    let measured = matches!(payload, Payload::Y(_) | Payload::YImage(_));
+    if measured && raw.mask.is_none() && spec.record_mask == Some(RecordMask::Pixels) {
+        return Err(fail(
+            "a measured record for an inpainting operator needs its mask (which pixels \
+             were measured), and its mask is null"
+                .into(),
+        ));
+    }
     let [c, h, w] = spec.shape;
     let mut record = Record {
         id: raw.id.clone(),
@@ -234,6 +244,7 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
                 )));
             }
             check_size([ph, pw], spec).map_err(&fail)?;
+            check_unit_range(&data).map_err(&fail)?;
             let px = Pixels {
                 shape: [pc, ph, pw],
                 data: data.iter().map(|v| v * 2.0 - 1.0).collect(),
@@ -306,6 +317,25 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
         return Err(fail(format!("holds a non-finite value ({bad})")));
     }
     Ok(record)
+}
+
+/// Refuses float pixels outside [0, 1] (spec §3), e.g. 0–255 values or the model's
+/// [−1, 1], which would otherwise be restored and scored as a wrong image. A little
+/// rounding past the ends is allowed.
+fn check_unit_range(data: &[f32]) -> Result<(), String> {
+    const SLACK: f32 = 1e-3;
+    let (lo, hi) = data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if lo < -SLACK || hi > 1.0 + SLACK {
+        return Err(format!(
+            "pixels range from {lo} to {hi}; they must be in [0, 1] (divide 0–255 values \
+             by 255, map [−1, 1] values by (v + 1) / 2)"
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses, from its size alone, a clean image that `spec.fit` cannot bring to the
@@ -443,6 +473,15 @@ fn decode_mask(
     // A mask is per pixel (all channels at once): read as grey, H·W values, whatever
     // the image's own channel count.
     let px = image::decode(bytes, 1).map_err(|e| format!("mask: {e:#}"))?;
+    // A mask that keeps none of its own pixels measures nothing; most often it is a
+    // 0/1 image, whose 1 is near black.
+    if !px.data.iter().any(|&v| v > 0.0) {
+        return Err(
+            "mask keeps no pixel (pixels brighter than mid-grey are kept: save a 0/1 mask \
+             as 0/255)"
+                .into(),
+        );
+    }
     let px = if [mh, mw] == [h, w] {
         px
     } else if let (Some(_), Fit::Pad) = (frame, spec.fit) {
@@ -662,5 +701,58 @@ mod tests {
         };
         let (_, reason) = decode_record(raw, &spec).unwrap_err();
         assert!(reason.contains("pixels have shape"), "{reason}");
+    }
+    #[test]
+    fn measured_inpainting_needs_a_mask_that_keeps_pixels() {
+        let spec = DecodeSpec::new([1, 2, 2], 4, None, Some(RecordMask::Pixels));
+        let raw = |payload: Payload, mask: Option<Vec<u8>>| RawRecord {
+            id: "i".into(),
+            row: 5,
+            payload: Ok(payload),
+            mask,
+            keep: vec![],
+        };
+        // Measured y (a vector or an image) with a null mask: no drawn mask stands in.
+        let y_png = image::encode_png([1, 2, 2], &[0.0; 4]).unwrap();
+        for payload in [Payload::Y(vec![0.0; 4]), Payload::YImage(y_png)] {
+            let (_, reason) = decode_record(raw(payload, None), &spec).unwrap_err();
+            assert!(
+                reason.starts_with("row 5: a measured record") && reason.contains("mask is null"),
+                "{reason}"
+            );
+        }
+        // A clean image may go without one (the mask is drawn from its id).
+        let clean_png = image::encode_png([1, 2, 2], &[0.0; 4]).unwrap();
+        assert!(decode_record(raw(Payload::Image(clean_png), None), &spec).is_ok());
+        // A 0/1 mask image (1 is near black) keeps nothing: refused with the convention.
+        let zero_one =
+            image::encode_png([1, 2, 2], &[-1.0, 1.0 / 127.5 - 1.0, -1.0, -1.0]).unwrap();
+        let (_, reason) =
+            decode_record(raw(Payload::Y(vec![0.0; 4]), Some(zero_one)), &spec).unwrap_err();
+        assert!(
+            reason.contains("mask keeps no pixel") && reason.contains("0/255"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn float_pixels_outside_the_unit_range_are_refused() {
+        let spec = DecodeSpec::new([1, 2, 2], 4, None, None);
+        let raw = |data: Vec<f32>| RawRecord {
+            id: "p".into(),
+            row: 1,
+            payload: Ok(Payload::Pixels {
+                data,
+                shape: vec![1, 2, 2],
+            }),
+            mask: None,
+            keep: vec![],
+        };
+        for bad in [vec![0.0, 12.0, 255.0, 3.0], vec![-1.0, 0.0, 0.5, 1.0]] {
+            let (_, reason) = decode_record(raw(bad), &spec).unwrap_err();
+            assert!(reason.contains("must be in [0, 1]"), "{reason}");
+        }
+        let ok = decode_record(raw(vec![0.0, 0.25, 1.0, 1.0 + 1e-4]), &spec).unwrap();
+        assert_eq!(ok.truth.unwrap()[..3], [-1.0, -0.5, 1.0]);
     }
 }

@@ -46,14 +46,14 @@ pub struct Fetched {
 
 /// Runs until `shards` closes. The footers of at most `concurrency` shards are read at
 /// once; rows are streamed one shard after the other, in list order, and reading stops
-/// while the downstream queue is full. Each shard's columns are resolved from `names`;
-/// its kept columns must have the types `keep` (the first shard's).
+/// while the downstream queue is full. Each shard's columns are resolved from `names`
+/// and must be `first`'s (the first shard's, resolved by the plan) where there is one.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     rt: &tokio::runtime::Handle,
     store: Arc<dyn ObjectStore>,
     names: &ColumnNames,
-    keep: &[arrow::datatypes::Field],
+    first: Option<&Columns>,
     shards: Receiver<Shard>,
     out: Sender<Fetched>,
     concurrency: usize,
@@ -63,7 +63,7 @@ pub fn run(
         .map(|shard| {
             let store = store.clone();
             async move {
-                let stream = open(store, &shard, names, keep, chunk_rows).await;
+                let stream = open(store, &shard, names, first, chunk_rows).await;
                 (shard, stream)
             }
         })
@@ -83,7 +83,7 @@ async fn open(
     store: Arc<dyn ObjectStore>,
     shard: &Shard,
     names: &ColumnNames,
-    keep: &[arrow::datatypes::Field],
+    first: Option<&Columns>,
     chunk_rows: usize,
 ) -> Result<Opened, String> {
     if let Some(reason) = &shard.unreadable {
@@ -97,7 +97,9 @@ async fn open(
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
     let columns = parquet_in::resolve_columns(builder.schema(), names)
         .map_err(|problems| problems.join("; "))?;
-    parquet_in::check_same_keep(keep, &columns)?;
+    if let Some(first) = first {
+        parquet_in::check_same_columns(first, &columns)?;
+    }
     // Rows committed by an earlier run are skipped, not read again.
     let skip = shard.resume.as_ref().map_or(0, |r| r.rows_done);
     let rows = usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);

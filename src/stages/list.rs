@@ -6,10 +6,16 @@ use anyhow::{Context, Result};
 use super::Shard;
 use crate::io::store::Location;
 
-/// Every `*.parquet` directly or indirectly under the input prefix, sorted by key.
+/// Every `*.parquet` (any case: `.PARQUET` from some exporters) directly or indirectly
+/// under the input prefix, sorted by key.
 pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<Shard>> {
     let mut metas = input.list(rt).context("input")?;
-    metas.retain(|m| m.location.as_ref().ends_with(".parquet"));
+    metas.retain(|m| {
+        m.location
+            .as_ref()
+            .to_ascii_lowercase()
+            .ends_with(".parquet")
+    });
     metas.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
     let mut keys_of = std::collections::HashMap::new();
     let mut shards = Vec::with_capacity(metas.len());
@@ -112,6 +118,24 @@ mod tests {
             e.contains("a%2Fb.parquet") && e.contains("`a/b.parquet`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn shards_are_found_whatever_the_case_of_their_extension() {
+        use object_store::ObjectStoreExt;
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let input = crate::io::store::open("memory://list-case/in").unwrap();
+        for key in ["in/b.PARQUET", "in/a.parquet", "in/notes.txt"] {
+            let key = object_store::path::Path::parse(key).unwrap();
+            rt.block_on(input.store.put(&key, b"PAR1".to_vec().into()))
+                .unwrap();
+        }
+        let names: Vec<String> = list_shards(rt.handle(), &input)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.path)
+            .collect();
+        assert_eq!(names, ["a.parquet", "b.PARQUET"]);
     }
 
     #[test]

@@ -144,8 +144,7 @@ fn every_column_mapping_problem_is_reported_before_any_compute() {
         "column `image` (input.id_column): expected a string or integer id, found Struct",
         "column `label` (input.keep_columns) is not in the shard",
         "column `id_` (input.keep_columns) is not in the shard",
-        "column `id` (input.mask_column): expected an image",
-        "found Utf8",
+        "input.mask_column `id`: the run's operator takes no per-record mask",
         "shard-00000.parquet",
     ] {
         assert!(err.contains(want), "missing `{want}` in:\n{err}");
@@ -402,4 +401,93 @@ fn measured_y_in_unit_range_restores_as_its_model_range_twin() {
     // The two settings differ, so their manifests carry different hashes.
     let hash = |out: &Path| manifests(out).into_values().next().unwrap()["settings_hash"].clone();
     assert_ne!(hash(&unit_out), hash(&model_out));
+}
+
+/// Writes a one-row-group shard of `columns` to `path`.
+fn write_shard(path: &Path, columns: Vec<(&str, arrow::array::ArrayRef)>) {
+    let batch = arrow::array::RecordBatch::try_from_iter(columns).unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, buf).unwrap();
+}
+
+#[test]
+fn a_measured_archive_is_never_restored_with_a_guessed_mask_or_kind() {
+    use arrow::array::{ArrayRef, Float32Builder, ListBuilder, StringArray};
+    use std::sync::Arc;
+    // `n` measurements of `m` values each.
+    let ys = |n: usize, m: usize| -> ArrayRef {
+        let mut b = ListBuilder::new(Float32Builder::new());
+        for _ in 0..n {
+            b.append_value((0..m).map(|_| Some(0.5f32)));
+        }
+        Arc::new(b.finish())
+    };
+    let ids = |names: &[&str]| -> ArrayRef { Arc::new(StringArray::from(names.to_vec())) };
+    let tmp = tempdir();
+
+    // Inpainting measurements without the mask they were measured with: refused before
+    // any compute (a mask drawn from the id would pair y with the wrong pixels).
+    let input = tmp.path().join("no-mask");
+    write_shard(
+        &input.join("a.parquet"),
+        vec![("id", ids(&["a0", "a1"])), ("y", ys(2, 64))],
+    );
+    let output = tmp.path().join("out-no-mask");
+    let run = adps_owned(&gaussian_restore_args_for(
+        "inpaint-random:0.5",
+        &s(&input),
+        &s(&output),
+        2,
+        &[],
+    ));
+    assert_eq!(run.status.code(), Some(1), "{run:?}");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("measurements `y` (a y vector) are measured by an inpainting operator")
+            && err.contains("no mask column"),
+        "{err}"
+    );
+    assert!(!part_path(&output, "a").exists(), "nothing may be written");
+
+    // A later shard that gives clean images where the first gave measurements, and has
+    // no ids, fails alone, naming both; the first shard is restored.
+    let input = tmp.path().join("mixed");
+    write_shard(
+        &input.join("a.parquet"),
+        vec![("id", ids(&["a0", "a1"])), ("y", ys(2, 24))],
+    );
+    let png = adps::io::image::encode_png([1, 8, 8], &synthetic_image(0, [1, 8, 8])).unwrap();
+    let image = adps::io::parquet_out::encode_image_shard(&[("b0".to_string(), png)]).unwrap();
+    // encode_image_shard writes `id` and `image`: drop the ids by rewriting without them.
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(image),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .next()
+    .unwrap()
+    .unwrap();
+    write_shard(
+        &input.join("b.parquet"),
+        vec![("image", batch.column_by_name("image").unwrap().clone())],
+    );
+    let output = tmp.path().join("out-mixed");
+    let run = adps_owned(&gaussian_restore_args(&s(&input), &s(&output), 2, &[]));
+    assert_eq!(run.status.code(), Some(3), "{run:?}");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("b.parquet")
+            && err.contains(
+                "the first shard gives measurements `y` (a y vector), this one clean images `image`"
+            )
+            && err.contains("the first shard has an id column `id`, this one none"),
+        "{err}"
+    );
+    assert_eq!(read_parquet(&part_path(&output, "a")).num_rows(), 2);
+    assert!(!part_path(&output, "b").exists());
 }

@@ -458,7 +458,8 @@ impl OperatorFamily {
 }
 
 /// Why a record's mask is refused by an operator that takes none.
-const NO_RECORD_MASK: &str = "has a `mask`, but the run's operator takes none (inpaint-random,                               inpaint-box and fourier do)";
+const NO_RECORD_MASK: &str =
+    "has a `mask`, but the run's operator takes none (inpaint-random, inpaint-box and fourier do)";
 
 #[cfg(test)]
 mod tests {
