@@ -123,7 +123,8 @@ pub fn measurement_view(
     }
 }
 
-/// One grid per operator, with each model's best setting (lowest test MSE over steps).
+/// One grid per operator, with each model's setting of the report's tables
+/// ([`crate::report::best_per_model_operator`]).
 pub fn build(
     spec: &SweepSpec,
     settings: &[Setting],
@@ -136,6 +137,7 @@ pub fn build(
             operators.push(&s.operator);
         }
     }
+    let best = crate::report::best_per_model_operator(summaries);
     let mut grids = Vec::new();
     for op_str in operators {
         let idx: Vec<usize> = (0..settings.len())
@@ -185,12 +187,10 @@ pub fn build(
             }
         }
         for model in models {
-            // The same choice as the report's tables (lowest test MSE, then fewer NFE).
-            let best = crate::report::best_of(
-                summaries,
-                idx.iter().copied().filter(|&i| settings[i].model == model),
-            )
-            .context("no setting")?;
+            // The same choice as the report's tables and figures.
+            let Some(&best) = best.get(&(model.to_string(), op_str.to_string())) else {
+                continue;
+            };
             let rows = super::rows_of(&test_dirs[best])?;
             let by_id: BTreeMap<&str, &Vec<u8>> =
                 rows.iter().map(|r| (r.id.as_str(), &r.png)).collect();

@@ -2,8 +2,9 @@
 //! an issue or a paper draft. Same numbers as `report.html`, no plots.
 //!
 //! Per metric (MSE, SSIM, LPIPS) one table operators × models of each model's best step
-//! count — chosen by mean test MSE, as in the report, so the three tables describe the
-//! same runs — and, for operators run at more than one step count, MSE per NFE.
+//! count — chosen by mean validation MSE among the step counts the report's figures use,
+//! as in the report, so the three tables describe the same runs — and, for operators run
+//! at more than one step count, MSE per NFE.
 
 use std::fmt::Write;
 
@@ -41,7 +42,8 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
     let _ = writeln!(
         o,
         "{} settings. Mean over the test images; each cell is the model's best step count for \
-         that operator (by mean MSE, as the paper reports); the best model per row is in bold.\n",
+         that operator (by mean MSE on the validation images, among the step counts every \
+         operator of its kind was run at); the best model per row is in bold.\n",
         rows.len()
     );
     let table = best_table(rows, &models);

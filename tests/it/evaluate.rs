@@ -120,8 +120,11 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
         }
     }
     assert_eq!(settings.len(), 8);
-    // Exactly one row per (model, operator) is marked best over the step counts, and it
-    // is the one with the lowest mean test MSE.
+    // Exactly one row per (model, operator) (one seed) is marked best over the step
+    // counts, and it is the one with the lowest validation MSE at its chosen ζ (the
+    // minimum of its ζ curve) — not the lowest test MSE. Both operators ran at both step
+    // counts, so both are candidates. (Whether the two disagree depends on the run;
+    // src/report/summary.rs and figures.rs test cases where they do.)
     let best = summary
         .column_by_name("best_over_steps")
         .expect("no best_over_steps column")
@@ -132,21 +135,39 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
         .unwrap()
         .as_primitive::<Float64Type>()
         .clone();
-    let mut lowest: std::collections::BTreeMap<(String, String), (f64, bool)> =
+    let curves = summary
+        .column_by_name("zeta_val_mse")
+        .unwrap()
+        .as_list::<i32>()
+        .clone();
+    let val = |r: usize| {
+        let c = curves.value(r);
+        let c = c.as_primitive::<Float64Type>();
+        (0..c.len())
+            .map(|i| c.value(i))
+            .filter(|v| v.is_finite())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let mut lowest: std::collections::BTreeMap<(String, String), (f64, usize)> =
         std::collections::BTreeMap::new();
     for r in 0..summary.num_rows() {
         let key = (models.value(r).to_string(), ops.value(r).to_string());
-        let e = lowest.entry(key).or_insert((f64::INFINITY, false));
-        if mse.value(r) < e.0 {
-            *e = (mse.value(r), best.value(r));
+        let e = lowest.entry(key).or_insert((f64::INFINITY, r));
+        if val(r) < e.0 {
+            *e = (val(r), r);
         }
+    }
+    for (key, &(_, r)) in &lowest {
+        assert!(
+            best.value(r),
+            "{key:?}: row {r} has the lowest validation MSE"
+        );
     }
     assert_eq!(
         best.true_count(),
         lowest.len(),
         "one best row per model × operator"
     );
-    assert!(lowest.values().all(|&(_, marked)| marked), "{lowest:?}");
     // The Ambient model is compared with the clean one image by image at the same
     // operator and step count: on the same 4 images the mean difference is the
     // difference of the means, inside its bootstrap interval.
