@@ -246,12 +246,39 @@ fn rows_of(url: &str) -> Result<Vec<collect::PartRow>> {
     collect::committed_rows(rt.handle(), &loc)
 }
 
-fn mean_mse(rows: &[collect::PartRow]) -> f64 {
-    collect::stat(rows.iter().map(|r| r.mse)).map_or(f64::INFINITY, |s| s.mean)
+/// One ζ's validation run: per image id, its MSE (`None`: no value).
+type ValRun = BTreeMap<String, Option<f64>>;
+
+fn val_run(rows: &[collect::PartRow]) -> ValRun {
+    rows.iter().map(|r| (r.id.clone(), r.mse)).collect()
 }
 
-/// Picks ζ on the validation images: the grid's best by mean MSE; while the best lies on
-/// an edge, the grid is extended past it by the edge's spacing (at most `widen` times).
+/// The ζ curve: per validation run, its mean MSE over the images; +∞ (diverged) for a run
+/// with a missing or non-finite MSE on any image, or that lacks an image another ζ's run
+/// restored (a record that failed at this ζ), so that a ζ can only win on every image.
+fn zeta_curve<'a>(runs: impl IntoIterator<Item = &'a ValRun>) -> Vec<f64> {
+    let runs: Vec<&ValRun> = runs.into_iter().collect();
+    let images: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.keys()).collect();
+    runs.iter()
+        .map(|r| {
+            if images.is_empty() || r.len() < images.len() {
+                return f64::INFINITY;
+            }
+            let mut sum = 0.0;
+            for v in r.values() {
+                match v {
+                    Some(x) if x.is_finite() => sum += x,
+                    _ => return f64::INFINITY,
+                }
+            }
+            sum / r.len() as f64
+        })
+        .collect()
+}
+
+/// Picks ζ on the validation images: the grid's best by mean MSE ([`zeta_curve`]: a ζ that
+/// diverged on any image is +∞); while the best lies on an edge, the grid is extended
+/// past it by the edge's spacing (at most `widen` times).
 fn search_zeta(
     spec: &SweepSpec,
     s: &Setting,
@@ -261,18 +288,20 @@ fn search_zeta(
     let mut grid = s.zeta_grid.clone();
     grid.sort_by(f64::total_cmp);
     grid.dedup();
-    let mut curve: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut runs: BTreeMap<u64, ValRun> = BTreeMap::new();
     let mut widened = 0;
     loop {
         for &z in &grid {
-            if curve.contains_key(&z.to_bits()) {
+            if runs.contains_key(&z.to_bits()) {
                 continue;
             }
             let out = format!("{base}/val/{}", zeta_dir(z));
             run_one(spec, s, z, &spec.images.validation, &out, partial)?;
-            curve.insert(z.to_bits(), mean_mse(&rows_of(&out)?));
+            runs.insert(z.to_bits(), val_run(&rows_of(&out)?));
         }
-        let mse: Vec<f64> = grid.iter().map(|z| curve[&z.to_bits()]).collect();
+        // Recomputed over the whole grid each time: a new ζ's images may show an earlier
+        // one lacking some.
+        let mse = zeta_curve(grid.iter().map(|z| &runs[&z.to_bits()]));
         let best = (0..grid.len())
             .min_by(|&a, &b| mse[a].total_cmp(&mse[b]))
             .context("empty ζ grid")?;
@@ -345,7 +374,7 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         ];
         let mut values = BTreeMap::new();
         for (name, pick) in picks {
-            if let Some(st) = collect::stat(rows.iter().map(pick)) {
+            if let Some(st) = collect::stat(name, rows.iter().map(pick)) {
                 metrics.insert(name.to_string(), st);
             }
             if let Some(&m) = PAIRED_METRICS.iter().find(|&&m| m == name) {
@@ -474,4 +503,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images(values: &[(&str, Option<f64>)]) -> ValRun {
+        values.iter().map(|&(id, v)| (id.to_string(), v)).collect()
+    }
+
+    #[test]
+    fn a_zeta_that_diverged_on_any_validation_image_is_infinite() {
+        let good = images(&[("a", Some(0.02)), ("b", Some(0.04))]);
+        // Diverged on one image, tiny on the other: never the best.
+        let nan = images(&[("a", Some(f64::NAN)), ("b", Some(0.001))]);
+        let inf = images(&[("a", Some(f64::INFINITY)), ("b", Some(0.001))]);
+        let none = images(&[("a", None), ("b", Some(0.001))]);
+        // Image `a` failed at this ζ (no row), the other ζ's restored it.
+        let missing = images(&[("b", Some(0.001))]);
+        let curve = zeta_curve([&good, &nan, &inf, &none, &missing]);
+        assert!((curve[0] - 0.03).abs() < 1e-12, "{curve:?}");
+        assert!(curve[1..].iter().all(|v| *v == f64::INFINITY), "{curve:?}");
+        // An image no run restored is no reason to call every ζ diverged.
+        let c = zeta_curve([&missing, &images(&[("b", Some(0.002))])]);
+        assert_eq!(c, vec![0.001, 0.002]);
+        assert_eq!(zeta_curve([&images(&[])]), vec![f64::INFINITY]);
+    }
 }

@@ -22,7 +22,7 @@ use super::format::{
 use super::plot::{self, LinePlot, Point, Scale, Series};
 use super::stats::Verdict;
 use super::templates::{environment, Grid};
-use super::{is_baseline, ExampleGrid, SettingSummary, Stat, PAIRED_METRICS};
+use super::{is_baseline, ExampleGrid, SettingSummary, PAIRED_METRICS};
 
 /// Colour of the plain baseline in every plot.
 const BASELINE_COLOR: &str = "#111111";
@@ -67,6 +67,7 @@ tr.grp>td{border-top:2px solid #d1d5db}
 td.win{font-weight:650}
 .pm{color:var(--muted)}
 .n{color:var(--faint);font-size:11px;margin-left:3px}
+.n.short{color:#b91c1c;font-weight:600}
 .star{color:#b45309}
 .swatch{display:inline-block;width:12px;height:12px;border-radius:3px;vertical-align:-1px;margin-right:7px}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:11px;line-height:17px;background:#fdecea;color:#9b1c1c;margin-left:6px}
@@ -173,19 +174,22 @@ fn zeta_edge(r: &SettingSummary) -> Option<&'static str> {
     }
 }
 
-/// A metric value as the tables show it: mean ± half-width of its 95% CI (count).
+/// A metric value as the tables show it: mean ± half-width of its 95% CI (count), the
+/// count flagged when it is below the setting's number of images.
 #[derive(Serialize)]
 struct StatView {
     mean: String,
     ci: String,
     count: u64,
+    short: bool,
 }
 
-fn stat_view(s: Option<&Stat>) -> Option<StatView> {
-    s.map(|s| StatView {
+fn stat_view(r: &SettingSummary, metric: &str) -> Option<StatView> {
+    r.metrics.get(metric).map(|s| StatView {
         mean: fmt_num(s.mean, 3),
         ci: fmt_num(s.ci95(), 2),
         count: s.count,
+        short: s.count < super::image_count(r),
     })
 }
 
@@ -405,7 +409,7 @@ fn headline(rows: &[SettingSummary], models: &Models) -> Vec<minijinja::Value> {
                 .cells
                 .iter()
                 .map(|c| CellView {
-                    stat: c.and_then(|i| stat_view(rows[i].metrics.get("mse"))),
+                    stat: c.and_then(|i| stat_view(&rows[i], "mse")),
                     win: c.is_some() && *c == win,
                 })
                 .collect();
@@ -834,7 +838,7 @@ fn settings(
             metrics: metrics
                 .iter()
                 .map(|m| CellView {
-                    stat: stat_view(r.metrics.get(m)),
+                    stat: stat_view(r, m),
                     win: m == "mse" && op_winner,
                 })
                 .collect(),
@@ -1017,6 +1021,15 @@ mod tests {
         }
         assert_eq!(html.matches("<html").count(), 1);
         assert!(html.trim_end().ends_with("</html>"));
+    }
+
+    #[test]
+    fn a_metric_over_fewer_images_than_its_setting_is_flagged() {
+        let mut rows = fixture();
+        rows[0].metrics.get_mut("ssim").unwrap().count = 15;
+        let html = render_report("t", "", &rows, &[]).unwrap();
+        assert_eq!(html.matches(r#"class="n short""#).count(), 1, "{html}");
+        assert!(html.contains("(15)</span>"));
     }
 
     #[test]

@@ -144,12 +144,18 @@ fn push_row(
                 .map(|s| s.mean)
                 .filter(|v| v.is_finite())
         });
+        // A metric over fewer images than the setting's says how many.
+        let short = c.and_then(|i| {
+            let n = rows[i].metrics.get(metric)?.count;
+            (n < super::image_count(&rows[i])).then(|| format!(" (n = {n})"))
+        });
+        let short = short.unwrap_or_default();
         match value {
             Some(v) if *c == best => {
-                let _ = write!(o, " **{}** |", fmt_num(v, 3));
+                let _ = write!(o, " **{}**{short} |", fmt_num(v, 3));
             }
             Some(v) => {
-                let _ = write!(o, " {} |", fmt_num(v, 3));
+                let _ = write!(o, " {}{short} |", fmt_num(v, 3));
             }
             None => o.push_str(" – |"),
         }
@@ -197,6 +203,22 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("`sr:4`, N ="), "{md}");
+    }
+
+    #[test]
+    fn a_cell_over_fewer_images_than_its_setting_says_how_many() {
+        let mut rows = vec![
+            setting("clean", 0.0, "cs:64", 10, 0.1, 0.3),
+            setting("ambient", 0.8, "cs:64", 10, 0.12, 0.4),
+        ];
+        // SSIM on 15 of the setting's 16 images.
+        rows[0].metrics.get_mut("ssim").unwrap().count = 15;
+        let md = render_markdown("t", &rows);
+        assert!(
+            md.contains("| `cs:64` | 0.300 (n = 15) | **0.400** |"),
+            "{md}"
+        );
+        assert!(md.contains("| `cs:64` | **0.100** | 0.120 |"), "{md}");
     }
 
     #[test]

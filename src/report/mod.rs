@@ -34,6 +34,13 @@ pub fn is_baseline(r: &SettingSummary) -> bool {
     r.solver == BASELINE_SOLVER
 }
 
+/// The number of test images a setting's metrics were computed over: the largest count
+/// of its metrics. A metric with a lower count lacks values on some images (PSNR leaves
+/// out exact reconstructions, +∞); the reports say so.
+pub fn image_count(r: &SettingSummary) -> u64 {
+    r.metrics.values().map(|s| s.count).max().unwrap_or(0)
+}
+
 /// The metrics compared image by image between each Ambient model and the clean one.
 pub const PAIRED_METRICS: [&str; 3] = ["mse", "ssim", "lpips"];
 
