@@ -28,7 +28,7 @@ const MAX_ITER: usize = 300;
 pub fn summarize(
     spec: &SweepSpec,
     settings: &[Setting],
-    test_dirs: &[String],
+    test_dirs: &[super::RunDir],
 ) -> Result<Vec<SettingSummary>> {
     let mut seen: Vec<&str> = Vec::new();
     let mut out = Vec::new();

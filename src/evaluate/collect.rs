@@ -27,10 +27,22 @@ pub struct PartRow {
     pub nfe: Option<i64>,
 }
 
-/// Every row of the committed parts under `loc`, sorted by id.
-pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec<PartRow>> {
+/// Every row of the parts under `loc` committed with these settings (manifests with
+/// `settings_hash`), sorted by id: shards an earlier run committed there with other
+/// settings (another `limit`, say), which this run did not list and so left in place,
+/// are not its rows.
+pub fn committed_rows(
+    rt: &tokio::runtime::Handle,
+    loc: &Location,
+    settings_hash: &str,
+) -> Result<Vec<PartRow>> {
     let mut rows = Vec::new();
-    visit_committed_rows(rt, loc, |_, _| true, |_, row| rows.push(row))?;
+    visit_committed_rows(
+        rt,
+        loc,
+        |_, m| m.settings_hash == settings_hash,
+        |_, row| rows.push(row),
+    )?;
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(rows)
 }

@@ -174,6 +174,13 @@ fn check_images(name: &str, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// A committed pipeline run: its output location and the settings hash of its manifests.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub url: String,
+    pub settings_hash: String,
+}
+
 /// A pipeline run of one setting at one ζ on one image set.
 fn run_one(
     spec: &SweepSpec,
@@ -182,7 +189,7 @@ fn run_one(
     images: &config::ImageSet,
     out: &str,
     partial: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<RunDir> {
     let d = &spec.defaults;
     let run = RunSpec {
         input: InputSpec {
@@ -222,6 +229,10 @@ fn run_one(
         store: Default::default(),
     };
     let (plan, engines) = plan::build(run)?;
+    let dir = RunDir {
+        url: out.to_string(),
+        settings_hash: plan.settings_hash.clone(),
+    };
     let report = topology::run(plan, engines, false)?;
     if report.is_partial() {
         let what = format!(
@@ -231,19 +242,21 @@ fn run_one(
         tracing::warn!("{what}; the summary uses what succeeded");
         partial.push(what);
     }
-    Ok(())
+    Ok(dir)
 }
 
 fn zeta_dir(z: f64) -> String {
     format!("zeta-{z}")
 }
 
-fn rows_of(url: &str) -> Result<Vec<collect::PartRow>> {
+/// The rows a run committed (with its settings; not what other runs left there).
+fn rows_of(run: &RunDir) -> Result<Vec<collect::PartRow>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let loc = crate::io::store::open(url)?;
-    collect::committed_rows(rt.handle(), &loc)
+    let loc = crate::io::store::open(&run.url)?;
+    collect::committed_rows(rt.handle(), &loc, &run.settings_hash)
+        .with_context(|| format!("reading the rows of {}", run.url))
 }
 
 /// One ζ's validation run: per image id, its MSE (`None`: no value).
@@ -296,8 +309,8 @@ fn search_zeta(
                 continue;
             }
             let out = format!("{base}/val/{}", zeta_dir(z));
-            run_one(spec, s, z, &spec.images.validation, &out, partial)?;
-            runs.insert(z.to_bits(), val_run(&rows_of(&out)?));
+            let dir = run_one(spec, s, z, &spec.images.validation, &out, partial)?;
+            runs.insert(z.to_bits(), val_run(&rows_of(&dir)?));
         }
         // Recomputed over the whole grid each time: a new ζ's images may show an earlier
         // one lacking some.
@@ -358,7 +371,7 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         let started = std::time::Instant::now();
         let (zeta, grid, curve) = search_zeta(&spec, s, &base, &mut partial)?;
         let test_dir = format!("{base}/test-{}", zeta_dir(zeta));
-        run_one(&spec, s, zeta, &spec.images.test, &test_dir, &mut partial)?;
+        let test_dir = run_one(&spec, s, zeta, &spec.images.test, &test_dir, &mut partial)?;
         let rows = rows_of(&test_dir)?;
         // Read from the committed parts, not timed here: a resumed or re-rendered sweep
         // skips finished runs and must still report what they cost.
@@ -474,7 +487,7 @@ fn write_outputs(
     spec: &SweepSpec,
     settings: &[Setting],
     summaries: &[SettingSummary],
-    test_dirs: &[String],
+    test_dirs: &[RunDir],
 ) -> Result<Outcome> {
     let dir = Path::new(&spec.report);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

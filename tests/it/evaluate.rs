@@ -361,3 +361,72 @@ fn a_sweep_whose_runs_lose_records_exits_3_naming_them() {
         "{stdout}"
     );
 }
+
+/// Runs `adps evaluate` on the CI sweep reduced to one setting (clean model, `cs:128`,
+/// N = 2, ζ = 1), with `extra` overrides.
+fn one_setting_sweep(
+    tmp: &std::path::Path,
+    val: &str,
+    test: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "evaluate".to_string(),
+        "pipelines/sweep-ci.toml".to_string(),
+    ];
+    let sets = [
+        format!("images.validation.url={val}"),
+        format!("images.test.url={test}"),
+        format!("report={}", tmp.join("report").display()),
+        format!("runs={}", tmp.join("runs").display()),
+        "images.validation.limit=2".to_string(),
+        "defaults.zeta_grid=[1.0]".to_string(),
+        "defaults.widen=0".to_string(),
+        "defaults.examples=1".to_string(),
+        "sweep=[{name = \"one\", models = [\"models/fmnist-p0.0\"], operators = [\"cs:128\"], steps = [2]}]"
+            .to_string(),
+    ];
+    for s in sets.iter().map(String::as_str).chain(extra.iter().copied()) {
+        args.push("--set".into());
+        args.push(s.into());
+    }
+    adps_owned(&args)
+}
+
+#[test]
+fn a_sweep_reads_only_the_rows_its_own_settings_committed() {
+    let tmp = tempdir();
+    let (val, test) = (tmp.path().join("val"), tmp.path().join("test"));
+    write_image_shards(&val, 1, 2, [1, 32, 32]);
+    // Two test shards of two images each.
+    write_image_shards(&test, 2, 2, [1, 32, 32]);
+    let (val, test) = (s(&val), s(&test));
+    let mse_count = || {
+        let summary = read_parquet(&tmp.path().join("report/summary.parquet"));
+        let c = summary
+            .column_by_name("mse_count")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .clone();
+        c.value(0)
+    };
+    assert_ok(&one_setting_sweep(
+        tmp.path(),
+        &val,
+        &test,
+        &["images.test.limit=4"],
+    ));
+    assert_eq!(mse_count(), 4);
+    // The same runs folder with a limit that lists only the first shard: the second
+    // shard's parts, committed by the first sweep with other settings, stay on disk but
+    // are not this sweep's rows.
+    assert_ok(&one_setting_sweep(
+        tmp.path(),
+        &val,
+        &test,
+        &["images.test.limit=2"],
+    ));
+    assert_eq!(mse_count(), 2);
+    let md = std::fs::read_to_string(tmp.path().join("report/summary.md")).unwrap();
+    assert!(md.contains("`cs:128`"), "{md}");
+}
