@@ -39,7 +39,8 @@ pub struct Setting {
 
 impl Setting {
     /// Folder of this setting's runs, relative to the sweep's `runs`: the sampler
-    /// settings are in the name, so runs with other settings are never reused.
+    /// settings are in the name, so runs with other settings are never reused. Named
+    /// after the model's card name, which [`check`] requires to be one folder's.
     fn slug(&self, solver: Solver, clip: Clip) -> String {
         let clip = match clip {
             Clip::None => String::new(),
@@ -145,6 +146,22 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
                 }
             }
         }
+    }
+    // Run folders are named after the model's card name: two folders with one card name
+    // would write into each other's runs.
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (dir, folder) in &folders {
+        if let Some(f) = folder {
+            by_name.entry(&f.card().name).or_default().push(dir);
+        }
+    }
+    for (name, dirs) in by_name.into_iter().filter(|(_, d)| d.len() > 1) {
+        problems.push(format!(
+            "models {} have the same card name `{name}`; their runs would share folders under \
+             `runs` and overwrite each other (give each its own name in card.json, or list \
+             the folder once)",
+            dirs.join(" and ")
+        ));
     }
     problems.dedup();
     if !problems.is_empty() {

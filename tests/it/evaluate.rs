@@ -314,6 +314,24 @@ fn bad_sweeps_fail_before_any_compute_naming_the_entry() {
         "{stderr}"
     );
 
+    // Two model folders with one card name: their runs would share folders.
+    let alias = tmp.path().join("alias");
+    std::os::unix::fs::symlink(root().join("models/fmnist-p0.0"), &alias).unwrap();
+    let out = run(&[&format!(
+        "sweep=[{{name = \"twice\", models = [\"models/fmnist-p0.0\", \"{}\"], operators = [\"cs:8\"], steps = [2]}}]",
+        alias.display()
+    )]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("same card name `fmnist-p0.0`")
+            && stderr.contains(&format!(
+                "models {} and models/fmnist-p0.0",
+                alias.display()
+            )),
+        "{stderr}"
+    );
+
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let out = run(&[&format!("images.test.url={}", empty.display())]);
