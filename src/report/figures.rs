@@ -205,7 +205,8 @@ pub struct NfeRow {
     pub cells: Vec<Option<usize>>,
 }
 
-/// Every operator run at more than one step count (display order), a row per (steps, NFE).
+/// Every operator run at more than one step count (display order), a row per (steps, NFE)
+/// of the diffusion models (the baseline has no steps: it is no row).
 pub fn nfe_table(rows: &[SettingSummary], models: &[(String, f64)]) -> Vec<NfeRow> {
     let mut out = Vec::new();
     for (op, _, _) in operators(rows) {
@@ -214,7 +215,7 @@ pub fn nfe_table(rows: &[SettingSummary], models: &[(String, f64)]) -> Vec<NfeRo
         }
         let mut by_steps: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
         for (i, r) in rows.iter().enumerate() {
-            if r.operator == op {
+            if r.operator == op && !is_baseline(r) {
                 by_steps.entry((r.steps, r.nfe)).or_default().push(i);
             }
         }

@@ -44,7 +44,7 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
         "{} settings. Mean over the test images; each cell is the model's best step count for \
          that operator (by mean MSE on the validation images, among the step counts every \
          operator of its kind was run at); the best model per row is in bold.\n",
-        rows.len()
+        rows.iter().filter(|r| !super::is_baseline(r)).count()
     );
     let table = best_table(rows, &models);
     for (key, heading) in TABLES {
@@ -203,6 +203,25 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("`sr:4`, N ="), "{md}");
+    }
+
+    #[test]
+    fn the_baseline_is_no_setting_and_no_nfe_row() {
+        let mut rows = vec![
+            setting("clean", 0.0, "cs:64", 5, 0.2, 0.1),
+            setting("clean", 0.0, "cs:64", 10, 0.1, 0.3),
+        ];
+        let mut base = setting("x", 0.0, "cs:64", 1, 0.5, 0.05);
+        base.model = crate::report::BASELINE_MODEL.into();
+        base.train_p = f64::NAN;
+        base.solver = crate::report::BASELINE_SOLVER.into();
+        (base.steps, base.nfe, base.zeta) = (0, 0, f64::NAN);
+        rows.push(base);
+        let md = render_markdown("t", &rows);
+        assert!(md.contains("\n2 settings."), "{md}");
+        assert!(md.contains("| `cs:64` | **0.100** | 0.500 |"), "{md}");
+        assert!(md.contains("| `cs:64`, N = 5 (9) | **0.200** | – |"), "{md}");
+        assert!(!md.contains("N = 0"), "{md}");
     }
 
     #[test]
