@@ -179,7 +179,8 @@ fn zeta_edge(r: &SettingSummary) -> Option<&'static str> {
 #[derive(Serialize)]
 struct StatView {
     mean: String,
-    ci: String,
+    /// None with fewer than two values: no interval.
+    ci: Option<String>,
     count: u64,
     short: bool,
 }
@@ -187,7 +188,7 @@ struct StatView {
 fn stat_view(r: &SettingSummary, metric: &str) -> Option<StatView> {
     r.metrics.get(metric).map(|s| StatView {
         mean: fmt_num(s.mean, 3),
-        ci: fmt_num(s.ci95(), 2),
+        ci: s.ci95().map(|c| fmt_num(c, 2)),
         count: s.count,
         short: s.count < super::image_count(r),
     })
@@ -594,7 +595,8 @@ fn kind_view(rows: &[SettingSummary], models: &Models, kind: &str) -> Result<Kin
                         rows[i]
                             .metrics
                             .get(metric)
-                            .map(|s| Point::sym(level, s.mean, s.ci95()))
+                            // No bar where there is no interval (one image).
+                            .map(|s| Point::sym(level, s.mean, s.ci95().unwrap_or(0.0)))
                     })
                     .collect(),
             })
@@ -644,7 +646,7 @@ fn nfe_plot(rows: &[SettingSummary], models: &Models, op: &str) -> Result<Value>
                     rows[i]
                         .metrics
                         .get("mse")
-                        .map(|s| Point::sym(f64::from(nfe), s.mean, s.ci95()))
+                        .map(|s| Point::sym(f64::from(nfe), s.mean, s.ci95().unwrap_or(0.0)))
                 })
                 .collect(),
         })
@@ -1030,6 +1032,19 @@ mod tests {
         let html = render_report("t", "", &rows, &[]).unwrap();
         assert_eq!(html.matches(r#"class="n short""#).count(), 1, "{html}");
         assert!(html.contains("(15)</span>"));
+    }
+
+    #[test]
+    fn a_mean_over_one_image_has_no_interval() {
+        let mut rows = fixture();
+        rows[0].metrics.get_mut("mse").unwrap().count = 1;
+        let html = render_report("t", "", &rows, &[]).unwrap();
+        let start = html.find(r#"id="settings""#).unwrap();
+        let cell = &html[start..];
+        let cell = &cell[..cell.find("(1)</span>").expect("the one-image cell")];
+        let cell = &cell[cell.rfind("<td").unwrap()..];
+        assert!(!cell.contains('±'), "{cell}");
+        assert!(!html.contains("± 0<"), "no zero-width interval");
     }
 
     #[test]

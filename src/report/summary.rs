@@ -5,9 +5,11 @@
 //! `solver`, `nfe`, `seed`, `zeta`, `zeta_grid` (list<float64>), `zeta_val_mse`
 //! (list<float64>), then for each metric `<m>_mean`, `<m>_std` (nullable float64) and
 //! `<m>_count` (nullable int64) — always for `mse`, `psnr`, `ssim`, `lpips`, `residual`
-//! (null where a setting lacks the metric), then any other metric keys found, sorted —
+//! (null where a setting lacks the metric), then any other metric keys found, sorted;
+//! `<m>_std` is the population standard deviation (ddof = 0) —
 //! `<m>_ci95` (half-width of the 95% confidence interval of the mean, normal
-//! approximation) after each metric's three; `seconds`, and `best_over_steps` (bool: the
+//! approximation with the sample standard deviation, ddof = 1; null with fewer than two
+//! values) after each metric's three; `seconds`, and `best_over_steps` (bool: the
 //! row with the lowest validation MSE at its chosen ζ (the minimum of `zeta_val_mse`)
 //! among its model × operator × seed's step counts — of those every operator of its kind
 //! was run at, the step counts the report's figures use ([`super::candidate_steps`]);
@@ -109,7 +111,7 @@ pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
         push(&format!("{key}_count"), true, Arc::new(count.finish()));
         let mut ci = Float64Builder::with_capacity(n);
         rows.iter()
-            .for_each(|r| ci.append_option(r.metrics.get(&key).map(Stat::ci95)));
+            .for_each(|r| ci.append_option(r.metrics.get(&key).and_then(Stat::ci95)));
         push(&format!("{key}_ci95"), true, Arc::new(ci.finish()));
     }
     push("seconds", false, f64_col(&|r| r.seconds));
@@ -476,6 +478,8 @@ mod tests {
         // 1.96 · 0.004 · √(64/63) / 8
         let ci = batch.column_by_name("mse_ci95").unwrap();
         assert!((ci.as_primitive::<Float64Type>().value(0) - 9.87e-4).abs() < 1e-6);
+        // One image (row 1's MSE): no interval, null rather than 0.
+        assert!(ci.is_null(1));
     }
 
     #[test]
