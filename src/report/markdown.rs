@@ -220,7 +220,10 @@ mod tests {
         let md = render_markdown("t", &rows);
         assert!(md.contains("\n2 settings."), "{md}");
         assert!(md.contains("| `cs:64` | **0.100** | 0.500 |"), "{md}");
-        assert!(md.contains("| `cs:64`, N = 5 (9) | **0.200** | – |"), "{md}");
+        assert!(
+            md.contains("| `cs:64`, N = 5 (9) | **0.200** | – |"),
+            "{md}"
+        );
         assert!(!md.contains("N = 0"), "{md}");
     }
 
