@@ -117,7 +117,11 @@ fn pair_with_clean(rows: &mut [SettingSummary]) {
             let (Some(a), Some(b)) = (r.metrics.get(m), c.metrics.get(m)) else {
                 continue;
             };
-            let half = 0.5 * (a.ci95().powi(2) + b.ci95().powi(2)).sqrt();
+            // No interval with fewer than two images: no made-up pair either.
+            let (Some(ca), Some(cb)) = (a.ci95(), b.ci95()) else {
+                continue;
+            };
+            let half = 0.5 * (ca.powi(2) + cb.powi(2)).sqrt();
             let mean = a.mean - b.mean;
             r.paired.insert(
                 m.to_string(),

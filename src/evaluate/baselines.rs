@@ -28,7 +28,7 @@ const MAX_ITER: usize = 300;
 pub fn summarize(
     spec: &SweepSpec,
     settings: &[Setting],
-    test_dirs: &[String],
+    test_dirs: &[super::RunDir],
 ) -> Result<Vec<SettingSummary>> {
     let mut seen: Vec<&str> = Vec::new();
     let mut out = Vec::new();
@@ -80,7 +80,7 @@ pub fn summarize(
         let metrics = per_metric
             .into_iter()
             .filter_map(|(name, v)| {
-                super::collect::stat(v.into_iter()).map(|s| (name.to_string(), s))
+                super::collect::stat(name, v.into_iter()).map(|s| (name.to_string(), s))
             })
             .collect();
         let (kind, level) = plan::kind_and_level(&op);

@@ -27,10 +27,22 @@ pub struct PartRow {
     pub nfe: Option<i64>,
 }
 
-/// Every row of the committed parts under `loc`, sorted by id.
-pub fn committed_rows(rt: &tokio::runtime::Handle, loc: &Location) -> Result<Vec<PartRow>> {
+/// Every row of the parts under `loc` committed with these settings (manifests with
+/// `settings_hash`), sorted by id: shards an earlier run committed there with other
+/// settings (another `limit`, say), which this run did not list and so left in place,
+/// are not its rows.
+pub fn committed_rows(
+    rt: &tokio::runtime::Handle,
+    loc: &Location,
+    settings_hash: &str,
+) -> Result<Vec<PartRow>> {
     let mut rows = Vec::new();
-    visit_committed_rows(rt, loc, |_, _| true, |_, row| rows.push(row))?;
+    visit_committed_rows(
+        rt,
+        loc,
+        |_, m| m.settings_hash == settings_hash,
+        |_, row| rows.push(row),
+    )?;
     rows.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(rows)
 }
@@ -113,9 +125,18 @@ fn read_batch(batch: &RecordBatch, rows: &mut Vec<PartRow>) -> Result<()> {
     Ok(())
 }
 
-/// Mean, population std and count of the present values.
-pub fn stat(values: impl Iterator<Item = Option<f64>>) -> Option<crate::report::Stat> {
-    let v: Vec<f64> = values.flatten().filter(|x| x.is_finite()).collect();
+/// Mean, population std (ddof = 0) and count of the present values of `metric`. For
+/// `psnr`, +∞ (an exact reconstruction) is left out, which the count shows; any other
+/// non-finite value is kept, so a diverged image makes the mean non-finite instead of
+/// vanishing from it.
+pub fn stat(
+    metric: &str,
+    values: impl Iterator<Item = Option<f64>>,
+) -> Option<crate::report::Stat> {
+    let v: Vec<f64> = values
+        .flatten()
+        .filter(|x| !(metric == "psnr" && *x == f64::INFINITY))
+        .collect();
     if v.is_empty() {
         return None;
     }
@@ -134,9 +155,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_skips_missing_and_infinite_values() {
-        let s = stat([Some(1.0), None, Some(3.0), Some(f64::INFINITY)].into_iter()).unwrap();
+    fn stat_skips_missing_values_and_only_an_exact_images_psnr() {
+        let values = [Some(1.0), None, Some(3.0), Some(f64::INFINITY)];
+        let s = stat("psnr", values.into_iter()).unwrap();
         assert_eq!((s.mean, s.std, s.count), (2.0, 1.0, 2));
-        assert!(stat([None].into_iter()).is_none());
+        assert!(stat("mse", [None].into_iter()).is_none());
+        // A diverged image is not dropped from the MSE: the mean says it diverged.
+        let s = stat("mse", values.into_iter()).unwrap();
+        assert_eq!((s.mean, s.count), (f64::INFINITY, 3));
+        let s = stat("mse", [Some(1.0), Some(f64::NAN)].into_iter()).unwrap();
+        assert!(s.mean.is_nan() && s.count == 2);
+        let s = stat("psnr", [Some(20.0), Some(f64::NAN)].into_iter()).unwrap();
+        assert!(s.mean.is_nan() && s.count == 2);
     }
 }

@@ -123,12 +123,13 @@ pub fn measurement_view(
     }
 }
 
-/// One grid per operator, with each model's best setting (lowest test MSE over steps).
+/// One grid per operator, with each model's setting of the report's tables
+/// ([`crate::report::best_per_model_operator`]).
 pub fn build(
     spec: &SweepSpec,
     settings: &[Setting],
     summaries: &[SettingSummary],
-    test_dirs: &[String],
+    test_dirs: &[super::RunDir],
 ) -> Result<Vec<ExampleGrid>> {
     let mut operators: Vec<&str> = Vec::new();
     for s in settings {
@@ -136,6 +137,7 @@ pub fn build(
             operators.push(&s.operator);
         }
     }
+    let best = crate::report::best_per_model_operator(summaries);
     let mut grids = Vec::new();
     for op_str in operators {
         let idx: Vec<usize> = (0..settings.len())
@@ -185,19 +187,11 @@ pub fn build(
             }
         }
         for model in models {
-            // The same choice as the report's tables (lowest test MSE, then fewer NFE).
-            let best = crate::report::best_of(
-                summaries,
-                idx.iter().copied().filter(|&i| settings[i].model == model),
-            )
-            .context("no setting")?;
-            let rows = super::rows_of(&test_dirs[best])?;
-            let by_id: BTreeMap<&str, &Vec<u8>> =
-                rows.iter().map(|r| (r.id.as_str(), &r.png)).collect();
-            let pngs: Vec<Vec<u8>> = ids
-                .iter()
-                .filter_map(|id| by_id.get(id.as_str()).map(|p| (*p).clone()))
-                .collect();
+            // The same choice as the report's tables and figures.
+            let Some(&best) = best.get(&(model.to_string(), op_str.to_string())) else {
+                continue;
+            };
+            let pngs = pngs_for(&ids, &super::rows_of(&test_dirs[best])?);
             let s = &summaries[best];
             grid_rows.push((
                 format!(
@@ -216,6 +210,20 @@ pub fn build(
         });
     }
     Ok(grids)
+}
+
+/// One grid row: the reconstruction of each of `ids` (the columns), in their order; an
+/// image the setting lacks (a record that failed) is an empty PNG, shown as —, so the
+/// columns stay under their ids.
+fn pngs_for(ids: &[String], rows: &[super::collect::PartRow]) -> Vec<Vec<u8>> {
+    let by_id: BTreeMap<&str, &Vec<u8>> = rows.iter().map(|r| (r.id.as_str(), &r.png)).collect();
+    ids.iter()
+        .map(|id| {
+            by_id
+                .get(id.as_str())
+                .map_or_else(Vec::new, |p| (*p).clone())
+        })
+        .collect()
 }
 
 /// The report's introduction: what was run, on what, and how ζ was chosen.
@@ -268,4 +276,31 @@ pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
             "not configured (column empty)"
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::collect::PartRow;
+
+    #[test]
+    fn a_missing_image_leaves_its_column_empty_instead_of_shifting_the_row() {
+        let row = |id: &str, png: &[u8]| PartRow {
+            id: id.into(),
+            png: png.to_vec(),
+            mse: None,
+            psnr: None,
+            ssim: None,
+            lpips: None,
+            residual: None,
+            seconds: None,
+            nfe: None,
+        };
+        let ids: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let rows = [row("c", b"C"), row("a", b"A"), row("z", b"Z")];
+        assert_eq!(
+            pngs_for(&ids, &rows),
+            vec![b"A".to_vec(), Vec::new(), b"C".to_vec()]
+        );
+    }
 }

@@ -39,7 +39,8 @@ pub struct Setting {
 
 impl Setting {
     /// Folder of this setting's runs, relative to the sweep's `runs`: the sampler
-    /// settings are in the name, so runs with other settings are never reused.
+    /// settings are in the name, so runs with other settings are never reused. Named
+    /// after the model's card name, which [`check`] requires to be one folder's.
     fn slug(&self, solver: Solver, clip: Clip) -> String {
         let clip = match clip {
             Clip::None => String::new(),
@@ -146,6 +147,22 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
             }
         }
     }
+    // Run folders are named after the model's card name: two folders with one card name
+    // would write into each other's runs.
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (dir, folder) in &folders {
+        if let Some(f) = folder {
+            by_name.entry(&f.card().name).or_default().push(dir);
+        }
+    }
+    for (name, dirs) in by_name.into_iter().filter(|(_, d)| d.len() > 1) {
+        problems.push(format!(
+            "models {} have the same card name `{name}`; their runs would share folders under \
+             `runs` and overwrite each other (give each its own name in card.json, or list \
+             the folder once)",
+            dirs.join(" and ")
+        ));
+    }
     problems.dedup();
     if !problems.is_empty() {
         bail!(
@@ -174,6 +191,13 @@ fn check_images(name: &str, url: &str) -> Result<()> {
     Ok(())
 }
 
+/// A committed pipeline run: its output location and the settings hash of its manifests.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub url: String,
+    pub settings_hash: String,
+}
+
 /// A pipeline run of one setting at one ζ on one image set.
 fn run_one(
     spec: &SweepSpec,
@@ -182,7 +206,7 @@ fn run_one(
     images: &config::ImageSet,
     out: &str,
     partial: &mut Vec<String>,
-) -> Result<()> {
+) -> Result<RunDir> {
     let d = &spec.defaults;
     let run = RunSpec {
         input: InputSpec {
@@ -222,6 +246,10 @@ fn run_one(
         store: Default::default(),
     };
     let (plan, engines) = plan::build(run)?;
+    let dir = RunDir {
+        url: out.to_string(),
+        settings_hash: plan.settings_hash.clone(),
+    };
     let report = topology::run(plan, engines, false)?;
     if report.is_partial() {
         let what = format!(
@@ -231,27 +259,56 @@ fn run_one(
         tracing::warn!("{what}; the summary uses what succeeded");
         partial.push(what);
     }
-    Ok(())
+    Ok(dir)
 }
 
 fn zeta_dir(z: f64) -> String {
     format!("zeta-{z}")
 }
 
-fn rows_of(url: &str) -> Result<Vec<collect::PartRow>> {
+/// The rows a run committed (with its settings; not what other runs left there).
+fn rows_of(run: &RunDir) -> Result<Vec<collect::PartRow>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let loc = crate::io::store::open(url)?;
-    collect::committed_rows(rt.handle(), &loc)
+    let loc = crate::io::store::open(&run.url)?;
+    collect::committed_rows(rt.handle(), &loc, &run.settings_hash)
+        .with_context(|| format!("reading the rows of {}", run.url))
 }
 
-fn mean_mse(rows: &[collect::PartRow]) -> f64 {
-    collect::stat(rows.iter().map(|r| r.mse)).map_or(f64::INFINITY, |s| s.mean)
+/// One ζ's validation run: per image id, its MSE (`None`: no value).
+type ValRun = BTreeMap<String, Option<f64>>;
+
+fn val_run(rows: &[collect::PartRow]) -> ValRun {
+    rows.iter().map(|r| (r.id.clone(), r.mse)).collect()
 }
 
-/// Picks ζ on the validation images: the grid's best by mean MSE; while the best lies on
-/// an edge, the grid is extended past it by the edge's spacing (at most `widen` times).
+/// The ζ curve: per validation run, its mean MSE over the images; +∞ (diverged) for a run
+/// with a missing or non-finite MSE on any image, or that lacks an image another ζ's run
+/// restored (a record that failed at this ζ), so that a ζ can only win on every image.
+fn zeta_curve<'a>(runs: impl IntoIterator<Item = &'a ValRun>) -> Vec<f64> {
+    let runs: Vec<&ValRun> = runs.into_iter().collect();
+    let images: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.keys()).collect();
+    runs.iter()
+        .map(|r| {
+            if images.is_empty() || r.len() < images.len() {
+                return f64::INFINITY;
+            }
+            let mut sum = 0.0;
+            for v in r.values() {
+                match v {
+                    Some(x) if x.is_finite() => sum += x,
+                    _ => return f64::INFINITY,
+                }
+            }
+            sum / r.len() as f64
+        })
+        .collect()
+}
+
+/// Picks ζ on the validation images: the grid's best by mean MSE ([`zeta_curve`]: a ζ that
+/// diverged on any image is +∞); while the best lies on an edge, the grid is extended
+/// past it by the edge's spacing (at most `widen` times).
 fn search_zeta(
     spec: &SweepSpec,
     s: &Setting,
@@ -261,18 +318,20 @@ fn search_zeta(
     let mut grid = s.zeta_grid.clone();
     grid.sort_by(f64::total_cmp);
     grid.dedup();
-    let mut curve: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut runs: BTreeMap<u64, ValRun> = BTreeMap::new();
     let mut widened = 0;
     loop {
         for &z in &grid {
-            if curve.contains_key(&z.to_bits()) {
+            if runs.contains_key(&z.to_bits()) {
                 continue;
             }
             let out = format!("{base}/val/{}", zeta_dir(z));
-            run_one(spec, s, z, &spec.images.validation, &out, partial)?;
-            curve.insert(z.to_bits(), mean_mse(&rows_of(&out)?));
+            let dir = run_one(spec, s, z, &spec.images.validation, &out, partial)?;
+            runs.insert(z.to_bits(), val_run(&rows_of(&dir)?));
         }
-        let mse: Vec<f64> = grid.iter().map(|z| curve[&z.to_bits()]).collect();
+        // Recomputed over the whole grid each time: a new ζ's images may show an earlier
+        // one lacking some.
+        let mse = zeta_curve(grid.iter().map(|z| &runs[&z.to_bits()]));
         let best = (0..grid.len())
             .min_by(|&a, &b| mse[a].total_cmp(&mse[b]))
             .context("empty ζ grid")?;
@@ -329,7 +388,7 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         let started = std::time::Instant::now();
         let (zeta, grid, curve) = search_zeta(&spec, s, &base, &mut partial)?;
         let test_dir = format!("{base}/test-{}", zeta_dir(zeta));
-        run_one(&spec, s, zeta, &spec.images.test, &test_dir, &mut partial)?;
+        let test_dir = run_one(&spec, s, zeta, &spec.images.test, &test_dir, &mut partial)?;
         let rows = rows_of(&test_dir)?;
         // Read from the committed parts, not timed here: a resumed or re-rendered sweep
         // skips finished runs and must still report what they cost.
@@ -345,7 +404,7 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         ];
         let mut values = BTreeMap::new();
         for (name, pick) in picks {
-            if let Some(st) = collect::stat(rows.iter().map(pick)) {
+            if let Some(st) = collect::stat(name, rows.iter().map(pick)) {
                 metrics.insert(name.to_string(), st);
             }
             if let Some(&m) = PAIRED_METRICS.iter().find(|&&m| m == name) {
@@ -445,7 +504,7 @@ fn write_outputs(
     spec: &SweepSpec,
     settings: &[Setting],
     summaries: &[SettingSummary],
-    test_dirs: &[String],
+    test_dirs: &[RunDir],
 ) -> Result<Outcome> {
     let dir = Path::new(&spec.report);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -474,4 +533,31 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images(values: &[(&str, Option<f64>)]) -> ValRun {
+        values.iter().map(|&(id, v)| (id.to_string(), v)).collect()
+    }
+
+    #[test]
+    fn a_zeta_that_diverged_on_any_validation_image_is_infinite() {
+        let good = images(&[("a", Some(0.02)), ("b", Some(0.04))]);
+        // Diverged on one image, tiny on the other: never the best.
+        let nan = images(&[("a", Some(f64::NAN)), ("b", Some(0.001))]);
+        let inf = images(&[("a", Some(f64::INFINITY)), ("b", Some(0.001))]);
+        let none = images(&[("a", None), ("b", Some(0.001))]);
+        // Image `a` failed at this ζ (no row), the other ζ's restored it.
+        let missing = images(&[("b", Some(0.001))]);
+        let curve = zeta_curve([&good, &nan, &inf, &none, &missing]);
+        assert!((curve[0] - 0.03).abs() < 1e-12, "{curve:?}");
+        assert!(curve[1..].iter().all(|v| *v == f64::INFINITY), "{curve:?}");
+        // An image no run restored is no reason to call every ζ diverged.
+        let c = zeta_curve([&missing, &images(&[("b", Some(0.002))])]);
+        assert_eq!(c, vec![0.001, 0.002]);
+        assert_eq!(zeta_curve([&images(&[])]), vec![f64::INFINITY]);
+    }
 }

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::format::lower_is_better;
-use super::{best_of, best_per_model_operator, is_baseline, steps_of, SettingSummary};
+use super::{
+    best_of, best_per_model_operator, candidate_steps, is_baseline, steps_of, SettingSummary,
+};
 
 /// Sort rank of an operator kind: compressed sensing, super-resolution, then the rest.
 pub fn kind_rank(kind: &str) -> (u8, &str) {
@@ -47,14 +49,16 @@ pub fn kinds(rows: &[SettingSummary]) -> Vec<String> {
 }
 
 /// One row of a headline table: an operator and, per model (in `models` order), the
-/// index of that model's best setting for it (by mean MSE over step counts).
+/// index of that model's best setting for it ([`best_per_model_operator`]: the step count
+/// with the lowest validation MSE among the figures' [`candidate_steps`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BestRow {
     pub operator: String,
     pub cells: Vec<Option<usize>>,
 }
 
-/// The headline table: operators × models, each model's best step count.
+/// The headline table: operators × models, each model's best step count (chosen on the
+/// validation images, among the step counts the Fig. 2/3 curves use).
 pub fn best_table(rows: &[SettingSummary], models: &[(String, f64)]) -> Vec<BestRow> {
     let best = best_per_model_operator(rows);
     operators(rows)
@@ -105,8 +109,9 @@ pub fn winner(
 pub struct LevelFigure {
     /// The levels any model has a point at, ascending.
     pub levels: Vec<f64>,
-    /// The step counts the points were chosen from: those every operator of the kind was
-    /// run at (so one curve compares equal budgets), or all of them when none is common.
+    /// The step counts the points were chosen from ([`candidate_steps`]): those every
+    /// operator of the kind was run at (so one curve compares equal budgets), or all of
+    /// them when none is common.
     pub steps: BTreeSet<u32>,
     /// Every step count the kind was run at.
     pub all_steps: BTreeSet<u32>,
@@ -114,31 +119,28 @@ pub struct LevelFigure {
     pub curves: Vec<(String, Vec<(f64, usize)>)>,
 }
 
-/// The curves of one operator kind: per model and level, the setting with the lowest
-/// mean MSE over the step counts every level was run at (over operators sharing a level).
+/// The curves of one operator kind: per model and level, the setting the headline table
+/// shows for that model and operator ([`best_per_model_operator`]: the best step count
+/// by validation MSE among [`candidate_steps`]); where operators share a level, the
+/// one with the lower validation MSE.
 pub fn level_figure(rows: &[SettingSummary], models: &[(String, f64)], kind: &str) -> LevelFigure {
-    let mut common: Option<BTreeSet<u32>> = None;
-    for (op, _, _) in operators(rows).iter().filter(|(_, k, _)| k == kind) {
-        let these = steps_of(rows, op);
-        common = Some(match common {
-            Some(c) => c.intersection(&these).copied().collect(),
-            None => these,
-        });
-    }
-    let common = common.unwrap_or_default();
     let all_steps: BTreeSet<u32> = rows
         .iter()
         .filter(|r| r.kind == kind && !is_baseline(r))
         .map(|r| r.steps)
         .collect();
+    let best = best_per_model_operator(rows);
+    let ops = operators(rows);
     let mut curves = Vec::new();
     let mut levels: BTreeSet<u64> = BTreeSet::new();
     for (m, _) in models {
         let mut groups: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            let budget = common.is_empty() || common.contains(&r.steps) || is_baseline(r);
-            if &r.model == m && r.kind == kind && budget {
-                groups.entry(r.level.to_bits()).or_default().push(i);
+        for (op, k, level) in &ops {
+            if k != kind {
+                continue;
+            }
+            if let Some(&i) = best.get(&(m.clone(), op.clone())) {
+                groups.entry(level.to_bits()).or_default().push(i);
             }
         }
         let mut points: Vec<(f64, usize)> = groups
@@ -155,11 +157,7 @@ pub fn level_figure(rows: &[SettingSummary], models: &[(String, f64)], kind: &st
     levels.sort_by(f64::total_cmp);
     LevelFigure {
         levels,
-        steps: if common.is_empty() {
-            all_steps.clone()
-        } else {
-            common
-        },
+        steps: candidate_steps(rows, kind),
         all_steps,
         curves,
     }
@@ -207,7 +205,8 @@ pub struct NfeRow {
     pub cells: Vec<Option<usize>>,
 }
 
-/// Every operator run at more than one step count (display order), a row per (steps, NFE).
+/// Every operator run at more than one step count (display order), a row per (steps, NFE)
+/// of the diffusion models (the baseline has no steps: it is no row).
 pub fn nfe_table(rows: &[SettingSummary], models: &[(String, f64)]) -> Vec<NfeRow> {
     let mut out = Vec::new();
     for (op, _, _) in operators(rows) {
@@ -216,7 +215,7 @@ pub fn nfe_table(rows: &[SettingSummary], models: &[(String, f64)]) -> Vec<NfeRo
         }
         let mut by_steps: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
         for (i, r) in rows.iter().enumerate() {
-            if r.operator == op {
+            if r.operator == op && !is_baseline(r) {
                 by_steps.entry((r.steps, r.nfe)).or_default().push(i);
             }
         }
@@ -266,7 +265,7 @@ pub fn paired_table<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{models, test_setting};
+    use crate::report::{best_over_steps, best_per_seed, models, test_setting};
 
     fn setting(model: &str, p: f64, op: &str, steps: u32, mse: f64) -> SettingSummary {
         test_setting(model, p, op, steps, &[("mse", mse), ("ssim", 1.0 - mse)])
@@ -302,6 +301,112 @@ mod tests {
         // SSIM here is 1 − MSE: higher is better, the same winner.
         assert_eq!(winner(&rows, cells, "ssim"), Some(1));
         assert_eq!(winner(&rows, [0, 2], "lpips"), None);
+    }
+
+    /// `setting` with its validation curve's minimum (the MSE at the chosen ζ) at `val`.
+    fn with_val(mut r: SettingSummary, val: f64) -> SettingSummary {
+        r.zeta_val_mse = vec![3.0 * val, val, 2.0 * val];
+        r.zeta_grid = vec![0.3, 1.0, 3.0];
+        r
+    }
+
+    #[test]
+    fn the_best_step_count_is_chosen_on_validation_images_not_test_ones() {
+        // N = 10 has the lower test MSE, N = 50 the lower validation MSE: N = 50 is chosen.
+        let rows = vec![
+            with_val(setting("clean", 0.0, "cs:64", 10, 0.05), 0.09),
+            with_val(setting("clean", 0.0, "cs:64", 50, 0.07), 0.06),
+        ];
+        let models = models(&rows);
+        assert_eq!(best_table(&rows, &models)[0].cells, vec![Some(1)]);
+        assert_eq!(best_over_steps(&rows), BTreeSet::from([1]));
+        let fig = level_figure(&rows, &models, "cs");
+        assert_eq!(fig.curves, vec![("clean".into(), vec![(64.0, 1)])]);
+        // A validation curve that diverged everywhere ranks last.
+        let mut rows = rows;
+        rows[1].zeta_val_mse = vec![f64::INFINITY, f64::NAN, f64::INFINITY];
+        assert_eq!(best_table(&rows, &models)[0].cells, vec![Some(0)]);
+    }
+
+    #[test]
+    fn each_seed_gets_its_own_best_step_count_and_the_baseline_is_no_candidate() {
+        let mut rows = vec![
+            with_val(setting("m", 0.0, "cs:64", 10, 0.05), 0.04),
+            with_val(setting("m", 0.0, "cs:64", 50, 0.05), 0.03),
+            with_val(setting("m", 0.0, "cs:64", 10, 0.05), 0.02),
+            with_val(setting("m", 0.0, "cs:64", 50, 0.05), 0.05),
+        ];
+        rows[2].seed = 1;
+        rows[3].seed = 1;
+        let mut base = setting("x", 0.0, "cs:64", 1, 0.5);
+        base.model = crate::report::BASELINE_MODEL.into();
+        base.train_p = f64::NAN;
+        base.solver = crate::report::BASELINE_SOLVER.into();
+        (base.steps, base.nfe, base.zeta) = (0, 0, f64::NAN);
+        // Even with a validation curve, the baseline never takes part in the choice.
+        base.zeta_val_mse = vec![1e-9];
+        rows.push(base);
+        let per_seed = best_per_seed(&rows);
+        assert_eq!(
+            per_seed,
+            BTreeMap::from([
+                (("m".to_string(), "cs:64".to_string(), 0), 1),
+                (("m".to_string(), "cs:64".to_string(), 1), 2),
+            ])
+        );
+        // ★ per seed, and the baseline's row (nothing to choose).
+        assert_eq!(best_over_steps(&rows), BTreeSet::from([1, 2, 4]));
+        // The headline cell: the seed whose choice validated best.
+        let models = models(&rows);
+        assert_eq!(best_table(&rows, &models)[0].cells, vec![Some(2), Some(4)]);
+    }
+
+    #[test]
+    fn tables_figures_and_paired_tables_choose_among_the_same_step_counts() {
+        // cs:64 also ran at N = 100, cs:16 did not: N = 100 is no candidate anywhere,
+        // though it has the lowest validation and test MSE.
+        let mut rows = vec![
+            setting("clean", 0.0, "cs:16", 10, 0.08),
+            setting("clean", 0.0, "cs:16", 50, 0.06),
+            setting("clean", 0.0, "cs:64", 10, 0.04),
+            setting("clean", 0.0, "cs:64", 50, 0.03),
+            setting("clean", 0.0, "cs:64", 100, 0.001),
+            setting("amb", 0.4, "cs:64", 50, 0.035),
+            setting("amb", 0.4, "cs:64", 100, 0.0001),
+        ];
+        for r in rows.iter_mut().filter(|r| r.model == "amb") {
+            let d = crate::report::PairedDiff {
+                mean: r.steps as f64,
+                lo: 0.0,
+                hi: 1.0,
+                count: 16,
+            };
+            r.paired.insert("mse".into(), d);
+        }
+        let models = models(&rows);
+        assert_eq!(candidate_steps(&rows, "cs"), BTreeSet::from([10, 50]));
+        let table = best_table(&rows, &models);
+        assert_eq!(table[1].operator, "cs:64");
+        assert_eq!(table[1].cells, vec![Some(3), Some(5)]);
+        assert_eq!(best_over_steps(&rows), BTreeSet::from([1, 3, 5]));
+        let fig = level_figure(&rows, &models, "cs");
+        assert_eq!(
+            fig.curves,
+            vec![
+                ("clean".into(), vec![(16.0, 1), (64.0, 3)]),
+                ("amb".into(), vec![(64.0, 5)])
+            ]
+        );
+        let paired = paired_table(&rows, &models, "mse");
+        assert_eq!(paired[1].1[0].map(|d| d.mean), Some(50.0));
+        // With no step count common to the kind, every one is a candidate.
+        rows.retain(|r| r.operator == "cs:64");
+        rows.push(setting("clean", 0.0, "cs:16", 25, 0.5));
+        assert_eq!(
+            candidate_steps(&rows, "cs"),
+            BTreeSet::from([10, 25, 50, 100])
+        );
+        assert_eq!(best_table(&rows, &models)[1].cells, vec![Some(2), Some(4)]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::format::{
 use super::plot::{self, LinePlot, Point, Scale, Series};
 use super::stats::Verdict;
 use super::templates::{environment, Grid};
-use super::{best_of, is_baseline, ExampleGrid, SettingSummary, Stat, PAIRED_METRICS};
+use super::{is_baseline, ExampleGrid, SettingSummary, PAIRED_METRICS};
 
 /// Colour of the plain baseline in every plot.
 const BASELINE_COLOR: &str = "#111111";
@@ -67,6 +67,7 @@ tr.grp>td{border-top:2px solid #d1d5db}
 td.win{font-weight:650}
 .pm{color:var(--muted)}
 .n{color:var(--faint);font-size:11px;margin-left:3px}
+.n.short{color:#b91c1c;font-weight:600}
 .star{color:#b45309}
 .swatch{display:inline-block;width:12px;height:12px;border-radius:3px;vertical-align:-1px;margin-right:7px}
 .badge{display:inline-block;padding:0 7px;border-radius:9px;font-size:11px;line-height:17px;background:#fdecea;color:#9b1c1c;margin-left:6px}
@@ -173,19 +174,23 @@ fn zeta_edge(r: &SettingSummary) -> Option<&'static str> {
     }
 }
 
-/// A metric value as the tables show it: mean ± half-width of its 95% CI (count).
+/// A metric value as the tables show it: mean ± half-width of its 95% CI (count), the
+/// count flagged when it is below the setting's number of images.
 #[derive(Serialize)]
 struct StatView {
     mean: String,
-    ci: String,
+    /// None with fewer than two values: no interval.
+    ci: Option<String>,
     count: u64,
+    short: bool,
 }
 
-fn stat_view(s: Option<&Stat>) -> Option<StatView> {
-    s.map(|s| StatView {
+fn stat_view(r: &SettingSummary, metric: &str) -> Option<StatView> {
+    r.metrics.get(metric).map(|s| StatView {
         mean: fmt_num(s.mean, 3),
-        ci: fmt_num(s.ci95(), 2),
+        ci: s.ci95().map(|c| fmt_num(c, 2)),
         count: s.count,
+        short: s.count < super::image_count(r),
     })
 }
 
@@ -405,7 +410,7 @@ fn headline(rows: &[SettingSummary], models: &Models) -> Vec<minijinja::Value> {
                 .cells
                 .iter()
                 .map(|c| CellView {
-                    stat: c.and_then(|i| stat_view(rows[i].metrics.get("mse"))),
+                    stat: c.and_then(|i| stat_view(&rows[i], "mse")),
                     win: c.is_some() && *c == win,
                 })
                 .collect();
@@ -590,7 +595,8 @@ fn kind_view(rows: &[SettingSummary], models: &Models, kind: &str) -> Result<Kin
                         rows[i]
                             .metrics
                             .get(metric)
-                            .map(|s| Point::sym(level, s.mean, s.ci95()))
+                            // No bar where there is no interval (one image).
+                            .map(|s| Point::sym(level, s.mean, s.ci95().unwrap_or(0.0)))
                     })
                     .collect(),
             })
@@ -640,7 +646,7 @@ fn nfe_plot(rows: &[SettingSummary], models: &Models, op: &str) -> Result<Value>
                     rows[i]
                         .metrics
                         .get("mse")
-                        .map(|s| Point::sym(f64::from(nfe), s.mean, s.ci95()))
+                        .map(|s| Point::sym(f64::from(nfe), s.mean, s.ci95().unwrap_or(0.0)))
                 })
                 .collect(),
         })
@@ -775,7 +781,7 @@ fn settings(
         );
         v
     };
-    let best_set: BTreeSet<usize> = super::best_per_model_operator(rows).into_values().collect();
+    let best_set: BTreeSet<usize> = super::best_over_steps(rows);
     let solvers: BTreeSet<&str> = rows.iter().map(|r| r.solver.as_str()).collect();
     let seeds: BTreeSet<u64> = rows.iter().map(|r| r.seed).collect();
     let (show_solver, show_seed) = (solvers.len() > 1, seeds.len() > 1);
@@ -794,13 +800,15 @@ fn settings(
             code: false,
         });
     }
-    let mut op_best: BTreeMap<&str, usize> = BTreeMap::new();
+    // The lowest test MSE per operator, in bold: what the test images say, not a choice.
+    let mut op_rows: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
-        let cur = op_best.get(r.operator.as_str()).copied();
-        if let Some(b) = best_of(rows, cur.into_iter().chain([i])) {
-            op_best.insert(&r.operator, b);
-        }
+        op_rows.entry(r.operator.as_str()).or_default().push(i);
     }
+    let op_best: BTreeMap<&str, usize> = op_rows
+        .into_iter()
+        .filter_map(|(op, idx)| figures::winner(rows, idx, "mse").map(|b| (op, b)))
+        .collect();
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by(|&a, &b| setting_order(rows, a, b));
     let mut prev_op: Option<&str> = None;
@@ -832,7 +840,7 @@ fn settings(
             metrics: metrics
                 .iter()
                 .map(|m| CellView {
-                    stat: stat_view(r.metrics.get(m)),
+                    stat: stat_view(r, m),
                     win: m == "mse" && op_winner,
                 })
                 .collect(),
@@ -907,8 +915,16 @@ mod tests {
             !fig.contains("0.00123"),
             "the N = 100 point leaked into the curve"
         );
-        // The headline table still reports cs:64's best over all its step counts.
-        assert!(html.contains("0.00123"), "headline lost the N = 100 run");
+        // The headline table chooses among the same step counts as the curve; the
+        // settings table still lists the N = 100 run, without ★.
+        let start = html.find(r#"id="headline""#).unwrap();
+        let headline = &html[start..start + html[start..].find("</table>").unwrap()];
+        assert!(!headline.contains("0.00123"), "{headline}");
+        let start = html.find(r#"id="settings""#).unwrap();
+        let row = &html[start..];
+        let row = &row[..row.find("0.00123").expect("the N = 100 row")];
+        let row = &row[row.rfind("<tr").unwrap()..];
+        assert!(!row.contains("★"), "{row}");
     }
 
     fn examples() -> Vec<ExampleGrid> {
@@ -1007,6 +1023,28 @@ mod tests {
         }
         assert_eq!(html.matches("<html").count(), 1);
         assert!(html.trim_end().ends_with("</html>"));
+    }
+
+    #[test]
+    fn a_metric_over_fewer_images_than_its_setting_is_flagged() {
+        let mut rows = fixture();
+        rows[0].metrics.get_mut("ssim").unwrap().count = 15;
+        let html = render_report("t", "", &rows, &[]).unwrap();
+        assert_eq!(html.matches(r#"class="n short""#).count(), 1, "{html}");
+        assert!(html.contains("(15)</span>"));
+    }
+
+    #[test]
+    fn a_mean_over_one_image_has_no_interval() {
+        let mut rows = fixture();
+        rows[0].metrics.get_mut("mse").unwrap().count = 1;
+        let html = render_report("t", "", &rows, &[]).unwrap();
+        let start = html.find(r#"id="settings""#).unwrap();
+        let cell = &html[start..];
+        let cell = &cell[..cell.find("(1)</span>").expect("the one-image cell")];
+        let cell = &cell[cell.rfind("<td").unwrap()..];
+        assert!(!cell.contains('±'), "{cell}");
+        assert!(!html.contains("± 0<"), "no zero-width interval");
     }
 
     #[test]

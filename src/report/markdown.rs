@@ -2,8 +2,9 @@
 //! an issue or a paper draft. Same numbers as `report.html`, no plots.
 //!
 //! Per metric (MSE, SSIM, LPIPS) one table operators × models of each model's best step
-//! count — chosen by mean test MSE, as in the report, so the three tables describe the
-//! same runs — and, for operators run at more than one step count, MSE per NFE.
+//! count — chosen by mean validation MSE among the step counts the report's figures use,
+//! as in the report, so the three tables describe the same runs — and, for operators run
+//! at more than one step count, MSE per NFE.
 
 use std::fmt::Write;
 
@@ -41,8 +42,9 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
     let _ = writeln!(
         o,
         "{} settings. Mean over the test images; each cell is the model's best step count for \
-         that operator (by mean MSE, as the paper reports); the best model per row is in bold.\n",
-        rows.len()
+         that operator (by mean MSE on the validation images, among the step counts every \
+         operator of its kind was run at); the best model per row is in bold.\n",
+        rows.iter().filter(|r| !super::is_baseline(r)).count()
     );
     let table = best_table(rows, &models);
     for (key, heading) in TABLES {
@@ -142,12 +144,18 @@ fn push_row(
                 .map(|s| s.mean)
                 .filter(|v| v.is_finite())
         });
+        // A metric over fewer images than the setting's says how many.
+        let short = c.and_then(|i| {
+            let n = rows[i].metrics.get(metric)?.count;
+            (n < super::image_count(&rows[i])).then(|| format!(" (n = {n})"))
+        });
+        let short = short.unwrap_or_default();
         match value {
             Some(v) if *c == best => {
-                let _ = write!(o, " **{}** |", fmt_num(v, 3));
+                let _ = write!(o, " **{}**{short} |", fmt_num(v, 3));
             }
             Some(v) => {
-                let _ = write!(o, " {} |", fmt_num(v, 3));
+                let _ = write!(o, " {}{short} |", fmt_num(v, 3));
             }
             None => o.push_str(" – |"),
         }
@@ -195,6 +203,44 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("`sr:4`, N ="), "{md}");
+    }
+
+    #[test]
+    fn the_baseline_is_no_setting_and_no_nfe_row() {
+        let mut rows = vec![
+            setting("clean", 0.0, "cs:64", 5, 0.2, 0.1),
+            setting("clean", 0.0, "cs:64", 10, 0.1, 0.3),
+        ];
+        let mut base = setting("x", 0.0, "cs:64", 1, 0.5, 0.05);
+        base.model = crate::report::BASELINE_MODEL.into();
+        base.train_p = f64::NAN;
+        base.solver = crate::report::BASELINE_SOLVER.into();
+        (base.steps, base.nfe, base.zeta) = (0, 0, f64::NAN);
+        rows.push(base);
+        let md = render_markdown("t", &rows);
+        assert!(md.contains("\n2 settings."), "{md}");
+        assert!(md.contains("| `cs:64` | **0.100** | 0.500 |"), "{md}");
+        assert!(
+            md.contains("| `cs:64`, N = 5 (9) | **0.200** | – |"),
+            "{md}"
+        );
+        assert!(!md.contains("N = 0"), "{md}");
+    }
+
+    #[test]
+    fn a_cell_over_fewer_images_than_its_setting_says_how_many() {
+        let mut rows = vec![
+            setting("clean", 0.0, "cs:64", 10, 0.1, 0.3),
+            setting("ambient", 0.8, "cs:64", 10, 0.12, 0.4),
+        ];
+        // SSIM on 15 of the setting's 16 images.
+        rows[0].metrics.get_mut("ssim").unwrap().count = 15;
+        let md = render_markdown("t", &rows);
+        assert!(
+            md.contains("| `cs:64` | 0.300 (n = 15) | **0.400** |"),
+            "{md}"
+        );
+        assert!(md.contains("| `cs:64` | **0.100** | 0.120 |"), "{md}");
     }
 
     #[test]

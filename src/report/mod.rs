@@ -34,6 +34,13 @@ pub fn is_baseline(r: &SettingSummary) -> bool {
     r.solver == BASELINE_SOLVER
 }
 
+/// The number of test images a setting's metrics were computed over: the largest count
+/// of its metrics. A metric with a lower count lacks values on some images (PSNR leaves
+/// out exact reconstructions, +∞); the reports say so.
+pub fn image_count(r: &SettingSummary) -> u64 {
+    r.metrics.values().map(|s| s.count).max().unwrap_or(0)
+}
+
 /// The metrics compared image by image between each Ambient model and the clean one.
 pub const PAIRED_METRICS: [&str; 3] = ["mse", "ssim", "lpips"];
 
@@ -106,33 +113,83 @@ pub fn steps_of(rows: &[SettingSummary], op: &str) -> BTreeSet<u32> {
         .collect()
 }
 
-/// Mean test MSE of a setting; missing or non-finite ranks last.
-pub fn mse_key(r: &SettingSummary) -> f64 {
-    r.metrics
-        .get("mse")
-        .map(|s| s.mean)
+/// The validation MSE a setting was chosen by: its ζ curve's value at the chosen ζ (the
+/// curve's minimum, since ζ is its argmin), the mean MSE over the validation images.
+/// Settings without a finite one (the baseline, which has no ζ; a curve that diverged
+/// everywhere) rank last.
+pub fn val_key(r: &SettingSummary) -> f64 {
+    if is_baseline(r) {
+        return f64::INFINITY;
+    }
+    r.zeta_val_mse
+        .iter()
+        .copied()
         .filter(|v| v.is_finite())
+        .min_by(f64::total_cmp)
         .unwrap_or(f64::INFINITY)
 }
 
-/// The index in `idx` of the best setting by mean MSE (ties: fewer NFE, then first).
+/// The index in `idx` of the best setting by validation MSE ([`val_key`]; ties: fewer
+/// NFE, then first). Never by a test metric: the test images only report.
 pub fn best_of(rows: &[SettingSummary], idx: impl IntoIterator<Item = usize>) -> Option<usize> {
     idx.into_iter().min_by(|&a, &b| {
-        mse_key(&rows[a])
-            .total_cmp(&mse_key(&rows[b]))
+        val_key(&rows[a])
+            .total_cmp(&val_key(&rows[b]))
             .then(rows[a].nfe.cmp(&rows[b].nfe))
             .then(a.cmp(&b))
     })
 }
 
-/// Best setting (by mean MSE over step counts, solvers and seeds) per (model, operator).
-pub fn best_per_model_operator(rows: &[SettingSummary]) -> BTreeMap<(String, String), usize> {
-    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+/// The step counts a best step count of operator kind `kind` is chosen among: those every
+/// operator of the kind was run at (so the Fig. 2/3 curves compare equal budgets), or all
+/// of them when none is common. The figures, the headline tables, ★ and
+/// `best_over_steps`, the paired tables and the example grids all use these.
+pub fn candidate_steps(rows: &[SettingSummary], kind: &str) -> BTreeSet<u32> {
+    let mut ops: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.kind == kind && !is_baseline(r))
+        .map(|r| r.operator.as_str())
+        .collect();
+    ops.sort_unstable();
+    ops.dedup();
+    let mut common: Option<BTreeSet<u32>> = None;
+    for op in ops {
+        let these = steps_of(rows, op);
+        common = Some(match common {
+            Some(c) => c.intersection(&these).copied().collect(),
+            None => these,
+        });
+    }
+    let common = common.unwrap_or_default();
+    if common.is_empty() {
+        rows.iter()
+            .filter(|r| r.kind == kind && !is_baseline(r))
+            .map(|r| r.steps)
+            .collect()
+    } else {
+        common
+    }
+}
+
+/// Each diffusion model's best step count per operator and seed: among the settings of
+/// that model × operator × seed at the kind's [`candidate_steps`], the one with the
+/// lowest validation MSE ([`best_of`]). Baseline rows (no steps, no ζ) are left out.
+pub fn best_per_seed(rows: &[SettingSummary]) -> BTreeMap<(String, String, u64), usize> {
+    let mut candidates: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
+    let mut groups: BTreeMap<(String, String, u64), Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
-        groups
-            .entry((r.model.clone(), r.operator.clone()))
-            .or_default()
-            .push(i);
+        if is_baseline(r) {
+            continue;
+        }
+        let steps = candidates
+            .entry(r.kind.clone())
+            .or_insert_with(|| candidate_steps(rows, &r.kind));
+        if steps.contains(&r.steps) {
+            groups
+                .entry((r.model.clone(), r.operator.clone(), r.seed))
+                .or_default()
+                .push(i);
+        }
     }
     groups
         .into_iter()
@@ -140,8 +197,40 @@ pub fn best_per_model_operator(rows: &[SettingSummary]) -> BTreeMap<(String, Str
         .collect()
 }
 
+/// The rows `best_over_steps` and ★ mark: every [`best_per_seed`] choice, and the
+/// baseline rows (nothing to choose; they are rows of every headline table).
+pub fn best_over_steps(rows: &[SettingSummary]) -> BTreeSet<usize> {
+    best_per_seed(rows)
+        .into_values()
+        .chain((0..rows.len()).filter(|&i| is_baseline(&rows[i])))
+        .collect()
+}
+
+/// The setting each headline cell (model × operator) shows: the [`best_per_seed`] choice,
+/// of the seed whose choice has the lowest validation MSE when there are several seeds;
+/// for the baseline, its row (the first, if several).
+pub fn best_per_model_operator(rows: &[SettingSummary]) -> BTreeMap<(String, String), usize> {
+    let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
+    for ((model, op, _), i) in best_per_seed(rows) {
+        groups.entry((model, op)).or_default().push(i);
+    }
+    let mut best: BTreeMap<(String, String), usize> = groups
+        .into_iter()
+        .filter_map(|(k, v)| best_of(rows, v).map(|b| (k, b)))
+        .collect();
+    for (i, r) in rows.iter().enumerate() {
+        if is_baseline(r) {
+            best.entry((r.model.clone(), r.operator.clone()))
+                .or_insert(i);
+        }
+    }
+    best
+}
+
 /// A Heun setting `op` = `kind:level` with the given metric means (std = mean / 4,
-/// count 16), for the renderers' tests.
+/// count 16), for the renderers' tests. Its validation curve's minimum (at ζ = 1) is the
+/// test MSE when one is given, so validation and test agree unless a test sets
+/// `zeta_val_mse` itself.
 #[cfg(test)]
 pub(crate) fn test_setting(
     model: &str,
@@ -163,7 +252,10 @@ pub(crate) fn test_setting(
         seed: 0,
         zeta: 1.0,
         zeta_grid: vec![0.1, 0.3, 1.0, 3.0],
-        zeta_val_mse: vec![0.3, 0.1, 0.05, 0.2],
+        zeta_val_mse: match metrics.iter().find(|(k, _)| *k == "mse") {
+            Some(&(_, m)) => vec![6.0 * m, 2.0 * m, m, 4.0 * m],
+            None => vec![0.3, 0.1, 0.05, 0.2],
+        },
         metrics: metrics
             .iter()
             .map(|&(k, mean)| {

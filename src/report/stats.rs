@@ -19,13 +19,14 @@ const Z95: f64 = 1.959_963_984_540_054;
 
 impl Stat {
     /// Half-width of the 95% confidence interval of the mean (normal approximation, with
-    /// the sample standard deviation); 0 for fewer than two values.
-    pub fn ci95(&self) -> f64 {
+    /// the sample standard deviation, ddof = 1, from the population one `std` holds);
+    /// `None` for fewer than two values, where there is no interval.
+    pub fn ci95(&self) -> Option<f64> {
         if self.count < 2 {
-            return 0.0;
+            return None;
         }
         let n = self.count as f64;
-        Z95 * self.std * (n / (n - 1.0)).sqrt() / n.sqrt()
+        Some(Z95 * self.std * (n / (n - 1.0)).sqrt() / n.sqrt())
     }
 }
 
@@ -131,11 +132,13 @@ mod tests {
             std: 0.5,
             count: 100,
         };
+        let ci = s.ci95().unwrap();
         // 1.96 · 0.5 · √(100/99) / 10
-        assert!((s.ci95() - 0.098_49).abs() < 1e-4, "{}", s.ci95());
+        assert!((ci - 0.098_49).abs() < 1e-4, "{ci}");
         let four_times = Stat { count: 400, ..s };
-        assert!((s.ci95() / four_times.ci95() - 2.0).abs() < 0.01);
-        assert_eq!(Stat { count: 1, ..s }.ci95(), 0.0);
+        assert!((ci / four_times.ci95().unwrap() - 2.0).abs() < 0.01);
+        // One value: no interval (not one of width 0).
+        assert_eq!(Stat { count: 1, ..s }.ci95(), None);
     }
 
     #[test]

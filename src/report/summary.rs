@@ -5,11 +5,16 @@
 //! `solver`, `nfe`, `seed`, `zeta`, `zeta_grid` (list<float64>), `zeta_val_mse`
 //! (list<float64>), then for each metric `<m>_mean`, `<m>_std` (nullable float64) and
 //! `<m>_count` (nullable int64) — always for `mse`, `psnr`, `ssim`, `lpips`, `residual`
-//! (null where a setting lacks the metric), then any other metric keys found, sorted —
+//! (null where a setting lacks the metric), then any other metric keys found, sorted;
+//! `<m>_std` is the population standard deviation (ddof = 0) —
 //! `<m>_ci95` (half-width of the 95% confidence interval of the mean, normal
-//! approximation) after each metric's three; `seconds`, and `best_over_steps` (bool: the
-//! row with the lowest mean test MSE among its model × operator's step counts and seeds —
-//! the number the paper reports; filter on it for the best-over-steps table); then the
+//! approximation with the sample standard deviation, ddof = 1; null with fewer than two
+//! values) after each metric's three; `seconds`, and `best_over_steps` (bool: the
+//! row with the lowest validation MSE at its chosen ζ (the minimum of `zeta_val_mse`)
+//! among its model × operator × seed's step counts — of those every operator of its kind
+//! was run at, the step counts the report's figures use ([`super::candidate_steps`]);
+//! the number the paper reports; true for the baseline rows, which have no step count to
+//! choose; filter on it for the best-over-steps table); then the
 //! paired comparison with the clean model: `paired_with` (its model name; null for the
 //! clean model itself) and, for `mse`, `ssim` and `lpips`, `paired_<m>_diff` (mean of this
 //! setting's per-image value minus the clean one's, same images and seed),
@@ -106,11 +111,11 @@ pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
         push(&format!("{key}_count"), true, Arc::new(count.finish()));
         let mut ci = Float64Builder::with_capacity(n);
         rows.iter()
-            .for_each(|r| ci.append_option(r.metrics.get(&key).map(Stat::ci95)));
+            .for_each(|r| ci.append_option(r.metrics.get(&key).and_then(Stat::ci95)));
         push(&format!("{key}_ci95"), true, Arc::new(ci.finish()));
     }
     push("seconds", false, f64_col(&|r| r.seconds));
-    let best: BTreeSet<usize> = super::best_per_model_operator(rows).into_values().collect();
+    let best = super::best_over_steps(rows);
     push(
         "best_over_steps",
         false,
@@ -473,16 +478,20 @@ mod tests {
         // 1.96 · 0.004 · √(64/63) / 8
         let ci = batch.column_by_name("mse_ci95").unwrap();
         assert!((ci.as_primitive::<Float64Type>().value(0) - 9.87e-4).abs() < 1e-6);
+        // One image (row 1's MSE): no interval, null rather than 0.
+        assert!(ci.is_null(1));
     }
 
     #[test]
     fn marks_the_best_step_count_per_model_and_operator() {
         let mut rows = rows();
-        // A second step count for the first setting, with a lower MSE: it becomes the best.
+        // A second step count for the first setting, with a lower validation MSE (but a
+        // higher test MSE): it becomes the best.
         let mut better = rows[0].clone();
         better.steps = 50;
         better.nfe = 99;
-        better.metrics.get_mut("mse").unwrap().mean = 0.01;
+        better.zeta_val_mse[2] = 0.011;
+        better.metrics.get_mut("mse").unwrap().mean = 0.02;
         rows.push(better);
         let bytes = encode_summary(&rows).unwrap();
         let batch = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
