@@ -173,7 +173,7 @@ pub struct RestoreArgs {
     /// Sampling steps N (NFE = 2N−1 with heun, N with euler).
     #[arg(long, default_value_t = SamplerConfig::default().steps)]
     pub steps: usize,
-    /// Guidance step ζ. It scales with the operator's norm: ~3 for cs:256, ~40 for sr:4 on
+    /// Guidance step ζ. It scales with the operator's norm: ~2–3 for cs:256, ~40 for sr:4 on
     /// 32×32 images; `adps evaluate` searches it.
     #[arg(long, default_value_t = SamplerConfig::default().zeta)]
     pub zeta: f64,
@@ -332,29 +332,41 @@ impl RestoreArgs {
 }
 
 impl WorkerArgs {
-    /// Applies the worker share (flags first, then the batch system's array index).
+    /// Applies the worker share: `--worker-index` first, else the batch system's array
+    /// index (`JOB_COMPLETION_INDEX`, `AWS_BATCH_JOB_ARRAY_INDEX`, `SLURM_ARRAY_TASK_ID`),
+    /// else the spec's `workers.worker_index`. A spec index that an array index
+    /// contradicts is refused: every task of the array would take the same shards.
     pub fn apply(&self, spec: &mut RunSpec) -> anyhow::Result<()> {
         if let Some(n) = self.worker_count {
             spec.workers.worker_count = Some(n);
         }
         if let Some(i) = self.worker_index {
             spec.workers.worker_index = Some(i);
+            return Ok(());
         }
-        if spec.workers.worker_count.is_some() && spec.workers.worker_index.is_none() {
-            for var in [
-                "JOB_COMPLETION_INDEX",
-                "AWS_BATCH_JOB_ARRAY_INDEX",
-                "SLURM_ARRAY_TASK_ID",
-            ] {
-                if let Ok(v) = std::env::var(var) {
-                    let i: usize = v
-                        .trim()
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("{var}=`{v}` is not a worker index"))?;
-                    spec.workers.worker_index = Some(i);
-                    break;
-                }
-            }
+        if spec.workers.worker_count.is_none() {
+            return Ok(());
+        }
+        let Some((var, v)) = [
+            "JOB_COMPLETION_INDEX",
+            "AWS_BATCH_JOB_ARRAY_INDEX",
+            "SLURM_ARRAY_TASK_ID",
+        ]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().map(|v| (var, v))) else {
+            return Ok(());
+        };
+        let i: usize = v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{var}=`{v}` is not a worker index"))?;
+        match spec.workers.worker_index {
+            Some(set) if set != i => anyhow::bail!(
+                "the spec sets workers.worker_index = {set}, but {var}={i}: in an array job \
+                 leave worker_index out of the spec (each task takes the array's index) or \
+                 pass --worker-index"
+            ),
+            _ => spec.workers.worker_index = Some(i),
         }
         Ok(())
     }

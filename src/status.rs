@@ -144,7 +144,10 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         .build()
         .context("cannot start the I/O runtime")?;
     let rt = rt.handle();
-    let is_spec = target.ends_with(".toml") && std::path::Path::new(target).is_file();
+    let is_spec = target.ends_with(".toml");
+    if is_spec && !std::path::Path::new(target).is_file() {
+        bail!("cannot read the run spec {target}: no such file");
+    }
     let mut retry = store::Retry::default();
     let (output_url, wanted) = if is_spec {
         let spec = RunSpec::load(std::path::Path::new(target), sets)?;
@@ -164,8 +167,26 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         }
         (target.to_string(), None)
     };
-    let output = store::open_with_retry(&output_url, retry)
-        .with_context(|| format!("output {output_url}"))?;
+    let (output, shown_output) = match store::open_with_retry(&output_url, retry) {
+        Ok(o) => {
+            let shown = o.url.clone();
+            (o, shown)
+        }
+        // A run not started yet has no local output folder: everything is pending, as
+        // an S3 prefix with no objects would say (an empty store stands in for it).
+        Err(_)
+            if is_spec
+                && !output_url.contains("://")
+                && !std::path::Path::new(&output_url).exists() =>
+        {
+            let empty = store::open(&format!(
+                "memory://adps-status-empty/{}",
+                std::process::id()
+            ))?;
+            (empty, output_url.clone())
+        }
+        Err(e) => return Err(e).with_context(|| format!("output {output_url}")),
+    };
     let manifests = commit::read_manifests(rt, &output)?;
     let failures = read_failures(rt, &output)?;
     let (input, hash) = match wanted {
@@ -187,7 +208,7 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         })
         .collect();
     let mut st = RunStatus {
-        output: output.url.clone(),
+        output: shown_output,
         input: input.as_ref().map(|i| i.url.clone()),
         settings_hash: hash.clone(),
         shards: Vec::new(),
@@ -291,7 +312,13 @@ fn settings_from_manifests(manifests: &[(String, Manifest)]) -> Option<(InputSpe
         votes.entry(&m.settings_hash).or_insert((0, m)).0 += 1;
     }
     let (hash, (_, m)) = votes.into_iter().max_by_key(|(_, (n, _))| *n)?;
-    let input: InputSpec = serde_json::from_value(m.settings.get("input")?.clone()).ok()?;
+    let mut input: InputSpec = serde_json::from_value(m.settings.get("input")?.clone()).ok()?;
+    // The settings hold the input as the run spelled it (a relative path means nothing
+    // from another directory); the manifest's shard URL is absolute: its prefix is the
+    // input the run listed.
+    if let Some(prefix) = m.input.strip_suffix(&format!("/{}", m.shard)) {
+        input.url = prefix.to_string();
+    }
     Some((input, hash.to_string()))
 }
 

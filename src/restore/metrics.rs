@@ -30,9 +30,12 @@ pub fn mse(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// PSNR in dB with peak 1: 10·log10(1/MSE). Identical images give `f64::INFINITY`
-/// (the true value; callers aggregating PSNR should count or drop infinities).
+/// (the true value; callers aggregating PSNR should count or drop infinities); a NaN MSE
+/// (a restoration that diverged) gives NaN, never a perfect score.
 pub fn psnr_from_mse(mse: f64) -> f64 {
-    if mse > 0.0 {
+    if mse.is_nan() {
+        f64::NAN
+    } else if mse > 0.0 {
         -10.0 * mse.log10()
     } else {
         f64::INFINITY
@@ -180,6 +183,15 @@ mod tests {
         assert_eq!(m.mse, 0.0);
         assert_eq!(m.psnr, f64::INFINITY);
         assert_relative_eq!(m.ssim.unwrap(), 1.0, epsilon = 1e-12);
+    }
+
+    #[test]
+    fn a_nan_image_scores_nan_never_a_perfect_psnr() {
+        let mut x = image(1);
+        x[3] = f32::NAN;
+        let m = image_metrics(&x, &image(1), SHAPE);
+        assert!(m.mse.is_nan() && m.psnr.is_nan(), "{m:?}");
+        assert_eq!(psnr_from_mse(0.0), f64::INFINITY);
     }
 
     #[test]

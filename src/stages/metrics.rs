@@ -84,13 +84,28 @@ fn at_input_size(
 /// A (reconstruction, truth) pair for LPIPS.
 type Pair<'a> = (&'a [f32], &'a [f32]);
 
+/// A reconstruction clipped to [−1, 1] beside its truth.
+type ClippedPair<'a> = (Vec<f32>, &'a [f32]);
+
 fn score_batch(
     shape: [usize; 3],
     write_f32: bool,
     lpips: Option<&mut (dyn Perceptual + 'static)>,
-    batch: Vec<Restored>,
+    mut batch: Vec<Restored>,
     counters: &Counters,
 ) -> Vec<Scored> {
+    // A restoration that diverged (NaN/∞, e.g. ζ far too large) is no image: its PNG
+    // would be black and its PSNR meaningless, so it is the record's error row.
+    for r in &mut batch {
+        if let Ok((x, _, _)) = &r.result {
+            if let Some(bad) = x.iter().find(|v| !v.is_finite()) {
+                r.result = Err(format!(
+                    "the restoration diverged (it holds {bad}): lower ζ, or check the \
+                     measurement's scale (input.y_range)"
+                ));
+            }
+        }
+    }
     // Reconstructions and truths at the input's size.
     let sized: Vec<Option<Result<InputSized, String>>> = batch
         .par_iter()
@@ -117,10 +132,16 @@ fn score_batch(
         shapes.sort();
         shapes.dedup();
         for each in shapes {
-            let (at, pairs): (Vec<usize>, Vec<Pair>) = ok()
+            // Scored as stored (the PNG and the other metrics clip to [−1, 1]): values
+            // past the range that no image file shows must not count against it.
+            let (at, clipped): (Vec<usize>, Vec<ClippedPair>) = ok()
                 .filter(|(_, s)| s.shape == each)
-                .filter_map(|(i, s)| Some((i, (s.x.as_slice(), s.truth.as_deref()?))))
+                .filter_map(|(i, s)| {
+                    let x = s.x.iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+                    Some((i, (x, s.truth.as_deref()?)))
+                })
                 .unzip();
+            let pairs: Vec<Pair> = clipped.iter().map(|(x, t)| (x.as_slice(), *t)).collect();
             if pairs.is_empty() {
                 continue;
             }
@@ -205,4 +226,63 @@ fn score_batch(
             .filter_map(|s| s.result.as_ref().err().map(|e| e.id.as_str())),
     );
     scored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::{Record, Shard};
+    use std::sync::{Arc, Mutex};
+
+    /// Records the reconstructions it is given; distance 0.5 each.
+    struct Spy(Arc<Mutex<Vec<Vec<f32>>>>);
+
+    impl Perceptual for Spy {
+        fn distances(
+            &mut self,
+            pairs: &[(&[f32], &[f32])],
+            _shape: [usize; 3],
+        ) -> anyhow::Result<Vec<f64>> {
+            let mut seen = self.0.lock().unwrap();
+            seen.extend(pairs.iter().map(|(x, _)| x.to_vec()));
+            Ok(vec![0.5; pairs.len()])
+        }
+    }
+
+    fn restored(id: &str, row: usize, x: Vec<f32>) -> Restored {
+        Restored {
+            shard: Arc::new(Shard::new(
+                0,
+                "s.parquet".into(),
+                String::new(),
+                object_store::path::Path::from("s.parquet"),
+            )),
+            record: Record {
+                id: id.into(),
+                row,
+                truth: Some(vec![0.0; 4]),
+                ..Record::default()
+            },
+            result: Ok((x, 0.1, 0.01)),
+        }
+    }
+
+    #[test]
+    fn a_diverged_restoration_is_an_error_row_and_lpips_scores_what_is_stored() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut spy = Spy(seen.clone());
+        let batch = vec![
+            restored("ok", 0, vec![1.3, -1.2, 0.5, 0.0]),
+            restored("nan", 1, vec![0.0, f32::NAN, 0.0, 0.0]),
+        ];
+        let counters = Counters::default();
+        let scored = score_batch([1, 2, 2], false, Some(&mut spy), batch, &counters);
+        let ok = scored[0].result.as_ref().unwrap();
+        assert_eq!(ok.lpips, Some(0.5));
+        // LPIPS saw the reconstruction clipped to [−1, 1], as its PNG stores it.
+        assert_eq!(*seen.lock().unwrap(), vec![vec![1.0, -1.0, 0.5, 0.0]]);
+        let err = scored[1].result.as_ref().unwrap_err();
+        assert_eq!((err.id.as_str(), err.stage.as_str()), ("nan", "restore"));
+        assert!(err.reason.contains("diverged"), "{}", err.reason);
+    }
 }

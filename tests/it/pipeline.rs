@@ -183,6 +183,38 @@ fn worker_index_comes_from_the_batch_system() {
         rows.keys().cloned().collect::<Vec<_>>(),
         vec!["img-00002", "img-00003"]
     );
+    // A spec's own worker_index that the array index contradicts would make every task
+    // take the same shards: refused before any compute.
+    let spec = tmp.path().join("spec.toml");
+    let model = gaussian_model();
+    std::fs::write(
+        &spec,
+        format!(
+            "[input]\nurl = \"{i}\"\n[output]\nurl = \"{}\"\n[model]\ndir = \"{}\"\n\
+             device = \"cpu\"\n[task]\noperator = \"cs:8\"\n[workers]\nworker_index = 0\n\
+             worker_count = 3\n",
+            s(&tmp.path().join("out-spec")),
+            s(&model)
+        ),
+    )
+    .unwrap();
+    let run = |index: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+            .args(["run", &s(&spec), "--set", "sampler.steps=2"])
+            .env("SLURM_ARRAY_TASK_ID", index)
+            .env("ADPS_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = run("1");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("workers.worker_index = 0, but SLURM_ARRAY_TASK_ID=1"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("out-spec").join("__adps").exists());
+    assert_ok(&run("0"));
 }
 
 #[test]

@@ -591,3 +591,56 @@ fn an_output_inside_the_input_is_refused_before_anything_is_written() {
     let written = std::fs::read_dir(&output).map_or(0, |d| d.count());
     assert_eq!(written, 0, "nothing is written under {}", output.display());
 }
+
+#[test]
+fn status_finds_a_relative_input_from_any_directory() {
+    let (tmp, input, output) = workspace();
+    std::fs::write(input.join("s0.parquet"), shard("r0", 2).1).unwrap();
+    // The run names its input relative to its own directory.
+    let args = restore_args("in", &s(&output), &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(&args)
+        .current_dir(tmp.path())
+        .env("ADPS_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_ok(&out);
+    // Status runs from the repository root, where `in` means something else (or nothing).
+    let st = adps(&["status", output.to_str().unwrap()]);
+    assert_ok(&st);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("committed 1, pending 0, failed 0") && text.contains(&s(&input)),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_of_a_spec_not_run_yet_lists_every_shard_pending() {
+    let (tmp, input, output) = workspace();
+    std::fs::write(input.join("s0.parquet"), shard("r0", 2).1).unwrap();
+    let spec = tmp.path().join("run.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[input]\nurl = \"{}\"\n[output]\nurl = \"{}\"\n[model]\ndir = \"{}\"\n\
+             [task]\noperator = \"cs:24\"\n",
+            s(&input),
+            s(&output),
+            s(&gaussian_model())
+        ),
+    )
+    .unwrap();
+    let st = adps(&["status", spec.to_str().unwrap()]);
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(text.contains("committed 0, pending 1, failed 0"), "{text}");
+    assert!(!output.exists(), "status writes nothing");
+    let missing = adps(&["status", "no-such-run.toml"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("cannot read the run spec no-such-run.toml"),
+        "{missing:?}"
+    );
+}

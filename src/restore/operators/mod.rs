@@ -75,8 +75,10 @@ pub fn residual_norm(op: &dyn LinearOperator, x: &[f32], y: &[f32]) -> f32 {
 /// conjugate gradients on AᵀA x = Aᵀy stay in the range of Aᵀ, so they converge to the
 /// minimum-norm solution), for every operator: the plain baseline a restoration must beat
 /// — A⁺y is the pseudo-inverse for `cs`/`matrix`, nearest-neighbour upsampling for box
-/// `sr`, the zero-filled image for inpainting and the zero-filled inverse DFT for
-/// `fourier`. Stops after `max_iter` steps or when ‖Aᵀr‖ falls below 1e-6 of its start.
+/// `sr` and the zero-filled image for inpainting; for `fourier` of a real image it is
+/// the zero-filled inverse DFT only where the mask is conjugate-symmetric (otherwise
+/// Re(Fᴴ·) is no pseudo-inverse, and CGLS finds the true one). Stops after `max_iter`
+/// steps or when ‖Aᵀr‖ falls below 1e-6 of its start.
 pub fn least_squares(op: &dyn LinearOperator, y: &[f32], max_iter: usize) -> Vec<f32> {
     let n = op.input_len();
     let mut x = vec![0.0f64; n];
