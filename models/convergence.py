@@ -6,16 +6,18 @@ For every model folder models/fmnist-p*/: the validation loss of the EMA weights
 evaluation (eval.csv: own-mask MSE on the 512 fixed validation images, fixed noise, averaged
 over σ ∈ {0.1, 0.5, 1, 2}), and how fast it falls now:
 - the trend: a least-squares line through log(MSE) against step over the evaluations of
-  the last `--window-steps` steps (at least four; one evaluation can sit 1–2 % off the
-  trend, a two-point difference is not a trend), as percent per 1,000 steps;
+  the last `--window-steps` steps, one per 1,000 steps (closer ones score nearly the same
+  EMA weights), at least five (one evaluation can sit 1–2 % off the trend, a two-point
+  difference is not a trend), as percent per 1,000 steps;
 - per hour of training: that rate times the steps an hour of training takes, measured on
   the machine they ran on (eval.csv's cumulative `seconds`: 2-core CPUs here run
   ≈ 4,000–20,000 steps an hour depending on --compile/--bf16 and on what else runs, a GPU
   far more, so the per-step column is the portable one; `--steps-per-hour N` states the
   hour as N steps instead, e.g. this machine's idle rate).
 A model has reached the rule's plateau when the fall per hour is under `--threshold`
-percent, and so is its 95% upper bound (the slope two standard errors steeper): one
-evaluation a little off the trend does not retire a model. Evaluations are deterministic (same images, same noise), so the differences are
+percent, and so is its one-sided 95% upper bound (the slope steeper by Student's t with
+n − 2 degrees of freedom times its standard error): one evaluation a little off the trend
+does not retire a model. A significant rise retires it too: more training made it worse. Evaluations are deterministic (same images, same noise), so the differences are
 the weights', not the evaluation's, noise. train.py --until-plateau applies the same rule
 while it trains.
 """
@@ -39,14 +41,39 @@ def curve(path):
     return [(step, sec, sum(v) / len(v)) for step, (sec, v) in sorted(by_step.items())]
 
 
-def fall(points, window_steps, min_points=4):
+# One-sided 95% quantiles of Student's t by degrees of freedom (n − 2 for a line through
+# n points): with a handful of evaluations the normal 1.645 (or 2) would claim more than
+# the data can say.
+T95 = [6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812,
+       1.796, 1.782, 1.771, 1.761, 1.753, 1.746, 1.740, 1.734, 1.729, 1.725]
+
+
+def t95(df):
+    return T95[df - 1] if df <= len(T95) else 1.645
+
+
+def thinned(points, min_gap):
+    """The evaluations at least `min_gap` steps apart, walking back from the last one
+    (always kept). Two evaluations a few hundred steps apart score EMA weights that share
+    most of their mass: counted as two, they would make the scatter look smaller than it
+    is (a slice starved of CPU ends after a few dozen steps)."""
+    kept = []
+    for p in reversed(points):
+        if not kept or kept[-1][0] - p[0] >= min_gap:
+            kept.append(p)
+    return kept[::-1]
+
+
+def fall(points, window_steps, min_points=5, min_gap=1000):
     """(fall of the loss in percent per 1,000 steps, its 95% upper bound, training hours,
-    steps) over the evaluations of the last `window_steps` steps (extended back to
-    `min_points` evaluations): the slope of a least-squares line through log(MSE) against
-    step, and the slope two standard errors steeper. One evaluation can sit 1–2% off the
-    trend (EMA weights of the last few hundred steps), so a plateau is only declared when
-    even the upper bound is flat. None with fewer than `min_points` evaluations."""
-    if len(points) < max(2, min_points):
+    steps) over the evaluations of the last `window_steps` steps, thinned to one per
+    `min_gap` steps (see `thinned`) and extended back to `min_points` of them: the slope of
+    a least-squares line through log(MSE) against step, and the slope one-sided 95% (t with
+    n − 2 degrees of freedom) steeper. One evaluation can sit 1–2% off the trend (EMA
+    weights of the last few hundred steps), so a plateau is only declared when even the
+    upper bound is flat. None with fewer than `min_points` thinned evaluations."""
+    points = thinned(points, min_gap)
+    if len(points) < max(3, min_points):
         return None
     last = points[-1]
     window = [p for p in points if p[0] >= last[0] - window_steps]
@@ -58,9 +85,10 @@ def fall(points, window_steps, min_points=4):
     sxx = max(sum((s - mean_s) ** 2 for s in steps), 1e-9)
     slope = sum((s - mean_s) * (v - mean_l) for s, v in zip(steps, logs)) / sxx
     residual = sum((v - mean_l - slope * (s - mean_s)) ** 2 for s, v in zip(steps, logs))
-    se = math.sqrt(residual / max(len(steps) - 2, 1) / sxx)
+    df = len(steps) - 2
+    se = math.sqrt(residual / df / sxx)
     per_1k = 100 * (1 - math.exp(1000 * slope))
-    per_1k_bound = 100 * (1 - math.exp(1000 * (slope - 2 * se)))
+    per_1k_bound = 100 * (1 - math.exp(1000 * (slope - t95(df) * se)))
     hours = max(last[1] - window[0][1], 1e-9) / 3600
     return per_1k, per_1k_bound, hours, last[0] - window[0][0]
 
@@ -89,7 +117,7 @@ def main():
         name = os.path.basename(folder)
         result = fall(points, args.window_steps)
         if result is None:
-            print(f"{name:<12} {points[-1][0] if points else 0:>6}  (under four evaluations: no trend yet)")
+            print(f"{name:<12} {points[-1][0] if points else 0:>6}  (under five evaluations 1,000 steps apart: no trend yet)")
             continue
         per_1k, per_1k_bound, hours, steps = result
         hourly = per_hour(per_1k, hours, steps, args.steps_per_hour)
