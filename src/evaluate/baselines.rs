@@ -47,7 +47,7 @@ pub fn summarize(
             .map(|r| r.id)
             .collect();
         let shape = crate::model::ModelFolder::open(&s.model_dir)?.card().shape;
-        let truth = truths(&spec.images.test.url, &ids, shape[0])?;
+        let truth = truths(&spec.images.test.url, &ids, shape)?;
         let op = OperatorSpec::from_str(&s.operator)?;
         let family = family_of(&op, shape, s.seed)?;
         let mut per_metric: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();

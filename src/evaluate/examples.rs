@@ -9,18 +9,19 @@ use anyhow::{Context, Result};
 use super::config::SweepSpec;
 use super::Setting;
 use crate::io::image;
-use crate::io::parquet_in::{read_shard, Payload};
+use crate::io::parquet_in::read_shard;
 use crate::report::{ExampleGrid, SettingSummary};
 use crate::restore::operators::sr::nearest_upsample;
 use crate::restore::operators::{LinearOperator, OperatorFamily, OperatorSpec};
 use crate::restore::protocol::{image_problem, Given, Protocol};
 use crate::restore::sampler::{Clip, MaskMode};
 
-/// Ground-truth images (CHW in [-1, 1]) for the given ids, read from an image set.
+/// Ground-truth images (CHW in [-1, 1], `shape`) for the given ids, read from an image
+/// set and decoded as the runs decoded them (encoded images or `pixels` + `shape`).
 pub(super) fn truths(
     url: &str,
     ids: &[String],
-    channels: usize,
+    shape: [usize; 3],
 ) -> Result<BTreeMap<String, Vec<f32>>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -45,9 +46,10 @@ pub(super) fn truths(
         };
         for r in records {
             if ids.contains(&r.id) {
-                if let Ok(Payload::Image(png)) = &r.payload {
-                    found.insert(r.id.clone(), image::decode(png, channels)?.data);
-                }
+                let id = r.id.clone();
+                let truth = crate::stages::decode::clean_image(r, shape)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", shard.url))?;
+                found.insert(id, truth);
             }
         }
         if found.len() == ids.len() {
@@ -155,7 +157,7 @@ pub fn build(
         }
         let folder = crate::model::ModelFolder::open(&settings[first].model_dir)?;
         let shape = folder.card().shape;
-        let truth = truths(&spec.images.test.url, &ids, shape[0])?;
+        let truth = truths(&spec.images.test.url, &ids, shape)?;
         let op = OperatorSpec::from_str(op_str)?;
         let family = family_of(&op, shape, settings[first].seed)?;
         let mut gt_row = Vec::new();
@@ -282,6 +284,38 @@ pub fn intro(spec: &SweepSpec, summaries: &[SettingSummary]) -> String {
 mod tests {
     use super::*;
     use crate::evaluate::collect::PartRow;
+
+    #[test]
+    fn ground_truths_are_read_from_pixels_as_from_encoded_images() {
+        use arrow::array::{ArrayRef, Float32Builder, Int32Builder, ListBuilder, StringArray};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut pixels, mut shapes) = (
+            ListBuilder::new(Float32Builder::new()),
+            ListBuilder::new(Int32Builder::new()),
+        );
+        for k in 0..2 {
+            pixels.append_value((0..4).map(|i| Some((i + k) as f32 / 4.0)));
+            shapes.append_value([Some(1), Some(2), Some(2)]);
+        }
+        let batch = arrow::array::RecordBatch::try_from_iter([
+            (
+                "id",
+                Arc::new(StringArray::from(vec!["p0", "p1"])) as ArrayRef,
+            ),
+            ("pixels", Arc::new(pixels.finish()) as ArrayRef),
+            ("shape", Arc::new(shapes.finish()) as ArrayRef),
+        ])
+        .unwrap();
+        let mut buf = Vec::new();
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        std::fs::write(dir.path().join("t.parquet"), buf).unwrap();
+        let url = dir.path().to_string_lossy().to_string();
+        let found = truths(&url, &["p1".to_string()], [1, 2, 2]).unwrap();
+        assert_eq!(found["p1"], vec![-0.5, 0.0, 0.5, 1.0]);
+    }
 
     #[test]
     fn a_missing_image_leaves_its_column_empty_instead_of_shifting_the_row() {

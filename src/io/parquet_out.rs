@@ -117,13 +117,72 @@ fn image_struct_fields() -> Fields {
     ])
 }
 
+/// The Hugging Face `datasets` feature of an Arrow type (`Value` dtypes as `datasets`
+/// names them, lists as `Sequence`, structs as dicts); `None` for types it has no plain
+/// name for (decimals, maps, unions, durations…).
+fn hf_feature(t: &DataType) -> Option<serde_json::Value> {
+    use arrow::datatypes::TimeUnit;
+    let value = |dtype: &str| Some(serde_json::json!({"dtype": dtype, "_type": "Value"}));
+    match t {
+        DataType::Null => value("null"),
+        DataType::Boolean => value("bool"),
+        DataType::Int8 => value("int8"),
+        DataType::Int16 => value("int16"),
+        DataType::Int32 => value("int32"),
+        DataType::Int64 => value("int64"),
+        DataType::UInt8 => value("uint8"),
+        DataType::UInt16 => value("uint16"),
+        DataType::UInt32 => value("uint32"),
+        DataType::UInt64 => value("uint64"),
+        DataType::Float16 => value("float16"),
+        DataType::Float32 => value("float32"),
+        DataType::Float64 => value("float64"),
+        DataType::Utf8 | DataType::Utf8View => value("string"),
+        DataType::LargeUtf8 => value("large_string"),
+        DataType::Binary | DataType::BinaryView => value("binary"),
+        DataType::LargeBinary => value("large_binary"),
+        DataType::Date32 => value("date32"),
+        DataType::Date64 => value("date64"),
+        DataType::Timestamp(unit, tz) => {
+            let unit = match unit {
+                TimeUnit::Second => "s",
+                TimeUnit::Millisecond => "ms",
+                TimeUnit::Microsecond => "us",
+                TimeUnit::Nanosecond => "ns",
+            };
+            value(&match tz {
+                Some(tz) => format!("timestamp[{unit}, tz={tz}]"),
+                None => format!("timestamp[{unit}]"),
+            })
+        }
+        DataType::List(inner) | DataType::LargeList(inner) => Some(
+            serde_json::json!({"feature": hf_feature(inner.data_type())?, "_type": "Sequence"}),
+        ),
+        DataType::FixedSizeList(inner, n) => Some(serde_json::json!({
+            "feature": hf_feature(inner.data_type())?,
+            "length": n,
+            "_type": "Sequence"
+        })),
+        DataType::Struct(fields) => {
+            let mut dict = serde_json::Map::new();
+            for f in fields {
+                dict.insert(f.name().clone(), hf_feature(f.data_type())?);
+            }
+            Some(serde_json::Value::Object(dict))
+        }
+        _ => None,
+    }
+}
+
 /// Hugging Face `datasets` features for a schema (its `huggingface` metadata key);
-/// `given` features are taken as they are.
+/// `given` features are taken as they are. `None` when a column has a type `datasets`
+/// names no feature for: better no features (it then infers them from the Arrow
+/// schema) than a wrong one.
 fn hf_metadata(
     schema: &Schema,
     image_columns: &[&str],
     given: &serde_json::Map<String, serde_json::Value>,
-) -> String {
+) -> Option<String> {
     let mut features = serde_json::Map::new();
     for f in schema.fields() {
         let feature = if let Some(g) = given.get(f.name()) {
@@ -131,26 +190,11 @@ fn hf_metadata(
         } else if image_columns.contains(&f.name().as_str()) {
             serde_json::json!({"_type": "Image"})
         } else {
-            let dtype = |t: &DataType| match t {
-                DataType::Utf8 => "string",
-                DataType::Float64 => "float64",
-                DataType::Float32 => "float32",
-                DataType::Int32 => "int32",
-                DataType::Int64 => "int64",
-                DataType::Boolean => "bool",
-                _ => "string",
-            };
-            match f.data_type() {
-                DataType::List(inner) => serde_json::json!({
-                    "feature": {"dtype": dtype(inner.data_type()), "_type": "Value"},
-                    "_type": "Sequence"
-                }),
-                t => serde_json::json!({"dtype": dtype(t), "_type": "Value"}),
-            }
+            hf_feature(f.data_type())?
         };
         features.insert(f.name().clone(), feature);
     }
-    serde_json::json!({"info": {"features": features}}).to_string()
+    Some(serde_json::json!({"info": {"features": features}}).to_string())
 }
 
 /// Rows per row group in the Parquet files adps writes.
@@ -171,13 +215,11 @@ pub fn write_parquet_with(
     let schema = batch.schema();
     let meta = hf_metadata(&schema, image_columns, features);
     let schema = Arc::new(
-        schema
-            .as_ref()
-            .clone()
-            .with_metadata(std::collections::HashMap::from([(
-                "huggingface".to_string(),
-                meta,
-            )])),
+        schema.as_ref().clone().with_metadata(
+            meta.map(|m| ("huggingface".to_string(), m))
+                .into_iter()
+                .collect::<std::collections::HashMap<_, _>>(),
+        ),
     );
     let batch = batch.with_schema(schema.clone())?;
     // Row groups of at most ROW_GROUP_ROWS rows: a row group is what a reader fetches at
@@ -548,6 +590,40 @@ mod tests {
                 .value(0),
             5
         );
+    }
+
+    #[test]
+    fn hugging_face_features_name_each_arrow_type_or_none_at_all() {
+        use arrow::datatypes::TimeUnit;
+        let feature = |t: DataType| hf_feature(&t).map(|v| v.to_string());
+        let value = |d: &str| Some(format!(r#"{{"_type":"Value","dtype":"{d}"}}"#));
+        assert_eq!(feature(DataType::Int8), value("int8"));
+        assert_eq!(feature(DataType::UInt16), value("uint16"));
+        assert_eq!(feature(DataType::LargeUtf8), value("large_string"));
+        assert_eq!(
+            feature(DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("UTC".into())
+            )),
+            value("timestamp[us, tz=UTC]")
+        );
+        let st = DataType::Struct(Fields::from(vec![
+            Field::new("a", DataType::Int16, true),
+            Field::new("b", DataType::new_large_list(DataType::Float32, true), true),
+        ]));
+        assert_eq!(
+            hf_feature(&st).unwrap(),
+            serde_json::json!({
+                "a": {"dtype": "int16", "_type": "Value"},
+                "b": {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "Sequence"}
+            })
+        );
+        // A type `datasets` has no plain name for: no features rather than wrong ones.
+        let schema = Schema::new(vec![
+            Field::new("x", DataType::Int64, true),
+            Field::new("d", DataType::Decimal128(10, 2), true),
+        ]);
+        assert_eq!(hf_metadata(&schema, &[], &Default::default()), None);
     }
 
     #[test]

@@ -413,6 +413,22 @@ fn fit_clean(px: Pixels, spec: &DecodeSpec) -> Result<(Vec<f32>, Option<Frame>),
     Ok((fitted.map_err(|e| format!("{e:#}"))?.data, None))
 }
 
+/// A clean record's image as the restore stage decodes it with the default input
+/// settings (no fitting, no conversion), CHW in the model's range: the ground truth
+/// the reports show beside its restorations, whatever form the record gave it in
+/// (encoded image, or `pixels` + `shape`).
+pub fn clean_image(raw: RawRecord, shape: [usize; 3]) -> Result<Vec<f32>, String> {
+    let spec = DecodeSpec::new(shape, 0, None, None);
+    let id = raw.id.clone();
+    match decode_record(raw, &spec) {
+        Ok(Record { truth: Some(t), .. }) => Ok(t),
+        Ok(_) => Err(format!(
+            "record {id} holds a measurement, not a clean image"
+        )),
+        Err((_, reason)) => Err(format!("record {id}: {reason}")),
+    }
+}
+
 /// A measured record's mask (an image of the model's H×W) as the restore stage reads it,
 /// one 0/1 flag per pixel or k-space position, for views of the record outside the
 /// pipeline (the run report).
