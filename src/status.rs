@@ -269,10 +269,6 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
                 }
             }
         }
-        if let Some(reason) = &shard.unreadable {
-            s.state = "failed";
-            s.reason = Some(format!("cannot read: {reason}"));
-        }
         match s.state {
             "committed" => st.shards_committed += 1,
             "failed" => st.shards_failed += 1,

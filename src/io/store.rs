@@ -163,7 +163,26 @@ fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> 
             .map_err(|_| anyhow::anyhow!("cannot turn `{}` into a file URL", abs.display()))?
     };
     let shown = redact(&url);
-    let key_prefix = url.path().trim_matches('/').to_string();
+    if !url.username().is_empty() || url.password().is_some() {
+        // They would not sign anything (credentials come from the environment) and would
+        // be copied into manifests, progress records and messages.
+        bail!(
+            "`{shown}`: credentials in a URL are not used; set AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY (or a profile) instead"
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!(
+            "`{shown}`: a `?` or `#` ends an object key in a URL, so the prefix would lose \
+             what follows; write them as %3F and %23"
+        );
+    }
+    // The URL's path is percent-encoded (`my%20data`); an object store's keys are not.
+    // (A local folder is opened as a directory, `..` and all.)
+    let key_prefix = || {
+        Path::from_url_path(url.path().trim_matches('/'))
+            .with_context(|| format!("`{shown}` is no valid object key prefix"))
+    };
     match url.scheme() {
         "file" => {
             let dir = url
@@ -210,7 +229,7 @@ fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> 
                 .with_context(|| format!("cannot configure S3 store for `{shown}`"))?;
             Ok(Location {
                 store: Arc::new(store),
-                prefix: Path::from(key_prefix),
+                prefix: key_prefix()?,
                 url: shown,
             })
         }
@@ -224,7 +243,7 @@ fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> 
                 .clone();
             Ok(Location {
                 store,
-                prefix: Path::from(key_prefix),
+                prefix: key_prefix()?,
                 url: shown,
             })
         }
@@ -257,7 +276,8 @@ pub fn read_file(rt: &tokio::runtime::Handle, url_or_path: &str, retry: Retry) -
         })
         .with_context(|| format!("`{url_or_path}` names no file (expected SCHEME://BUCKET/KEY)"))?;
     let location = open_with_retry(dir, retry)?;
-    let key = location.child(name);
+    // The name is percent-encoded in the URL (as the folder is, which `open` decodes).
+    let key = location.child(&percent_encoding::percent_decode_str(name).decode_utf8_lossy());
     let store = location.store.clone();
     let bytes = rt
         .block_on(async move {
@@ -331,10 +351,27 @@ impl Location {
         .with_context(|| format!("cannot list {self}"))
     }
 
-    /// Whether `other` is this location or lies under it (same store, same URL prefix).
+    /// Whether `other` is this location or lies under it: local folders compared after
+    /// resolving `..` and symlinks, object stores by scheme, bucket and key prefix (so
+    /// `../data/out` or `s3://b//in/out` under `s3://b/in` are found too).
     pub fn contains(&self, other: &Location) -> bool {
-        let folder = |url: &str| format!("{}/", url.trim_end_matches('/'));
-        folder(&other.url).starts_with(&folder(&self.url))
+        if let (Some(a), Some(b)) = (self.local_dir(), other.local_dir()) {
+            let real = |p: std::path::PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
+            return real(b).starts_with(real(a));
+        }
+        let store = |l: &Location| {
+            url::Url::parse(&l.url).ok().map(|u| {
+                (
+                    u.scheme().to_string(),
+                    u.host_str().unwrap_or_default().to_string(),
+                )
+            })
+        };
+        let (mine, theirs): (Vec<_>, Vec<_>) = (
+            self.prefix.parts().collect(),
+            other.prefix.parts().collect(),
+        );
+        store(self) == store(other) && theirs.starts_with(&mine)
     }
 
     /// The local folder of a `file://` location (None for object stores).
@@ -402,12 +439,34 @@ mod tests {
         let (data, out, data2) = (at("data"), at("data/out"), at("data2"));
         assert!(data.contains(&out) && data.contains(&data));
         assert!(!out.contains(&data) && !data.contains(&data2));
-        let s3 = |u: &str| Location {
-            url: u.into(),
-            ..data.clone()
-        };
-        assert!(s3("s3://b/in").contains(&s3("s3://b/in/out/")));
-        assert!(!s3("s3://b/in").contains(&s3("s3://b/input")));
+        // `..` and symlinks are resolved.
+        let around = at("data2/../data/out2");
+        assert!(data.contains(&around));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(tmp.path().join("data"), tmp.path().join("link")).unwrap();
+            assert!(data.contains(&at("link/out3")));
+        }
+        let mem = |u: &str| open(u).unwrap();
+        assert!(mem("memory://c/in").contains(&mem("memory://c/in/out/")));
+        assert!(mem("memory://c/in").contains(&mem("memory://c//in/out")));
+        assert!(!mem("memory://c/in").contains(&mem("memory://c/input")));
+        assert!(!mem("memory://c/in").contains(&mem("memory://d/in/out")));
+    }
+
+    #[test]
+    fn prefixes_are_decoded_and_urls_with_credentials_or_fragments_refused() {
+        let loc = open("memory://keys/my%20data/donn%C3%A9es").unwrap();
+        assert_eq!(loc.prefix.as_ref(), "my data/données");
+        for bad in [
+            "memory://keys/out#a",
+            "memory://keys/out?x=1",
+            "s3://AKIA:secret@bucket/prefix",
+        ] {
+            let e = format!("{:#}", open(bad).err().unwrap());
+            assert!(!e.contains("secret"), "{e}");
+            assert!(e.contains("%23") || e.contains("credentials"), "{bad}: {e}");
+        }
     }
 
     #[test]

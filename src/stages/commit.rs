@@ -579,7 +579,6 @@ mod tests {
             url: format!("memory://in/{path}"),
             key: Path::from(path),
             take: None,
-            unreadable: None,
             resume: None,
         }
     }

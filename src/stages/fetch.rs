@@ -86,9 +86,6 @@ async fn open(
     first: Option<&Columns>,
     chunk_rows: usize,
 ) -> Result<Opened, String> {
-    if let Some(reason) = &shard.unreadable {
-        return Err(reason.clone());
-    }
     let reader = ObjectReader::open(store.clone(), shard.key.clone())
         .await
         .map_err(|e| e.to_string())?;

@@ -19,13 +19,22 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
     metas.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
     let mut keys_of = std::collections::HashMap::new();
     let mut shards = Vec::with_capacity(metas.len());
-    for (index, m) in metas.into_iter().enumerate() {
+    for m in metas {
         // object_store percent-encodes some characters in keys (non-ASCII ones on S3,
         // not on local disks): the identity is the name as the user wrote it.
         let rel = input.relative(&m.location);
         let rel = percent_encoding::percent_decode_str(&rel)
             .decode_utf8_lossy()
             .into_owned();
+        // As pyarrow and Hugging Face datasets do: files and folders whose name starts
+        // with `_` or `.` are metadata, not data (`_delta_log/`, `._x.parquet` from
+        // macOS, an adps output's `__adps/` when its parts are the input).
+        if rel
+            .split('/')
+            .any(|part| part.starts_with('_') || part.starts_with('.'))
+        {
+            continue;
+        }
         // Two keys that decode alike (a literal `%2F` beside a real `/`) would write
         // the same outputs: refused, naming both, rather than merged.
         if let Some(other) = keys_of.insert(rel.clone(), m.location.to_string()) {
@@ -36,7 +45,7 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
             );
         }
         shards.push(Shard::new(
-            index,
+            shards.len(),
             rel.clone(),
             input.child_url(&rel),
             m.location,
@@ -49,8 +58,9 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
 /// same on every rerun and for every worker (so resuming never moves the window, and
 /// `n` workers together restore what one would). Reads Parquet footers (row counts) in
 /// order until the limit is covered; later shards are dropped. A shard whose footer
-/// cannot be read counts as no records: it is kept, marked unreadable, and fails alone
-/// (named, exit 3) while the window goes on over the next shards.
+/// cannot be read stops the run: without its row count the window is unknown, and a
+/// window that skipped it would move once it reads again (committing rows past the
+/// limit, or taking a committed shard's cut for another and deleting its outputs).
 pub fn apply_limit(
     rt: &tokio::runtime::Handle,
     input: &Location,
@@ -63,14 +73,14 @@ pub fn apply_limit(
         if left == 0 {
             break;
         }
-        let rows = match crate::io::parquet_in::row_count(rt, &input.store, &s.key) {
-            Ok(rows) => rows,
-            Err(e) => {
-                s.unreadable = Some(format!("its footer: {e:#}"));
-                kept.push(s);
-                continue;
-            }
-        };
+        let rows =
+            crate::io::parquet_in::row_count(rt, &input.store, &s.key).with_context(|| {
+                format!(
+                    "input.limit {limit}: the row count of {} (its Parquet footer) is needed to \
+                 place the window; fix or remove the shard",
+                    s.url
+                )
+            })?;
         if rows >= left {
             s.take = Some(left);
             left = 0;
@@ -121,11 +131,18 @@ mod tests {
     }
 
     #[test]
-    fn shards_are_found_whatever_the_case_of_their_extension() {
+    fn shards_are_found_whatever_the_case_of_their_extension_metadata_left_out() {
         use object_store::ObjectStoreExt;
         let rt = tokio::runtime::Runtime::new().unwrap();
         let input = crate::io::store::open("memory://list-case/in").unwrap();
-        for key in ["in/b.PARQUET", "in/a.parquet", "in/notes.txt"] {
+        for key in [
+            "in/b.PARQUET",
+            "in/a.parquet",
+            "in/notes.txt",
+            "in/__adps/errors/a.parquet",
+            "in/._a.parquet",
+            "in/_delta_log/0.checkpoint.parquet",
+        ] {
             let key = object_store::path::Path::parse(key).unwrap();
             rt.block_on(input.store.put(&key, b"PAR1".to_vec().into()))
                 .unwrap();

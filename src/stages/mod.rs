@@ -34,9 +34,6 @@ pub struct Shard {
     /// Restore only the shard's first `take` records (`input.limit` reaching into it);
     /// `None`: all of them.
     pub take: Option<usize>,
-    /// Why the shard is already known to be unusable (its footer could not be read
-    /// while applying `input.limit`): it fails alone, without being fetched.
-    pub unreadable: Option<String>,
     /// Parts of this shard an earlier run committed with these settings: the run goes on
     /// from the row after them.
     pub resume: Option<Resume>,
@@ -82,7 +79,6 @@ impl Shard {
             url,
             key,
             take: None,
-            unreadable: None,
             resume: None,
         }
     }

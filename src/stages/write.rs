@@ -270,9 +270,14 @@ pub fn upload(
     let key = output.child(name);
     rt.block_on(async move {
         let mut w = BufWriter::with_capacity(store, key, 10 << 20);
-        w.write_all(&bytes).await?;
-        w.shutdown().await?;
-        Ok::<_, std::io::Error>(())
+        if let Err(e) = w.write_all(&bytes).await {
+            // A multipart upload left open keeps its parts (billed on S3) until a
+            // lifecycle rule removes them. (A failed shutdown aborts on its own, and
+            // abort after shutdown would panic.)
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        w.shutdown().await
     })?;
     Ok(())
 }
