@@ -3,7 +3,7 @@
 //! per shard, the measurement residual ‖y − A x̂‖ of every image (the check a
 //! restoration without ground truth has), metrics where ground truth exists, the first
 //! error rows, and an example grid (measurement, reconstruction, ground truth) rebuilt
-//! from the first committed shard's input rows by the run's own protocol.
+//! from the input rows of the first shard with restored rows by the run's own protocol.
 //!
 //! This module reads (one part in memory at a time); `report::run_page` renders.
 
@@ -100,23 +100,32 @@ pub fn collect(target: &str, examples: usize) -> Result<RunReport> {
         .filter(|m| m.settings_hash == hash)
         .collect();
     let other_settings = manifests.len() - ours.len();
-    let first = *ours
-        .first()
-        .with_context(|| format!("{}: no manifest with settings {hash}", status.output))?;
-
-    let mut provenance = vec![("settings hash".to_string(), hash.clone())];
-    let mut versions: Vec<&str> = ours.iter().map(|m| m.adps_version.as_str()).collect();
-    versions.sort();
-    versions.dedup();
-    provenance.push(("adps version".into(), versions.join(", ")));
-    flatten("", &first.settings, &mut provenance);
-
     // The shards with committed parts, in the input's order.
     let sources: Vec<&crate::status::ShardStatus> = status
         .shards
         .iter()
         .filter(|s| !s.files.is_empty())
         .collect();
+    // The run's settings: a manifest's, or (a run killed before its first shard
+    // committed) an unfinished shard's progress record's.
+    let settings = match ours.first() {
+        Some(m) => m.settings.clone(),
+        None => progress_settings(rt, &loc, &sources, &hash)?
+            .with_context(|| format!("{}: no manifest with settings {hash}", status.output))?,
+    };
+
+    let mut provenance = vec![("settings hash".to_string(), hash.clone())];
+    let mut versions: Vec<&str> = ours.iter().map(|m| m.adps_version.as_str()).collect();
+    versions.sort();
+    versions.dedup();
+    let versions = if versions.is_empty() {
+        "— (no shard committed yet)".to_string()
+    } else {
+        versions.join(", ")
+    };
+    provenance.push(("adps version".into(), versions));
+    flatten("", &settings, &mut provenance);
+
     // Examples come from the first of them with restored rows.
     let example_at = sources.iter().position(|s| s.rows_done.0 > 0);
     let mut shards = Vec::with_capacity(sources.len());
@@ -171,7 +180,7 @@ pub fn collect(target: &str, examples: usize) -> Result<RunReport> {
         None => (None, None),
         Some(i) => {
             let source = ExampleSource {
-                settings: &first.settings,
+                settings: &settings,
                 shard: &sources[i].shard,
                 input: match (&status.input, &sources[i].key, &status.input_unreachable) {
                     (Some(url), Some(key), None) => Ok((url.as_str(), key)),
@@ -204,6 +213,28 @@ pub fn collect(target: &str, examples: usize) -> Result<RunReport> {
         examples_shard,
         examples_note,
     })
+}
+
+/// The settings of the first of `sources` whose progress record has settings `hash`.
+fn progress_settings(
+    rt: &tokio::runtime::Handle,
+    loc: &crate::io::store::Location,
+    sources: &[&crate::status::ShardStatus],
+    hash: &str,
+) -> Result<Option<serde_json::Value>> {
+    for s in sources.iter().filter(|s| s.state != "committed") {
+        let name = crate::io::layout::progress_name(&crate::io::layout::shard_stem(&s.shard));
+        let (store, key) = (loc.store.clone(), loc.child(&name));
+        let Ok(bytes) = rt.block_on(async move { store.get(&key).await?.bytes().await }) else {
+            continue;
+        };
+        let record: crate::stages::commit::ProgressRecord = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not an adps progress record", loc.child_url(&name)))?;
+        if record.settings_hash == hash && !record.settings.is_null() {
+            return Ok(Some(record.settings));
+        }
+    }
+    Ok(None)
 }
 
 /// `settings` as `a.b = value` lines, in key order (objects are sorted maps).

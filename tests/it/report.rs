@@ -309,3 +309,55 @@ fn report_of_a_run_whose_input_moved_away_reads_the_manifests() {
     assert!(has_grid_row(&page, "reconstruction") && !has_grid_row(&page, "measurement"));
     assert!(page.contains("only the reconstructions are shown"));
 }
+
+#[test]
+fn report_of_a_run_killed_before_its_first_shard_committed() {
+    use adps::io::layout;
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 6, [1, 8, 8]);
+    let out = tmp.path().join("out");
+    assert_ok(&adps_owned(&gaussian_restore_args(
+        &s(&input),
+        &s(&out),
+        2,
+        &[
+            "--progress",
+            "never",
+            "--batch-size",
+            "2",
+            "--part-rows",
+            "2",
+        ],
+    )));
+    // Killed after the shard's first part: no manifest at all, a progress record.
+    let manifest = manifests(&out).remove("shard-00000.json").unwrap();
+    std::fs::remove_file(manifest_path(&out, "shard-00000")).unwrap();
+    let part0 = layout::part_name("shard-00000", 0);
+    let size0 = std::fs::metadata(out.join(&part0)).unwrap().len();
+    let record = adps::stages::commit::ProgressRecord {
+        shard: "shard-00000.parquet".into(),
+        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
+        settings: manifest["settings"].clone(),
+        take: None,
+        progress: adps::stages::Resume {
+            rows_done: 2,
+            parts: 1,
+            files: vec![(part0, size0)],
+            rows_ok: 2,
+            rows_failed: 0,
+        },
+    };
+    let progress = out.join(layout::progress_name("shard-00000"));
+    std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
+    std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let rep = adps(&["report", &s(&out), "--examples", "2"]);
+    assert_ok(&rep);
+    let page = std::fs::read_to_string(out.join("__adps/report.html")).unwrap();
+    assert!(page.contains("records restored</td><td class=\"num\">2<"));
+    assert!(page.contains("task.operator") && page.contains("<code>cs:24</code>"));
+    assert!(page.contains("(n = 2)"));
+    assert!(page.contains("The first restored images of <code>shard-00000.parquet</code>"));
+    assert!(has_grid_row(&page, "measurement"));
+}
