@@ -33,6 +33,18 @@ pub struct ShardStatus {
     /// Why it failed, for a failed shard; for a pending one committed with other
     /// settings, says so.
     pub reason: Option<String>,
+    /// The files of its committed parts (data parts and errors tables, relative to the
+    /// output prefix): its manifest's for a committed shard, its progress record's for
+    /// an unfinished one; for `adps report`, which reads the rows the counts count.
+    #[serde(skip)]
+    pub files: Vec<String>,
+    /// Rows restored and rows failed in those parts (of a committed or unfinished shard).
+    #[serde(skip)]
+    pub rows_done: (usize, usize),
+    /// The shard's key in the input store as the listing gave it (`None` when the input
+    /// could not be listed).
+    #[serde(skip)]
+    pub key: Option<object_store::path::Path>,
 }
 
 /// Where a run stands.
@@ -51,6 +63,11 @@ pub struct RunStatus {
     pub duplicate_ids: Vec<(String, Vec<String>)>,
     /// Failure records of shards that are no longer in the input listing.
     pub orphan_failures: Vec<String>,
+    /// Why the input could not be listed, when [`status_without_input`] went on
+    /// without it: the shards are then only those the output knows of (committed or
+    /// unfinished), and the pending count leaves out shards not started.
+    #[serde(skip)]
+    pub input_unreachable: Option<String>,
 }
 
 impl RunStatus {
@@ -138,6 +155,17 @@ impl RunStatus {
 /// The status of a run given by a spec file (`*.toml`, with `--set` overrides) or by its
 /// output prefix.
 pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
+    status_with(target, sets, false)
+}
+
+/// [`status`] of an output prefix or spec, going on from the output alone when the input
+/// cannot be listed (moved, deleted, out of reach): for `adps report`, which reads the
+/// manifests and says what it left out ([`RunStatus::input_unreachable`]).
+pub fn status_without_input(target: &str) -> Result<RunStatus> {
+    status_with(target, &[], true)
+}
+
+fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<RunStatus> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -219,6 +247,7 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         records_failed: 0,
         duplicate_ids: Vec::new(),
         orphan_failures: Vec::new(),
+        input_unreachable: None,
     };
     let Some(input) = input else {
         // Nothing committed yet: only the failure records can be reported.
@@ -230,7 +259,14 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
         return Ok(st);
     };
     let hash = hash.unwrap_or_default();
-    let shards = input_shards(rt, &input, retry)?;
+    let shards = match input_shards(rt, &input, retry) {
+        Ok(shards) => shards,
+        Err(e) if input_optional => {
+            st.input_unreachable = Some(format!("{e:#}"));
+            known_shards(rt, &output, &by_stem, &failures, &hash)?
+        }
+        Err(e) => return Err(e),
+    };
     let mut listed = std::collections::BTreeSet::new();
     for shard in &shards {
         let stem = shard.stem();
@@ -243,12 +279,17 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
             rows: None,
             errors: None,
             reason: None,
+            files: Vec::new(),
+            rows_done: (0, 0),
+            key: (st.input_unreachable.is_none()).then(|| shard.key.clone()),
         };
         match (manifest, failures.get(&stem)) {
             (Some(m), _) if m.settings_hash == hash && m.take == shard.take => {
                 s.state = "committed";
                 s.rows = Some(m.rows);
                 s.errors = Some(m.errors);
+                s.files = m.files.iter().map(|f| f.name.clone()).collect();
+                s.rows_done = (m.rows, m.errors);
                 st.records_ok += m.rows as u64;
                 st.records_failed += m.errors as u64;
             }
@@ -266,6 +307,8 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
                     ));
                     st.records_ok += r.rows_ok as u64;
                     st.records_failed += r.rows_failed as u64;
+                    s.rows_done = (r.rows_ok, r.rows_failed);
+                    s.files = r.files.into_iter().map(|(name, _)| name).collect();
                 }
             }
         }
@@ -299,6 +342,57 @@ fn input_shards(
         Some(limit) => list::apply_limit(rt, &loc, all, limit)?,
         None => all,
     })
+}
+
+/// The shards the output knows of with settings `hash`, for a run whose input cannot be
+/// listed: those with a manifest, a failure record or a progress record, in path order (the
+/// input's listing order, as far as it can be told without it). Their keys are not
+/// known; a shard's `take` is its record's.
+fn known_shards(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    by_stem: &BTreeMap<String, &Manifest>,
+    failures: &BTreeMap<String, FailureRecord>,
+    hash: &str,
+) -> Result<Vec<Shard>> {
+    let mut found: BTreeMap<String, (String, Option<usize>)> = BTreeMap::new();
+    for m in by_stem.values().filter(|m| m.settings_hash == hash) {
+        found.insert(m.shard.clone(), (m.input.clone(), m.take));
+    }
+    for f in failures.values().filter(|f| f.settings_hash == hash) {
+        found
+            .entry(f.shard.clone())
+            .or_insert((f.input.clone(), None));
+    }
+    let dir = format!("{}/progress", layout::META_DIR);
+    for name in output.list_names(rt, &dir)? {
+        let store = output.store.clone();
+        let key = output.child(&name);
+        let bytes = rt
+            .block_on(async move {
+                use object_store::ObjectStoreExt;
+                store.get(&key).await?.bytes().await
+            })
+            .with_context(|| format!("reading {}", output.child_url(&name)))?;
+        // A foreign or damaged record is skipped, as a resuming run skips it.
+        let Ok(r) = serde_json::from_slice::<commit::ProgressRecord>(&bytes) else {
+            continue;
+        };
+        if r.settings_hash == hash {
+            found
+                .entry(r.shard.clone())
+                .or_insert((String::new(), r.take));
+        }
+    }
+    Ok(found
+        .into_iter()
+        .enumerate()
+        .map(|(index, (path, (url, take)))| {
+            let mut shard = Shard::new(index, path, url, object_store::path::Path::default());
+            shard.take = take;
+            shard
+        })
+        .collect())
 }
 
 /// The input and settings hash most committed shards share.

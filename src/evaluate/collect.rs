@@ -59,21 +59,32 @@ pub fn visit_committed_rows(
     let manifests = crate::stages::commit::read_manifests(rt, loc)?;
     for (name, m) in manifests.iter().filter(|(name, m)| keep(name, m)) {
         for f in m.files.iter().filter(|f| f.name.starts_with("part-")) {
-            let part = &f.name;
-            let key = loc.child(part);
-            let store = loc.store.clone();
-            let bytes = rt
-                .block_on(async move { store.get(&key).await?.bytes().await })
-                .with_context(|| format!("reading {} (listed by {name})", loc.child_url(part)))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .with_context(|| loc.child_url(part))?
-                .build()?;
-            for batch in reader {
-                let mut rows = Vec::new();
-                read_batch(&batch?, &mut rows).with_context(|| loc.child_url(part))?;
-                rows.into_iter().for_each(|r| visit(m, r));
-            }
+            visit_part(rt, loc, &f.name, |r| visit(m, r))
+                .with_context(|| format!("listed by {name}"))?;
         }
+    }
+    Ok(())
+}
+
+/// Calls `visit` with every row of the data part `part` (a name relative to `loc`).
+pub fn visit_part(
+    rt: &tokio::runtime::Handle,
+    loc: &Location,
+    part: &str,
+    mut visit: impl FnMut(PartRow),
+) -> Result<()> {
+    let key = loc.child(part);
+    let store = loc.store.clone();
+    let bytes = rt
+        .block_on(async move { store.get(&key).await?.bytes().await })
+        .with_context(|| format!("reading {}", loc.child_url(part)))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .with_context(|| loc.child_url(part))?
+        .build()?;
+    for batch in reader {
+        let mut rows = Vec::new();
+        read_batch(&batch?, &mut rows).with_context(|| loc.child_url(part))?;
+        rows.into_iter().for_each(&mut visit);
     }
     Ok(())
 }

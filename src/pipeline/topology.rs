@@ -117,6 +117,7 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
             &plan.output,
             &plan.settings_hash,
             &plan.settings_json,
+            plan.shape,
             written_rx,
             counters,
         );

@@ -21,6 +21,7 @@ struct ShardLine {
     errors: usize,
     seconds: String,
     rate: String,
+    finished: bool,
 }
 
 #[derive(Serialize)]
@@ -49,6 +50,7 @@ pub fn render_run_report(r: &RunReport) -> Result<String> {
             errors: s.errors,
             seconds: format!("{:.1}", s.seconds),
             rate: rate(s.rows, s.seconds),
+            finished: s.finished,
         })
         .collect();
     let (rows, seconds) = r
@@ -119,7 +121,8 @@ pub fn render_run_report(r: &RunReport) -> Result<String> {
             residual_summary => summary(&r.residual),
             metrics => metrics,
             grids => grids,
-            examples_shard => r.shards.first().map(|s| s.shard.clone()),
+            examples_shard => r.examples_shard,
+            input_unreachable => st.input_unreachable,
             examples_note => r.examples_note,
             errors => r.errors.iter().map(|e| minijinja::context! {
                 id => e.id, shard => e.shard, stage => e.stage, reason => e.reason,

@@ -35,6 +35,11 @@ pub struct Manifest {
     pub files: Vec<ManifestFile>,
     pub adps_version: String,
     pub settings: serde_json::Value,
+    /// The model's image shape [C, H, W] (not in `settings`, which name the model by its
+    /// card): what a record was fitted to, for views of the run (`adps report`).
+    /// Absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_shape: Option<[usize; 3]>,
 }
 
 /// One file a manifest vouches for.
@@ -291,6 +296,7 @@ pub fn run(
     output: &Location,
     settings_hash: &str,
     settings: &serde_json::Value,
+    model_shape: [usize; 3],
     input: Receiver<ToCommit>,
     counters: &Counters,
 ) -> Vec<(Arc<Shard>, String)> {
@@ -340,6 +346,7 @@ pub fn run(
                         .collect(),
                     adps_version: env!("CARGO_PKG_VERSION").to_string(),
                     settings: settings.clone(),
+                    model_shape: Some(model_shape),
                 };
                 match write_manifest(rt, output, &w.shard, &manifest) {
                     Ok(()) => {
@@ -610,6 +617,7 @@ mod tests {
             }],
             adps_version: "test".into(),
             settings: serde_json::Value::Null,
+            model_shape: None,
         };
         upload(rt.handle(), &output, &part, b"PAR1".to_vec()).unwrap();
         let name = manifest_name(&shard);

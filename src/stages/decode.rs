@@ -193,6 +193,13 @@ fn duplicate_rows(
     duplicates
 }
 
+/// Decodes one input record as the decode stage does (fitted to the model's shape,
+/// channels converted, y read in its range); a failure is its reason. For views of a
+/// run outside the pipeline (the run report).
+pub fn decode_one(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, String> {
+    decode_record(raw, spec).map_err(|(_, reason)| reason)
+}
+
 /// Decodes one row; a failure is (record id, reason).
 fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, String)> {
     let id = raw.id.clone();

@@ -126,3 +126,238 @@ fn report_of_nothing_says_what_is_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no committed shard yet"), "{err}");
 }
+
+/// Whether the page's example grid has a row named `name`.
+fn has_grid_row(page: &str, name: &str) -> bool {
+    page.contains(&format!("<th>{name}</th>"))
+}
+
+#[test]
+fn report_examples_of_a_shard_whose_name_needs_escaping() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 3, [1, 8, 8]);
+    // A non-ASCII character and a `%`: the input key must not be escaped again.
+    std::fs::rename(
+        input.join("shard-00000.parquet"),
+        input.join("bücher 50%.parquet"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    assert_ok(&adps_owned(&gaussian_restore_args(
+        &s(&input),
+        &s(&out),
+        2,
+        &["--progress", "never"],
+    )));
+    assert_ok(&adps(&["report", &s(&out), "--examples", "2"]));
+    let page = std::fs::read_to_string(out.join("__adps/report.html")).unwrap();
+    assert!(!page.contains("No example grid"), "{page}");
+    assert!(!page.contains("only the reconstructions"), "{page}");
+    assert!(has_grid_row(&page, "measurement") && has_grid_row(&page, "ground truth"));
+    assert!(page.contains("The first restored images of <code>bücher 50%.parquet</code>"));
+}
+
+#[test]
+fn report_of_a_killed_run_reads_the_rows_its_counts_count() {
+    use adps::io::layout;
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 2, 6, [1, 8, 8]);
+    let out = tmp.path().join("out");
+    assert_ok(&adps_owned(&gaussian_restore_args(
+        &s(&input),
+        &s(&out),
+        2,
+        &[
+            "--progress",
+            "never",
+            "--batch-size",
+            "2",
+            "--part-rows",
+            "2",
+        ],
+    )));
+    // The second shard as a kill after its first part leaves it: no manifest, a
+    // progress record naming part 0 (2 rows).
+    let manifest = manifests(&out).remove("shard-00001.json").unwrap();
+    std::fs::remove_file(manifest_path(&out, "shard-00001")).unwrap();
+    let part0 = layout::part_name("shard-00001", 0);
+    let size0 = std::fs::metadata(out.join(&part0)).unwrap().len();
+    let record = adps::stages::commit::ProgressRecord {
+        shard: "shard-00001.parquet".into(),
+        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
+        settings: manifest["settings"].clone(),
+        take: None,
+        progress: adps::stages::Resume {
+            rows_done: 2,
+            parts: 1,
+            files: vec![(part0, size0)],
+            rows_ok: 2,
+            rows_failed: 0,
+        },
+    };
+    let progress = out.join(layout::progress_name("shard-00001"));
+    std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
+    std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    assert_ok(&adps(&["report", &s(&out)]));
+    let page = std::fs::read_to_string(out.join("__adps/report.html")).unwrap();
+    // The counts, the histograms and the time table agree: 6 + 2 rows.
+    assert!(
+        page.contains("records restored</td><td class=\"num\">8<"),
+        "counts"
+    );
+    assert!(page.contains("shards pending</td><td class=\"num\">1<"));
+    assert_eq!(count(&page, "(n = 8)"), 3, "residual, psnr, mse: {page}");
+    assert!(page.contains("In all: 8 image(s)"));
+    assert!(page.contains("<code>shard-00001.parquet</code> (unfinished)</td><td class=\"num\">2<"));
+}
+
+#[test]
+fn report_examples_show_the_runs_measurement_of_a_padded_input() {
+    // 6×6 images padded into the 8×8 model; `sr:4` fits 8×8, not 6×6.
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 2, [1, 6, 6]);
+    let out = tmp.path().join("out");
+    assert_ok(&adps_owned(&gaussian_restore_args_for(
+        "sr:4",
+        &s(&input),
+        &s(&out),
+        2,
+        &["--progress", "never", "--fit", "pad"],
+    )));
+    assert_ok(&adps(&["report", &s(&out), "--examples", "2"]));
+    let page = std::fs::read_to_string(out.join("__adps/report.html")).unwrap();
+    assert!(!page.contains("No example grid"), "{page}");
+    assert!(!page.contains("only the reconstructions"), "{page}");
+    assert!(has_grid_row(&page, "measurement") && has_grid_row(&page, "ground truth"));
+    assert_eq!(count(&page, "src=\"data:image/png;base64,iVBORw0KGgo"), 6);
+    // Row by row: the measurement of the 8×8 model image (`sr:4` of the padded image,
+    // shown enlarged back), the reconstruction and the truth at the input's 6×6.
+    let sizes: Vec<[usize; 2]> = inline_pngs(&page)
+        .iter()
+        .map(|png| adps::io::image::dimensions(png).unwrap())
+        .collect();
+    assert_eq!(sizes, [[8, 8], [8, 8], [6, 6], [6, 6], [6, 6], [6, 6]]);
+}
+
+/// The PNGs inlined in a page, in page order.
+fn inline_pngs(page: &str) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    page.split("src=\"data:image/png;base64,")
+        .skip(1)
+        .map(|rest| {
+            let b64 = &rest[..rest.find('"').unwrap()];
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn report_examples_come_from_the_first_shard_with_restored_rows() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 2, 3, [1, 8, 8]);
+    // The first shard's rows all fail.
+    let rows = vec![
+        ("bad-0".to_string(), b"not a png".to_vec()),
+        ("bad-1".to_string(), b"nor this".to_vec()),
+    ];
+    let bytes = adps::io::parquet_out::encode_image_shard(&rows).unwrap();
+    std::fs::write(input.join("shard-00000.parquet"), bytes).unwrap();
+    let out = tmp.path().join("out");
+    let run = adps_owned(&gaussian_restore_args(
+        &s(&input),
+        &s(&out),
+        2,
+        &["--progress", "never"],
+    ));
+    assert_eq!(run.status.code(), Some(3), "records fail: exit 3");
+    assert_ok(&adps(&["report", &s(&out), "--examples", "2"]));
+    let page = std::fs::read_to_string(out.join("__adps/report.html")).unwrap();
+    assert!(page.contains("The first restored images of <code>shard-00001.parquet</code>"));
+    assert!(has_grid_row(&page, "measurement") && has_grid_row(&page, "reconstruction"));
+}
+
+#[test]
+fn report_of_a_run_whose_input_moved_away_reads_the_manifests() {
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 2, 3, [1, 8, 8]);
+    let out = tmp.path().join("out");
+    assert_ok(&adps_owned(&gaussian_restore_args(
+        &s(&input),
+        &s(&out),
+        2,
+        &["--progress", "never"],
+    )));
+    std::fs::rename(&input, tmp.path().join("moved")).unwrap();
+    let rep = adps(&["report", &s(&out), "--examples", "2"]);
+    assert_ok(&rep);
+    let page = std::fs::read_to_string(out.join("__adps/report.html")).unwrap();
+    assert!(
+        page.contains("records restored</td><td class=\"num\">6<"),
+        "counts"
+    );
+    assert!(page.contains("shards committed</td><td class=\"num\">2<"));
+    assert!(page.contains("The input cannot be read"), "{page}");
+    // The grid: reconstructions only, with a note.
+    assert!(has_grid_row(&page, "reconstruction") && !has_grid_row(&page, "measurement"));
+    assert!(page.contains("only the reconstructions are shown"));
+}
+
+#[test]
+fn report_of_a_run_killed_before_its_first_shard_committed() {
+    use adps::io::layout;
+    let tmp = tempdir();
+    let input = tmp.path().join("in");
+    write_image_shards(&input, 1, 6, [1, 8, 8]);
+    let out = tmp.path().join("out");
+    assert_ok(&adps_owned(&gaussian_restore_args(
+        &s(&input),
+        &s(&out),
+        2,
+        &[
+            "--progress",
+            "never",
+            "--batch-size",
+            "2",
+            "--part-rows",
+            "2",
+        ],
+    )));
+    // Killed after the shard's first part: no manifest at all, a progress record.
+    let manifest = manifests(&out).remove("shard-00000.json").unwrap();
+    std::fs::remove_file(manifest_path(&out, "shard-00000")).unwrap();
+    let part0 = layout::part_name("shard-00000", 0);
+    let size0 = std::fs::metadata(out.join(&part0)).unwrap().len();
+    let record = adps::stages::commit::ProgressRecord {
+        shard: "shard-00000.parquet".into(),
+        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
+        settings: manifest["settings"].clone(),
+        take: None,
+        progress: adps::stages::Resume {
+            rows_done: 2,
+            parts: 1,
+            files: vec![(part0, size0)],
+            rows_ok: 2,
+            rows_failed: 0,
+        },
+    };
+    let progress = out.join(layout::progress_name("shard-00000"));
+    std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
+    std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let rep = adps(&["report", &s(&out), "--examples", "2"]);
+    assert_ok(&rep);
+    let page = std::fs::read_to_string(out.join("__adps/report.html")).unwrap();
+    assert!(page.contains("records restored</td><td class=\"num\">2<"));
+    assert!(page.contains("task.operator") && page.contains("<code>cs:24</code>"));
+    assert!(page.contains("(n = 2)"));
+    assert!(page.contains("The first restored images of <code>shard-00000.parquet</code>"));
+    assert!(has_grid_row(&page, "measurement"));
+}
