@@ -366,14 +366,7 @@ fn known_shards(
     }
     let dir = format!("{}/progress", layout::META_DIR);
     for name in output.list_names(rt, &dir)? {
-        let store = output.store.clone();
-        let key = output.child(&name);
-        let bytes = rt
-            .block_on(async move {
-                use object_store::ObjectStoreExt;
-                store.get(&key).await?.bytes().await
-            })
-            .with_context(|| format!("reading {}", output.child_url(&name)))?;
+        let bytes = output.read(rt, &name)?;
         // A foreign or damaged record is skipped, as a resuming run skips it.
         let Ok(r) = serde_json::from_slice::<commit::ProgressRecord>(&bytes) else {
             continue;
@@ -449,14 +442,7 @@ fn read_failures(
         else {
             continue;
         };
-        let store = output.store.clone();
-        let key = output.child(&name);
-        let bytes = rt
-            .block_on(async move {
-                use object_store::ObjectStoreExt;
-                store.get(&key).await?.bytes().await
-            })
-            .with_context(|| format!("reading {}", output.child_url(&name)))?;
+        let bytes = output.read(rt, &name)?;
         let record: FailureRecord = serde_json::from_slice(&bytes).with_context(|| {
             format!("{} is not an adps failure record", output.child_url(&name))
         })?;

@@ -422,6 +422,16 @@ impl Location {
         Ok(out)
     }
 
+    /// The bytes of the object `name` (relative to this location); the error names it.
+    pub fn read(&self, rt: &tokio::runtime::Handle, name: &str) -> Result<bytes::Bytes> {
+        let (store, key) = (self.store.clone(), self.child(name));
+        rt.block_on(async move {
+            use object_store::ObjectStoreExt;
+            store.get(&key).await?.bytes().await
+        })
+        .with_context(|| format!("reading {}", self.child_url(name)))
+    }
+
     /// The URL of a file directly under this location, for messages.
     pub fn child_url(&self, name: &str) -> String {
         format!("{}/{}", self.url.trim_end_matches('/'), name)

@@ -425,14 +425,13 @@ fn fit_clean(px: Pixels, spec: &DecodeSpec) -> Result<(Vec<f32>, Option<Frame>),
 /// the reports show beside its restorations, whatever form the record gave it in
 /// (encoded image, or `pixels` + `shape`).
 pub fn clean_image(raw: RawRecord, shape: [usize; 3]) -> Result<Vec<f32>, String> {
-    let spec = DecodeSpec::new(shape, 0, None, None);
     let id = raw.id.clone();
-    match decode_record(raw, &spec) {
+    match decode_one(raw, &DecodeSpec::new(shape, 0, None, None)) {
         Ok(Record { truth: Some(t), .. }) => Ok(t),
         Ok(_) => Err(format!(
             "record {id} holds a measurement, not a clean image"
         )),
-        Err((_, reason)) => Err(format!("record {id}: {reason}")),
+        Err(reason) => Err(format!("record {id}: {reason}")),
     }
 }
 

@@ -350,10 +350,15 @@ fn bad_sweeps_fail_before_any_compute_naming_the_entry() {
 fn a_sweep_whose_runs_lose_records_exits_3_naming_them() {
     let tmp = tempdir();
     let (val, test) = image_sets(tmp.path());
-    // A test shard that is not Parquet: every test run of the sweep fails it.
+    // A test shard whose images do not decode: every test run of the sweep fails its
+    // records. (A shard that is not Parquet at all stops a run with a limit before it
+    // starts: its row count is needed to place the window.)
+    let garbage: Vec<(String, Vec<u8>)> = (0..2)
+        .map(|k| (format!("bad-{k}"), b"not a png".to_vec()))
+        .collect();
     std::fs::write(
         std::path::Path::new(&test).join("shard-00000.parquet"),
-        b"PAR1 not parquet",
+        adps::io::parquet_out::encode_image_shard(&garbage).unwrap(),
     )
     .unwrap();
     let report = tmp.path().join("report");

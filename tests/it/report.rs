@@ -1,6 +1,8 @@
 //! `adps report`: one self-contained page for a finished run, written under the
 //! output's `__adps/` folder (or where `--html` says), that shows what the run did.
 
+use std::path::Path;
+
 use crate::common::*;
 
 /// Counts of a substring.
@@ -158,13 +160,14 @@ fn report_examples_of_a_shard_whose_name_needs_escaping() {
     assert!(page.contains("The first restored images of <code>bücher 50%.parquet</code>"));
 }
 
-#[test]
-fn report_of_a_killed_run_reads_the_rows_its_counts_count() {
+/// Restores `shards` shards of 6 images in parts of 2, then leaves the last one as a
+/// kill after its first part would: no manifest, a progress record naming part 0 (2
+/// rows). Returns the output folder.
+fn killed_after_first_part(tmp: &Path, shards: usize) -> std::path::PathBuf {
     use adps::io::layout;
-    let tmp = tempdir();
-    let input = tmp.path().join("in");
-    write_image_shards(&input, 2, 6, [1, 8, 8]);
-    let out = tmp.path().join("out");
+    let input = tmp.join("in");
+    write_image_shards(&input, shards, 6, [1, 8, 8]);
+    let out = tmp.join("out");
     assert_ok(&adps_owned(&gaussian_restore_args(
         &s(&input),
         &s(&out),
@@ -178,14 +181,13 @@ fn report_of_a_killed_run_reads_the_rows_its_counts_count() {
             "2",
         ],
     )));
-    // The second shard as a kill after its first part leaves it: no manifest, a
-    // progress record naming part 0 (2 rows).
-    let manifest = manifests(&out).remove("shard-00001.json").unwrap();
-    std::fs::remove_file(manifest_path(&out, "shard-00001")).unwrap();
-    let part0 = layout::part_name("shard-00001", 0);
+    let stem = format!("shard-{:05}", shards - 1);
+    let manifest = manifests(&out).remove(&format!("{stem}.json")).unwrap();
+    std::fs::remove_file(manifest_path(&out, &stem)).unwrap();
+    let part0 = layout::part_name(&stem, 0);
     let size0 = std::fs::metadata(out.join(&part0)).unwrap().len();
     let record = adps::stages::commit::ProgressRecord {
-        shard: "shard-00001.parquet".into(),
+        shard: format!("{stem}.parquet"),
         settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
         settings: manifest["settings"].clone(),
         take: None,
@@ -197,9 +199,16 @@ fn report_of_a_killed_run_reads_the_rows_its_counts_count() {
             rows_failed: 0,
         },
     };
-    let progress = out.join(layout::progress_name("shard-00001"));
+    let progress = out.join(layout::progress_name(&stem));
     std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
     std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
+    out
+}
+
+#[test]
+fn report_of_a_killed_run_reads_the_rows_its_counts_count() {
+    let tmp = tempdir();
+    let out = killed_after_first_part(tmp.path(), 2);
 
     assert_ok(&adps(&["report", &s(&out)]));
     let page = std::fs::read_to_string(out.join("__adps/report.html")).unwrap();
@@ -312,45 +321,8 @@ fn report_of_a_run_whose_input_moved_away_reads_the_manifests() {
 
 #[test]
 fn report_of_a_run_killed_before_its_first_shard_committed() {
-    use adps::io::layout;
     let tmp = tempdir();
-    let input = tmp.path().join("in");
-    write_image_shards(&input, 1, 6, [1, 8, 8]);
-    let out = tmp.path().join("out");
-    assert_ok(&adps_owned(&gaussian_restore_args(
-        &s(&input),
-        &s(&out),
-        2,
-        &[
-            "--progress",
-            "never",
-            "--batch-size",
-            "2",
-            "--part-rows",
-            "2",
-        ],
-    )));
-    // Killed after the shard's first part: no manifest at all, a progress record.
-    let manifest = manifests(&out).remove("shard-00000.json").unwrap();
-    std::fs::remove_file(manifest_path(&out, "shard-00000")).unwrap();
-    let part0 = layout::part_name("shard-00000", 0);
-    let size0 = std::fs::metadata(out.join(&part0)).unwrap().len();
-    let record = adps::stages::commit::ProgressRecord {
-        shard: "shard-00000.parquet".into(),
-        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
-        settings: manifest["settings"].clone(),
-        take: None,
-        progress: adps::stages::Resume {
-            rows_done: 2,
-            parts: 1,
-            files: vec![(part0, size0)],
-            rows_ok: 2,
-            rows_failed: 0,
-        },
-    };
-    let progress = out.join(layout::progress_name("shard-00000"));
-    std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
-    std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
+    let out = killed_after_first_part(tmp.path(), 1);
 
     let rep = adps(&["report", &s(&out), "--examples", "2"]);
     assert_ok(&rep);
