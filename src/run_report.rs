@@ -13,7 +13,6 @@ use std::str::FromStr;
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray};
 use futures::StreamExt;
-use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 
@@ -224,8 +223,7 @@ fn progress_settings(
 ) -> Result<Option<serde_json::Value>> {
     for s in sources.iter().filter(|s| s.state != "committed") {
         let name = crate::io::layout::progress_name(&crate::io::layout::shard_stem(&s.shard));
-        let (store, key) = (loc.store.clone(), loc.child(&name));
-        let Ok(bytes) = rt.block_on(async move { store.get(&key).await?.bytes().await }) else {
+        let Ok(bytes) = loc.read(rt, &name) else {
             continue;
         };
         let record: crate::stages::commit::ProgressRecord = serde_json::from_slice(&bytes)
@@ -282,10 +280,7 @@ fn read_errors(
         if out.len() >= ERRORS_SHOWN {
             break;
         }
-        let (store, key) = (loc.store.clone(), loc.child(table));
-        let bytes = rt
-            .block_on(async move { store.get(&key).await?.bytes().await })
-            .with_context(|| format!("reading {}", loc.child_url(table)))?;
+        let bytes = loc.read(rt, table)?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .with_context(|| loc.child_url(table))?
             .build()?;

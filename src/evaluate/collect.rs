@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
-use object_store::ObjectStoreExt;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::io::store::Location;
@@ -73,11 +72,7 @@ pub fn visit_part(
     part: &str,
     mut visit: impl FnMut(PartRow),
 ) -> Result<()> {
-    let key = loc.child(part);
-    let store = loc.store.clone();
-    let bytes = rt
-        .block_on(async move { store.get(&key).await?.bytes().await })
-        .with_context(|| format!("reading {}", loc.child_url(part)))?;
+    let bytes = loc.read(rt, part)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .with_context(|| loc.child_url(part))?
         .build()?;

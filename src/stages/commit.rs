@@ -417,11 +417,7 @@ pub fn read_manifests(
         if !name.ends_with(".json") {
             continue;
         }
-        let store = output.store.clone();
-        let key = output.child(&name);
-        let bytes = rt
-            .block_on(async move { store.get(&key).await?.bytes().await })
-            .with_context(|| format!("reading {}", output.child_url(&name)))?;
+        let bytes = output.read(rt, &name)?;
         let m: Manifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not an adps manifest", output.child_url(&name)))?;
         out.push((name, m));
@@ -450,11 +446,7 @@ pub fn duplicate_ids(
         std::collections::HashMap::with_capacity(manifests.iter().map(|m| m.rows).sum());
     for (k, m) in manifests.iter().enumerate() {
         for f in m.files.iter().filter(|f| f.name.starts_with("part-")) {
-            let store = output.store.clone();
-            let key = output.child(&f.name);
-            let bytes = rt
-                .block_on(async move { store.get(&key).await?.bytes().await })
-                .with_context(|| format!("reading {}", output.child_url(&f.name)))?;
+            let bytes = output.read(rt, &f.name)?;
             let ids = crate::io::parquet_in::read_string_column(bytes, "id")
                 .with_context(|| output.child_url(&f.name))?;
             for id in ids {
