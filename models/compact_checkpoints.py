@@ -13,6 +13,7 @@ the slice resumed from that checkpoint would log those steps again.
     models/.venv/bin/python models/compact_checkpoints.py
 """
 import os
+import re
 import sys
 
 import torch
@@ -51,7 +52,8 @@ def trim_curves(name, step):
 
 def main():
     os.makedirs(DST, exist_ok=True)
-    names = sorted(f for f in os.listdir(SRC) if f.endswith(".pt"))
+    # Only the models' own checkpoints: unpack-training.sh leaves *.pre-gpu-<time>.pt beside them.
+    names = sorted(f for f in os.listdir(SRC) if re.fullmatch(r"fmnist-p0\.\d\.pt", f))
     if not names:
         sys.exit(f"no checkpoints in {SRC}")
     for f in names:

@@ -60,13 +60,13 @@ def fmt(v, spec):
 
 def table(rows_file):
     rows = [json.loads(l) for l in open(rows_file) if l.strip()]
-    out = ["| device | path | batch | images | steps | wall s | adps s | images/s | NFE/s | mean PSNR |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| device | path | batch | images | workers busy | steps | wall s | adps s | images/s | NFE/s | mean PSNR |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r.get("stats") or {}
         secs = s.get("seconds")
         ips = r["images"] / secs if secs else None
-        out.append(f"| {r['device']} | {r['path']} | {r['batch']} | {r['images']} | {r['steps']} | "
+        out.append(f"| {r['device']} | {r['path']} | {r['batch']} | {r['images']} | {r.get('workers_busy', '')} | {r['steps']} | "
                    f"{fmt(r.get('wall'), '.2f')} | {fmt(secs, '.2f')} | {fmt(ips, '.1f')} | "
                    f"{fmt(s.get('nfe_per_second'), '.1f')} | {fmt(s.get('mean_psnr'), '.2f')} |")
     return "\n".join(out)

@@ -44,6 +44,7 @@ logf=$out/cuda-check.log
 t0=$(date +%s)
 log() { echo "[cuda-check $(( $(date +%s) - t0 ))s] $*" | tee -a "$logf"; }
 fails=0
+cores=$(nproc)
 fail() { fails=$((fails + 1)); log "FAIL: $*"; }
 
 # Inputs: the model (tree or set aside), the test images (carried models/data/full/test, or the demo).
@@ -111,7 +112,7 @@ run_adps() {  # name device extra-args...; log in $work/name.log, wall seconds i
   local name=$1 dev=$2; shift 2
   local s e rc
   s=$(date +%s.%N)
-  timeout 300 "$adps" restore --model "$model" --input "$input" --output "$work/$name" --operator cs:256 \
+  timeout 90 "$adps" restore --model "$model" --input "$input" --output "$work/$name" --operator cs:256 \
     --device "$dev" --progress never --log-format json "$@" > "$work/$name.log" 2>&1
   rc=$?
   e=$(date +%s.%N)
@@ -146,13 +147,17 @@ else log "auto: no device message in the log"; fi
 for dev in $devices; do
   for path in dense vjp; do
     for b in $batches; do
-      n=$(( b * 8 > 512 ? b * 8 : 512 )); [[ $dev == cpu ]] && n=$(( b * 2 > 256 ? b * 2 : 256 ))
+      # CPU: one restore worker per core, each taking whole batches, so the run needs a
+      # batch per core or the table would time idle cores (capped by the 5,000 test images).
+      n=$(( b * 8 > 512 ? b * 8 : 512 ))
+      [[ $dev == cpu ]] && { n=$(( b * cores > 256 ? b * cores : 256 )); (( n > 4096 )) && n=4096; }
+      busy=$(( (n + b - 1) / b )); [[ $dev == cpu ]] && (( busy > cores )) && busy=$cores; [[ $dev == cuda ]] && busy=1
       args=(--limit "$n" --steps "$steps" --batch-size "$b")
       [[ $path == dense ]] && args+=(--clip none --gradient dense) || args+=(--gradient vjp)
       name=tp-$dev-$path-$b
       run_adps "$name" "$dev" "${args[@]}" || fail "throughput $name"
       stats=$($PY models/bench/gpu_check.py run-stats "$work/$name.log")
-      echo "{\"device\": \"$dev\", \"path\": \"$path\", \"batch\": $b, \"images\": $n, \"steps\": $steps, \"wall\": $(cat "$work/$name.wall"), \"stats\": $stats}" >> "$out/throughput.jsonl"
+      echo "{\"device\": \"$dev\", \"path\": \"$path\", \"batch\": $b, \"images\": $n, \"workers_busy\": $busy, \"steps\": $steps, \"wall\": $(cat "$work/$name.wall"), \"stats\": $stats}" >> "$out/throughput.jsonl"
       log "$name: $n images, wall $(cat "$work/$name.wall") s, $stats"
     done
   done

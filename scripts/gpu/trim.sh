@@ -12,7 +12,7 @@
 # Profiles (scripts/gpu/README.md): `all` (the default, for a whole GPU session: one trim
 # before the first call, one restore after the last) sets aside the five model folders, the
 # compact checkpoints, tests/fixtures, models/lpips and reports/ (the tree then travels as
-# 1.7 MiB); a call that needs one of them carries it from .gpu-aside/ (e.g. carry
+# 2.0 MiB); a call that needs one of them carries it from .gpu-aside/ (e.g. carry
 # .gpu-aside/models/checkpoints/compact), and the scripts look there. For a lone call:
 #   train    keeps models/checkpoints/compact (train-gpu.sh resumes from it)
 #   cuda     keeps models/fmnist-p0.4 (cuda-check.sh restores with it)
@@ -101,6 +101,9 @@ case "$cmd" in
     echo "trim.sh: restored; git status: $(git status --porcelain --untracked-files=no | wc -l) modified tracked paths"
     ;;
   size)
+    for p in "$@"; do  # the run tool drops a missing carry path silently: say so here
+      [[ -e $p ]] || { echo "trim.sh: carry path $p does not exist (prepare it first: PLAN.md step 0)" >&2; exit 1; }
+    done
     s=$(travel_size "$@")
     echo "$s bytes ($(mib "$s")) would travel; limit $(mib $limit)"
     ((s <= limit)) || { echo "trim.sh: OVER the 64 MiB limit" >&2; exit 1; }
