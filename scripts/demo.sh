@@ -10,6 +10,7 @@ scripts/onnxruntime.sh >/dev/null
 cargo build --locked --quiet
 target/debug/adps run pipelines/demo.toml "$@"
 target/debug/adps report out/demo
+PY=python3; [[ -x .tools-venv/bin/python ]] && PY=.tools-venv/bin/python
 cat <<TXT
 
 Results are in $PWD/out/demo:
@@ -17,5 +18,6 @@ Results are in $PWD/out/demo:
   __adps/manifests/         written last: a shard is complete when its manifest is there
   __adps/errors/            records that failed, with the reason (only where some did)
   __adps/report.html        what the run did: settings, counts, residuals, metrics, examples
-Open them with e.g.  python3 -c "import pandas as pd; print(pd.read_parquet('out/demo').describe())"
+Open them with pandas (pip install pandas pyarrow, or the test tools' venv: scripts/tools.sh), e.g.
+  ${PY:-python3} -c "import pandas as pd; print(pd.read_parquet('out/demo').describe())"
 TXT

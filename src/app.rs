@@ -61,7 +61,7 @@ pub fn run() -> Result<ExitCode> {
             })
         }
         Command::Report(args) => {
-            let report = crate::run_report::collect(&args.target, args.examples)?;
+            let report = crate::run_report::collect(&args.target, &args.set, args.examples)?;
             let page = crate::report::run_page::render_run_report(&report)?;
             let written = crate::run_report::write(&report, &args.html, page)?;
             println!("report: {written}");
@@ -123,8 +123,20 @@ fn init_logging(format: LogFormat) {
 /// Builds and runs one pipeline, prints its summary, and returns the exit code.
 pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
     let output_url = spec.output.url.clone();
-    let (plan, engines) = plan::build(spec)?;
-    let report = topology::run(plan, engines, progress)?;
+    // A local output folder is created when the output is opened, before the input and
+    // model are checked; a run refused after that must not leave an empty folder behind.
+    let fresh_output = crate::io::store::local_dir(&output_url).filter(|d| !d.exists());
+    let ran = plan::build(spec).and_then(|(plan, engines)| topology::run(plan, engines, progress));
+    let report = match (ran, fresh_output) {
+        (Ok(report), _) => report,
+        (Err(e), dir) => {
+            if let Some(dir) = dir {
+                // remove_dir removes only an empty folder: nothing a run wrote is lost.
+                let _ = std::fs::remove_dir(&dir);
+            }
+            return Err(e);
+        }
+    };
     let m = &report.metrics;
     let mut summary = format!(
         "records ok {}, failed {}; shards committed {}, failed {}, skipped {}; {:.1}s, {:.1} NFE/s",

@@ -26,7 +26,9 @@ pub struct Cli {
     /// Log format: human-readable text, or one JSON object per line for batch systems.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Progress bar on stderr: `auto` shows it on a terminal with text logs.
+    /// Progress on stderr: `auto` draws a bar on a terminal with text logs; `always` also
+    /// with JSON logs, and without a terminal (a batch job's log file) writes a
+    /// `progress` log line every 10 s instead.
     #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
     pub progress: Progress,
 }
@@ -61,15 +63,18 @@ pub enum Command {
     /// Run a sweep (pipelines/sweep-*.toml): every model × operator × step count × seed,
     /// ζ searched on validation images, test images run once with the chosen ζ; writes
     /// summary.parquet and report.html. Resumable: rerunning skips finished runs.
-    Evaluate(RunArgs),
+    ///
+    /// Example: adps evaluate pipelines/sweep-ci.toml --set images.test.limit=8
+    Evaluate(EvaluateArgs),
     /// Where a run stands: shards committed, pending and failed (with reasons), records
     /// ok and failed, ids committed twice. Exit code 0 only when the run is complete.
     ///
     /// Example: adps status pipelines/s3-example.toml --worker-count 16
     ///          (prints the array indices to resubmit); adps status out/demo --json
     Status(StatusArgs),
-    /// Write one self-contained HTML page about a run (restoration or evaluation): its
-    /// settings and provenance, counts (ok, failed, pending, duplicates), restore time
+    /// Write one self-contained HTML page about one run (`adps restore`/`run`, or one of
+    /// a sweep's runs under its `runs` folder; a sweep's own report is written by `adps
+    /// evaluate`): its settings and provenance, counts (ok, failed, pending, duplicates), restore time
     /// per shard, the distribution of the measurement residual ‖y − A x̂‖ (the check a
     /// restoration without ground truth has), metric distributions where ground truth
     /// exists, the first errors, and an example grid (measurement, reconstruction,
@@ -105,6 +110,10 @@ pub struct StatusArgs {
 pub struct ReportArgs {
     /// An output prefix (path, file://, s3://) or the run spec that writes it.
     pub target: String,
+    /// Override a spec entry as the run did (`--set` of `adps run`; repeatable): the
+    /// settings pick which committed shards the page is about.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
     /// Write the page to this local file instead of `__adps/report.html` under the
     /// output prefix.
     #[arg(long, value_name = "FILE")]
@@ -126,9 +135,21 @@ pub struct WorkerArgs {
     pub worker_count: Option<usize>,
 }
 
+/// `adps evaluate`'s arguments: a sweep runs its settings itself, one after another.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The sweep spec (TOML with [images], [defaults] and [[sweep]] tables;
+    /// pipelines/sweep-*.toml).
+    pub spec: PathBuf,
+    /// Override a sweep spec entry: --set defaults.batch_size=4, --set
+    /// images.test.limit=20 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The pipeline spec (TOML).
+    /// The pipeline spec (TOML with [model], [input], [task], …; pipelines/demo.toml).
     pub spec: PathBuf,
     /// Override a spec entry: --set sampler.zeta=3 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -139,7 +160,7 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Model folder (spec §2).
+    /// Model folder (docs/spec.md §2).
     #[arg(long)]
     pub model: String,
     /// Input prefix: a local path, file://…, s3://bucket/prefix or memory://name/prefix.
@@ -202,8 +223,8 @@ pub struct RestoreArgs {
     #[arg(long, value_enum, ignore_case = true, default_value_t = Device::default())]
     pub device: Device,
     /// Restore only the input's first N images (in shard order: the same ones on every rerun
-    /// and across workers). A shard whose row count cannot be read fails alone (exit 3)
-    /// and counts as no images; the window goes on over the next shards.
+    /// and across workers). The window is placed from the shards' Parquet footers: a shard
+    /// whose footer cannot be read before N is covered stops the run (exit 1, naming it).
     #[arg(long)]
     pub limit: Option<usize>,
     /// The clean-image column (image struct, PNG/JPEG bytes, or list<float32> pixels in

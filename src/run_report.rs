@@ -78,8 +78,8 @@ pub struct RunReport {
 ///
 /// Every section reads the same rows as the counts: the committed parts of the shards
 /// `adps status` counts, finished (with a manifest) or not (with a progress record).
-pub fn collect(target: &str, examples: usize) -> Result<RunReport> {
-    let status = crate::status::status_without_input(target)?;
+pub fn collect(target: &str, sets: &[String], examples: usize) -> Result<RunReport> {
+    let status = crate::status::status_without_input(target, sets)?;
     let hash = status.settings_hash.clone().with_context(|| {
         format!(
             "{}: no committed shard yet, nothing to report",
@@ -109,8 +109,15 @@ pub fn collect(target: &str, examples: usize) -> Result<RunReport> {
     // committed) an unfinished shard's progress record's.
     let settings = match ours.first() {
         Some(m) => m.settings.clone(),
-        None => progress_settings(rt, &loc, &sources, &hash)?
-            .with_context(|| format!("{}: no manifest with settings {hash}", status.output))?,
+        None => progress_settings(rt, &loc, &sources, &hash)?.with_context(|| {
+            let hint = if target.ends_with(".toml") {
+                " (the spec's settings, with the --set given here, match no committed shard: \
+                 pass the run's --set too, or report the output folder itself)"
+            } else {
+                ""
+            };
+            format!("{}: no manifest with settings {hash}{hint}", status.output)
+        })?,
     };
 
     let mut provenance = vec![("settings hash".to_string(), hash.clone())];

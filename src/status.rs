@@ -145,6 +145,11 @@ impl RunStatus {
         }
         line(if self.is_complete() {
             "complete".into()
+        } else if self.input.is_none() && self.orphan_failures.is_empty() {
+            // Nothing under the prefix names a run: no manifest, progress or failure.
+            "not complete: no run has committed or started a shard here; `adps status \
+             SPEC` (the run spec) lists the shards it would restore"
+                .to_string()
         } else {
             "not complete".to_string()
         });
@@ -161,8 +166,8 @@ pub fn status(target: &str, sets: &[String]) -> Result<RunStatus> {
 /// [`status`] of an output prefix or spec, going on from the output alone when the input
 /// cannot be listed (moved, deleted, out of reach): for `adps report`, which reads the
 /// manifests and says what it left out ([`RunStatus::input_unreachable`]).
-pub fn status_without_input(target: &str) -> Result<RunStatus> {
-    status_with(target, &[], true)
+pub fn status_without_input(target: &str, sets: &[String]) -> Result<RunStatus> {
+    status_with(target, sets, true)
 }
 
 fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<RunStatus> {

@@ -127,11 +127,21 @@ impl SweepSpec {
             .with_context(|| format!("cannot read sweep spec {}", path.display()))?;
         let mut table: toml::Table =
             toml::from_str(&text).with_context(|| format!("sweep spec {}", path.display()))?;
+        // The two spec kinds share the .toml suffix: say which command reads this one.
+        let hint = if !table.contains_key("sweep")
+            && ["model", "task", "input"]
+                .iter()
+                .any(|k| table.contains_key(*k))
+        {
+            " (a pipeline spec, with [model]/[task]/[input]: `adps run` runs it)"
+        } else {
+            ""
+        };
         for o in overrides {
             crate::pipeline::config::apply_override(&mut table, o)?;
         }
         toml::Value::Table(table)
             .try_into()
-            .with_context(|| format!("sweep spec {}", path.display()))
+            .with_context(|| format!("sweep spec {}{hint}", path.display()))
     }
 }

@@ -152,6 +152,16 @@ pub fn open_output_with_retry(url_or_path: &str, retry: Retry) -> Result<Locatio
     open_with(url_or_path, true, retry)
 }
 
+/// The local folder a path or `file://` URL names (None for other stores and for what
+/// does not parse), without touching the disk.
+pub fn local_dir(url_or_path: &str) -> Option<std::path::PathBuf> {
+    if url_or_path.contains("://") {
+        url::Url::parse(url_or_path).ok()?.to_file_path().ok()
+    } else {
+        std::path::absolute(url_or_path).ok()
+    }
+}
+
 fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> {
     let url = if url_or_path.contains("://") {
         url::Url::parse(url_or_path)
@@ -188,11 +198,20 @@ fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> 
             let dir = url
                 .to_file_path()
                 .map_err(|_| anyhow::anyhow!("`{shown}` is not a local path"))?;
+            // Without the trailing `/` of a directory URL, which stat refuses on a file.
+            let bare: std::path::PathBuf = dir.components().collect();
+            if bare.is_file() {
+                bail!(
+                    "{} is a file: inputs and outputs are folders (prefixes) of Parquet \
+                     shards; give the folder that holds it",
+                    bare.display()
+                );
+            }
             if create {
                 std::fs::create_dir_all(&dir)
                     .with_context(|| format!("cannot create directory {}", dir.display()))?;
             } else if !dir.is_dir() {
-                bail!("{} does not exist or is not a directory", dir.display());
+                bail!("{} does not exist", dir.display());
             }
             let store = LocalFileSystem::new_with_prefix(&dir)
                 .with_context(|| format!("cannot open {}", dir.display()))?;

@@ -337,7 +337,17 @@ impl RunSpec {
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read pipeline spec {}", path.display()))?;
-        Self::parse(&text, overrides).with_context(|| format!("pipeline spec {}", path.display()))
+        Self::parse(&text, overrides).with_context(|| {
+            let table = toml::from_str::<toml::Table>(&text).unwrap_or_default();
+            // The two spec kinds share the .toml suffix: say which command reads this one.
+            let hint = if table.contains_key("sweep") || table.contains_key("defaults") {
+                " (a sweep spec, with [[sweep]]: `adps evaluate` runs it; `adps run`, `status` \
+                 and `report` take a pipeline spec or one run's output folder)"
+            } else {
+                ""
+            };
+            format!("pipeline spec {}{hint}", path.display())
+        })
     }
 
     /// Parses a spec from TOML text and applies overrides.

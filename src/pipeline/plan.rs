@@ -411,6 +411,57 @@ pub fn settings_json(
     json
 }
 
+/// What differs between two [`settings_json`] values, as `key.path: old → new` (values
+/// longer than a few words are only named), for the log line of a shard restored again.
+pub fn settings_changes(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    fn short(v: Option<&serde_json::Value>) -> String {
+        match v {
+            None | Some(serde_json::Value::Null) => "—".into(),
+            Some(v) => {
+                let s = v.to_string();
+                if s.chars().count() <= 48 {
+                    s
+                } else {
+                    "(…)".into()
+                }
+            }
+        }
+    }
+    fn walk(
+        path: &str,
+        old: Option<&serde_json::Value>,
+        new: Option<&serde_json::Value>,
+        out: &mut Vec<String>,
+    ) {
+        if old == new {
+            return;
+        }
+        if let (Some(serde_json::Value::Object(a)), Some(serde_json::Value::Object(b))) = (old, new)
+        {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(&p, a.get(k.as_str()), b.get(k.as_str()), out);
+            }
+            return;
+        }
+        out.push(format!("{path}: {} → {}", short(old), short(new)));
+    }
+    let mut out = Vec::new();
+    walk("", Some(old), Some(new), &mut out);
+    if out.is_empty() {
+        // Same settings under another hash: a manifest from another adps version.
+        out.push("the settings hash (same settings: another adps version?)".into());
+    }
+    out
+}
+
 /// The hash manifests carry, of [`settings_json`].
 pub fn settings_hash(settings: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(settings.to_string().as_bytes()))
@@ -505,7 +556,19 @@ impl Plan {
             s.resume = commit::resume_point(rt, &self.output, &s, &self.settings_hash)
                 .with_context(context)?;
             if s.resume.is_none() {
-                commit::remove_superseded(rt, &self.output, &s).with_context(context)?;
+                let old = commit::remove_superseded(rt, &self.output, &s).with_context(context)?;
+                if let Some(old) = old.filter(|o| o.settings_hash != self.settings_hash) {
+                    // Committed work is redone here: say why, so a respelled input or a
+                    // changed limit is not taken for a crash.
+                    let changed = settings_changes(&old.settings, &self.settings_json);
+                    tracing::warn!(
+                        shard = %s.url,
+                        files = old.files,
+                        changed = %changed.join("; "),
+                        "restoring again: an earlier run {} it with other settings; its files were removed",
+                        if old.committed { "committed" } else { "had partly restored" },
+                    );
+                }
             }
             let keep: Vec<String> = s
                 .resume
@@ -518,7 +581,7 @@ impl Plan {
                 tracing::info!(
                     shard = %s.url,
                     files = strays,
-                    "removed files an interrupted run left that no progress record names"
+                    "removed files of the shard that no record names (left by an interrupted run)"
                 );
             }
             if let Some(r) = &s.resume {
@@ -552,6 +615,24 @@ mod tests {
         "#;
         let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
         RunSpec::parse(text, &o).unwrap()
+    }
+
+    #[test]
+    fn settings_changes_name_the_keys_that_differ() {
+        let card = gaussian_card();
+        let a = settings_json(&spec(&[]), &card, &[]);
+        let b = settings_json(&spec(&["input.url=./in/", "sampler.zeta=3.0"]), &card, &[]);
+        let changed = settings_changes(&a, &b);
+        assert!(
+            changed.contains(&"input.url: \"in/\" → \"./in/\"".to_string()),
+            "{changed:?}"
+        );
+        assert!(
+            changed.iter().any(|c| c.starts_with("sampler.zeta: ")),
+            "{changed:?}"
+        );
+        assert_eq!(changed.len(), 2, "{changed:?}");
+        assert_eq!(settings_changes(&a, &a).len(), 1, "same settings: said so");
     }
 
     #[test]

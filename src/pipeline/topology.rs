@@ -160,8 +160,13 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
     })
 }
 
-/// Redraws a progress bar (images, shards, rate, ETA) until the run is done.
+/// Redraws a progress bar (images, shards, rate, ETA) until the run is done; without a
+/// terminal (`--progress always` into a batch system's log file), a log line every
+/// [`PROGRESS_LOG_EVERY`] instead of a bar redrawn into the file.
 fn draw_progress(counters: &Counters, shards: u64, done: &AtomicBool) {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return log_progress(counters, shards, done);
+    }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -181,4 +186,35 @@ fn draw_progress(counters: &Counters, shards: u64, done: &AtomicBool) {
         std::thread::sleep(Duration::from_millis(200));
     }
     bar.finish_and_clear();
+}
+
+/// How often [`log_progress`] writes a line.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(10);
+
+fn log_progress(counters: &Counters, shards: u64, done: &AtomicBool) {
+    let start = std::time::Instant::now();
+    let mut next = PROGRESS_LOG_EVERY;
+    while !done.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+        let elapsed = start.elapsed();
+        if elapsed < next {
+            continue;
+        }
+        next += PROGRESS_LOG_EVERY;
+        let finished =
+            Counters::get(&counters.records_ok) + Counters::get(&counters.records_failed);
+        let expected = Counters::get(&counters.records_expected).max(finished);
+        let per_s = finished as f64 / elapsed.as_secs_f64();
+        let eta_s = (per_s > 0.0).then(|| ((expected - finished) as f64 / per_s).round());
+        tracing::info!(
+            images = finished,
+            of = expected,
+            shards_done =
+                Counters::get(&counters.shards_committed) + Counters::get(&counters.shards_failed),
+            shards,
+            images_per_s = format!("{per_s:.2}"),
+            eta_s,
+            "progress"
+        );
+    }
 }

@@ -179,32 +179,60 @@ pub fn resume_point(
     Ok(intact.then_some(record.progress))
 }
 
+/// What [`remove_superseded`] found of an earlier run of a shard.
+#[derive(Debug, Clone)]
+pub struct Superseded {
+    /// Its manifest's settings hash (the progress record's when it had not committed).
+    pub settings_hash: String,
+    /// Its settings, to say what changed.
+    pub settings: serde_json::Value,
+    /// Whether it had committed (a manifest), not only written parts.
+    pub committed: bool,
+    /// The data files its records named (all removed).
+    pub files: usize,
+}
+
 /// Removes what an earlier run with other settings left of a shard (its manifest,
 /// progress record and the files they name), so that a shard restored again never
-/// leaves stale parts beside its new ones.
+/// leaves stale parts beside its new ones. Returns what there was, if anything.
 pub fn remove_superseded(
     rt: &tokio::runtime::Handle,
     output: &Location,
     shard: &Shard,
-) -> Result<()> {
+) -> Result<Option<Superseded>> {
     let stem = shard.stem();
     let mut names = vec![layout::manifest_name(&stem), layout::progress_name(&stem)];
     let records = [
         read_record::<serde_json::Value>(rt, output, &names[0])?,
         read_record::<serde_json::Value>(rt, output, &names[1])?,
     ];
-    for record in records.into_iter().flatten() {
+    let mut found: Option<Superseded> = None;
+    for (k, record) in records.into_iter().enumerate() {
+        let Some(record) = record else { continue };
+        let before = names.len();
         for f in record["files"].as_array().into_iter().flatten() {
             // Manifests list {name, size}; progress records [name, size].
             if let Some(name) = f["name"].as_str().or_else(|| f[0].as_str()) {
                 names.push(name.to_string());
             }
         }
+        let files = names.len() - before;
+        match &mut found {
+            Some(f) => f.files += files,
+            None => {
+                found = Some(Superseded {
+                    settings_hash: record["settings_hash"].as_str().unwrap_or("").to_string(),
+                    settings: record["settings"].clone(),
+                    committed: k == 0,
+                    files,
+                })
+            }
+        }
     }
     for name in names {
         delete(rt, output, &name)?;
     }
-    Ok(())
+    Ok(found)
 }
 
 /// The data parts and errors tables an output holds (listed once per run, for
@@ -359,7 +387,9 @@ pub fn run(
                             let _ = delete(rt, output, &name);
                         }
                         // One info event per shard: a batch job's log shows progress at
-                        // the default level, with fields a log system can query.
+                        // the default level, with fields a log system can query. The
+                        // seconds are worker-seconds (summed over the workers that took
+                        // its images), so the rate is per worker.
                         let images_per_s = w.rows as f64 / w.restore_seconds.max(1e-9);
                         tracing::info!(
                             shard = %w.shard.path,

@@ -137,18 +137,31 @@ impl RestoreSettings {
         family: OperatorFamily,
     ) -> anyhow::Result<Self> {
         let s = &spec.sampler;
+        // The fused dense graph takes the unclipped x0: clipping before the residual always
+        // runs denoise + VJP, so `dense` asked for with it would be silently ignored.
+        let clip_in_residual = s.clip.in_residual();
+        if s.gradient == GradientMode::Dense && clip_in_residual {
+            anyhow::bail!(
+                "sampler.gradient = \"dense\" cannot clip x0 before the residual (sampler.clip = \"residual\", the default): the fused graph takes the unclipped x0. Set sampler.clip = \"none\" or \"direction\" (--clip none), or leave the gradient on \"auto\""
+            );
+        }
         // A small structured operator takes the fused dense graph too (one evaluation per
         // step instead of two); `vjp` asked for explicitly keeps the operator as it is.
         let family = match s.gradient {
+            GradientMode::Auto if clip_in_residual => family,
             GradientMode::Vjp => family,
             GradientMode::Auto | GradientMode::Dense => family.densified(DENSE_MAX_ENTRIES),
         };
-        let path = s.gradient.resolve(&family).with_context(|| {
-            format!(
-                "sampler.gradient = \"{}\" needs one operator shared by every image with at most {DENSE_MAX_ENTRIES} matrix entries (M·C·H·W); `{op}` is not one",
-                s.gradient
-            )
-        })?;
+        let path = if clip_in_residual {
+            GradientPath::Vjp
+        } else {
+            s.gradient.resolve(&family).with_context(|| {
+                format!(
+                    "sampler.gradient = \"{}\" needs one operator shared by every image with at most {DENSE_MAX_ENTRIES} matrix entries (M·C·H·W); `{op}` is not one",
+                    s.gradient
+                )
+            })?
+        };
         let sampler = SamplerConfig {
             steps: s.steps,
             sigma_min: s.sigma_min,

@@ -40,14 +40,11 @@ fn a_matrix_file_restores_exactly_like_the_cs_matrix_it_holds() {
     let a_path = tmp.path().join("A.npy");
     write_npy(&a_path, &a);
     let (o_cs, o_m) = (tmp.path().join("out-cs"), tmp.path().join("out-matrix"));
-    assert_ok(&restore(&s(&input), &s(&o_cs), "cs:24", &[]));
+    // Without clipping before the residual (the default), which the fused graph cannot do.
+    let dense = ["--gradient", "dense", "--clip", "none"];
+    assert_ok(&restore(&s(&input), &s(&o_cs), "cs:24", &dense[2..]));
     let operator = format!("matrix:{}", a_path.display());
-    assert_ok(&restore(
-        &s(&input),
-        &s(&o_m),
-        &operator,
-        &["--gradient", "dense"],
-    ));
+    assert_ok(&restore(&s(&input), &s(&o_m), &operator, &dense));
     let (rows_cs, rows_m) = (committed_rows(&o_cs), committed_rows(&o_m));
     assert_eq!(rows_m.len(), 3);
     assert_same_rows(&rows_cs, &rows_m);
@@ -59,15 +56,38 @@ fn a_matrix_file_restores_exactly_like_the_cs_matrix_it_holds() {
     // The same file skips the shard; a changed file redoes it.
     let manifest = |o: &Path| manifests(o).into_values().next().unwrap()["settings_hash"].clone();
     let before = manifest(&o_m);
-    let dense = ["--gradient", "dense"];
     assert_ok(&restore(&s(&input), &s(&o_m), &operator, &dense));
     assert_eq!(manifest(&o_m), before);
     write_npy(&a_path, &(a * 0.5));
-    assert_ok(&restore(&s(&input), &s(&o_m), &operator, &dense));
+    let redo = restore(&s(&input), &s(&o_m), &operator, &dense);
+    assert_ok(&redo);
+    // The log says the shard is restored again and which setting changed.
+    let log = String::from_utf8_lossy(&redo.stderr);
+    assert!(
+        log.contains("restoring again: an earlier run committed it with other settings")
+            && log.contains("operator_files"),
+        "{log}"
+    );
     assert_ne!(
         manifest(&o_m),
         before,
         "a changed matrix file redoes the shard"
+    );
+
+    // `dense` with the default clip (before the residual) would run denoise + VJP under a
+    // manifest saying dense: refused, naming both settings.
+    let out = restore(
+        &s(&input),
+        &s(&tmp.path().join("o3")),
+        &operator,
+        &["--gradient", "dense"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sampler.gradient = \"dense\" cannot clip x0 before the residual")
+            && err.contains("--clip none"),
+        "{err}"
     );
 }
 
@@ -102,7 +122,7 @@ fn a_fourier_mask_restores_on_the_vjp_path() {
         &s(&input),
         &s(&tmp.path().join("o2")),
         &operator,
-        &["--gradient", "dense"],
+        &["--gradient", "dense", "--clip", "none"],
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(

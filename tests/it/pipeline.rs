@@ -95,6 +95,13 @@ fn rerun_skips_committed_shards_and_new_settings_redo_them() {
         first,
         "new seed must not reuse stale parts"
     );
+    // The log says why committed shards are restored again, and what changed.
+    let log = String::from_utf8_lossy(&changed.stderr);
+    assert!(
+        log.contains("restoring again: an earlier run committed it with other settings")
+            && log.contains("sampler.seed: 0 → 7"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -393,6 +400,22 @@ fn bad_specs_fail_before_any_compute_naming_every_problem() {
         .join("out")
         .join("part-shard-00000.parquet")
         .exists());
+
+    // The two kinds of spec, given to the other command, say which command reads them.
+    let out = adps(&["run", "pipelines/sweep-ci.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a sweep spec") && stderr.contains("adps evaluate"),
+        "{stderr}"
+    );
+    let out = adps(&["evaluate", "pipelines/demo.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a pipeline spec") && stderr.contains("adps run"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -333,3 +333,34 @@ fn report_of_a_run_killed_before_its_first_shard_committed() {
     assert!(page.contains("The first restored images of <code>shard-00000.parquet</code>"));
     assert!(has_grid_row(&page, "measurement"));
 }
+
+#[test]
+fn report_of_a_spec_takes_the_runs_overrides() {
+    let tmp = tempdir();
+    let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
+    write_image_shards(&input, 1, 2, [1, 8, 8]);
+    let spec = tmp.path().join("run.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "[input]\nurl = \"{}\"\n[output]\nurl = \"{}\"\n[model]\ndir = \"{}\"\ndevice = \"cpu\"\n\
+             [task]\noperator = \"cs:24\"\n[sampler]\nsteps = 2\n",
+            s(&input),
+            s(&out),
+            s(&gaussian_model())
+        ),
+    )
+    .unwrap();
+    let spec = s(&spec);
+    let set = ["--set", "sampler.zeta=0.7"];
+    assert_ok(&adps(&[&["run", spec.as_str()][..], &set].concat()));
+    // Without the run's --set the spec names other settings: said so, with what to do.
+    let bare = adps(&["report", &spec]);
+    assert_eq!(bare.status.code(), Some(1), "{bare:?}");
+    let err = String::from_utf8_lossy(&bare.stderr);
+    assert!(err.contains("pass the run's --set too"), "{err}");
+    assert_ok(&adps(&[&["report", spec.as_str()][..], &set].concat()));
+    assert!(std::fs::read_to_string(out.join("__adps/report.html"))
+        .unwrap()
+        .contains("0.7"));
+}

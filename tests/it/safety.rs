@@ -573,8 +573,33 @@ fn an_output_inside_the_input_is_refused_before_anything_is_written() {
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is inside the input"), "{stderr}");
-    let written = std::fs::read_dir(&output).map_or(0, |d| d.count());
-    assert_eq!(written, 0, "nothing is written under {}", output.display());
+    assert!(!output.exists(), "no folder is left under the input");
+
+    // Input and output that are files, and an input without shards: refused by name,
+    // leaving no empty output folder behind.
+    let file = input.join("s0.parquet");
+    let elsewhere = input.parent().unwrap().join("fresh-out");
+    for (i, o, says) in [
+        (s(&file), s(&elsewhere), "s0.parquet is a file"),
+        (s(&input), s(&file), "s0.parquet is a file"),
+    ] {
+        let out = run(&restore_args(&i, &o, &[]));
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(says) && stderr.contains("folders"),
+            "{stderr}"
+        );
+    }
+    let empty = input.parent().unwrap().join("empty-in");
+    std::fs::create_dir(&empty).unwrap();
+    let out = run(&restore_args(&s(&empty), &s(&elsewhere), &[]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no .parquet shards"));
+    assert!(
+        !elsewhere.exists(),
+        "a refused run leaves no empty output folder"
+    );
 }
 
 #[test]
@@ -621,6 +646,15 @@ fn status_of_a_spec_not_run_yet_lists_every_shard_pending() {
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(text.contains("committed 0, pending 1, failed 0"), "{text}");
     assert!(!output.exists(), "status writes nothing");
+    // An output folder that holds no run says so, and what to pass instead.
+    std::fs::create_dir(&output).unwrap();
+    let st = adps(&["status", output.to_str().unwrap()]);
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("no run has committed or started a shard here"),
+        "{text}"
+    );
     let missing = adps(&["status", "no-such-run.toml"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(
