@@ -19,7 +19,8 @@ pub const EXIT_PARTIAL: u8 = 3;
 
 /// An error and its causes on one line, each said once: object_store's errors already
 /// include their source's text, so a cause whose text the previous one contains is not
-/// repeated (otherwise an S3 error body appears four times).
+/// repeated (otherwise an S3 error body appears four times). Credentials typed into a URL
+/// are removed, and an S3 client that fell back to the instance metadata says why.
 pub fn describe(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
@@ -29,13 +30,38 @@ pub fn describe(err: &anyhow::Error) -> String {
         }
         parts.push(text);
     }
-    parts.join(": ")
+    let mut text = crate::io::store::redact_text(&parts.join(": "));
+    if text.contains("169.254.169.254") {
+        text.push_str(
+            " (no AWS credentials were set, so the instance metadata service was asked for \
+             a role: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; ~/.aws profiles are \
+             not read)",
+        );
+    }
+    text
+}
+
+/// The command line's exit code; a fatal error is printed on stderr as `error: …`, or as
+/// one JSON event with `--log-format json` (a log system reads every line as JSON).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let format = cli.log_format;
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            let text = describe(&err);
+            match format {
+                LogFormat::Json => tracing::error!(error = %text, "adps stopped"),
+                LogFormat::Text => eprintln!("error: {text}"),
+            }
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
 }
 
 /// Runs the command line.
-pub fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+pub fn run(cli: Cli) -> Result<ExitCode> {
     let progress = match cli.progress {
         Progress::Always => true,
         Progress::Never => false,
@@ -163,6 +189,13 @@ pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
             summary.push_str(&format!(", LPIPS {:.4}", m.lpips / m.lpips_scored as f64));
         }
     }
+    if report.records_failed_before > 0 {
+        summary.push_str(&format!(
+            "; {} record(s) failed earlier in the skipped shards (final: their reasons are in \
+             __adps/errors/)",
+            report.records_failed_before
+        ));
+    }
     if !report.first_failed_ids.is_empty() {
         let more = report.records_failed as usize
             - report
@@ -208,6 +241,7 @@ pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
         shards_committed = report.shards_committed,
         shards_failed = report.shards_failed,
         shards_skipped = report.shards_skipped,
+        records_failed_before = report.records_failed_before,
         duplicate_ids = report.duplicate_ids.len(),
         seconds = report.seconds,
         nfe_per_second = report.nfe_per_second,

@@ -389,6 +389,19 @@ impl WorkerArgs {
             ),
             _ => spec.workers.worker_index = Some(i),
         }
+        if let Some(n) = spec.workers.worker_count.filter(|&n| i >= n) {
+            anyhow::bail!(
+                "{var}={i} is not below --worker-count {n}: worker indices run from 0 to {} \
+                 (a Slurm array is --array=0-{}, not 1-{n})",
+                n - 1,
+                n - 1
+            );
+        }
+        tracing::info!(
+            worker_index = i,
+            from = var,
+            "worker index from the batch system"
+        );
         Ok(())
     }
 }

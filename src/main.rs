@@ -1,13 +1,5 @@
-//! `adps`: maps `app::run`'s result to an exit code and prints the error chain.
+//! `adps`: the command line (`app::main` parses it, runs it and prints any error).
 
-use std::process::ExitCode;
-
-fn main() -> ExitCode {
-    match adps::app::run() {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {}", adps::app::describe(&err));
-            ExitCode::from(adps::app::EXIT_ERROR)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    adps::app::main()
 }

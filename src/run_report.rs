@@ -86,10 +86,7 @@ pub fn collect(target: &str, sets: &[String], examples: usize) -> Result<RunRepo
             status.output
         )
     })?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
+    let rt = crate::io::store::io_runtime()?;
     let rt = rt.handle();
     let loc = crate::io::store::open(&status.output)?;
     let manifests = crate::stages::commit::read_manifests(rt, &loc)?;
@@ -550,10 +547,7 @@ pub fn write(
         std::fs::write(file, page).with_context(|| format!("writing {}", file.display()))?;
         return Ok(file.display().to_string());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
+    let rt = crate::io::store::io_runtime()?;
     let out = crate::io::store::open_output(&report.status.output)?;
     let name = crate::io::layout::report_name();
     crate::stages::write::upload(rt.handle(), &out, &name, page.into_bytes())

@@ -171,17 +171,15 @@ pub fn status_without_input(target: &str, sets: &[String]) -> Result<RunStatus> 
 }
 
 fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<RunStatus> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
+    let rt = crate::io::store::io_runtime()?;
     let rt = rt.handle();
     let is_spec = target.ends_with(".toml");
     if is_spec && !std::path::Path::new(target).is_file() {
         bail!("cannot read the run spec {target}: no such file");
     }
     let mut retry = store::Retry::default();
+    // The spec's settings, to say what differs from a shard committed with others.
+    let mut spec_settings = None;
     let (output_url, wanted) = if is_spec {
         let spec = RunSpec::load(std::path::Path::new(target), sets)?;
         let folder = crate::model::ModelFolder::open(&spec.model.dir)
@@ -192,11 +190,26 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
         let files = crate::io::operator_file::hashes(rt, &op.files(), spec.store.retry())?;
         let json = crate::pipeline::plan::settings_json(&spec, folder.card(), &files);
         let hash = crate::pipeline::plan::settings_hash(&json);
+        spec_settings = Some(json);
         retry = spec.store.retry();
         (spec.output.url.clone(), Some((spec.input.clone(), hash)))
     } else {
-        if !sets.is_empty() {
-            bail!("--set applies to a run spec, not to an output prefix");
+        // Of a run's settings only the store's apply to an output prefix (how long a
+        // request to a store that does not answer is retried).
+        let mut table = toml::Table::new();
+        for o in sets {
+            if !o.starts_with("store.") {
+                bail!(
+                    "--set {o}: only store.* settings apply to an output prefix; the others \
+                     belong to a run spec (adps status SPEC --set …)"
+                );
+            }
+            crate::pipeline::config::apply_override(&mut table, o)?;
+        }
+        if let Some(store) = table.remove("store") {
+            let store: crate::pipeline::config::StoreSpec =
+                store.try_into().context("--set store.…")?;
+            retry = store.retry();
         }
         (target.to_string(), None)
     };
@@ -302,7 +315,18 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
                 s.state = "failed";
                 s.reason = Some(f.reason.clone());
             }
-            (Some(_), _) => s.reason = Some("committed with other settings".into()),
+            (Some(m), _) if m.settings_hash == hash => {
+                s.reason = Some("committed for another input.limit window".into())
+            }
+            (Some(m), _) => {
+                s.reason = Some(match &spec_settings {
+                    Some(json) => format!(
+                        "committed with other settings ({})",
+                        crate::pipeline::plan::settings_changes(&m.settings, json).join("; ")
+                    ),
+                    None => "committed with other settings".into(),
+                })
+            }
             _ => {
                 if let Some(r) = commit::resume_point(rt, &output, shard, &hash)? {
                     s.reason = Some(format!(

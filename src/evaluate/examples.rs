@@ -23,9 +23,7 @@ pub(super) fn truths(
     ids: &[String],
     shape: [usize; 3],
 ) -> Result<BTreeMap<String, Vec<f32>>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::io::store::io_runtime()?;
     let loc = crate::io::store::open(url)?;
     let mut found = BTreeMap::new();
     for shard in crate::stages::list::list_shards(rt.handle(), &loc)? {
@@ -64,9 +62,7 @@ pub(super) fn family_of(op: &OperatorSpec, shape: [usize; 3], seed: u64) -> Resu
     if op.files().is_empty() {
         return Ok(op.build(shape, seed)?);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::io::store::io_runtime()?;
     Ok(
         crate::pipeline::plan::operator_setup(rt.handle(), op, shape, seed, Default::default())
             .map_err(|p| anyhow::anyhow!(p.join("; ")))?

@@ -179,9 +179,7 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
 
 /// Checks that an image set has shards (listing it), naming the set otherwise.
 fn check_images(name: &str, url: &str) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::io::store::io_runtime()?;
     let loc = crate::io::store::open(url).with_context(|| format!("images.{name} {url}"))?;
     let shards = crate::stages::list::list_shards(rt.handle(), &loc)
         .with_context(|| format!("images.{name}"))?;
@@ -268,9 +266,7 @@ fn zeta_dir(z: f64) -> String {
 
 /// The rows a run committed (with its settings; not what other runs left there).
 fn rows_of(run: &RunDir) -> Result<Vec<collect::PartRow>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = crate::io::store::io_runtime()?;
     let loc = crate::io::store::open(&run.url)?;
     collect::committed_rows(rt.handle(), &loc, &run.settings_hash)
         .with_context(|| format!("reading the rows of {}", run.url))

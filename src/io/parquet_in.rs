@@ -421,9 +421,9 @@ pub fn resolve_columns(
                 // Restoring the one and ignoring the other would be a guess either way.
                 (Some(c), Some(m)) => Err(format!(
                     "the shard has both clean images (`{c}`) and measurements (`{m}`): set \
-                     input.y_column = \"{m}\" to restore the measurements, or \
-                     input.image_column = \"{c}\" to restore from the clean images (y \
-                     simulated from them); {}",
+                     input.y_column = \"{m}\" (--y-column {m}) to restore the measurements, \
+                     or input.image_column = \"{c}\" (--image-column {c}) to restore from \
+                     the clean images (y simulated from them); {}",
                     found()
                 )),
                 (Some(c), None) => payload_of(c, "input.image_column", true),

@@ -124,6 +124,52 @@ fn memory_stores() -> &'static Mutex<HashMap<String, Arc<InMemory>>> {
 }
 
 /// Strips user info (`s3://key:secret@bucket`) from a URL before it is shown anywhere.
+/// Says once when no credentials are in the environment: the S3 client then asks the
+/// instance metadata service (EC2 and ECS roles), which off the cloud fails after a while
+/// with a message about 169.254.169.254 that names no variable.
+fn warn_without_credentials() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    if set("AWS_ACCESS_KEY_ID")
+        || set("AWS_WEB_IDENTITY_TOKEN_FILE")
+        || set("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+        || set("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+    {
+        return;
+    }
+    ONCE.call_once(|| {
+        tracing::warn!(
+            "no AWS credentials in the environment (AWS_ACCESS_KEY_ID, a web identity \
+             token, a container role): asking the instance metadata service for a role; \
+             ~/.aws profiles are not read"
+        )
+    });
+}
+
+/// `text` with the `user:password@` part of every URL in it removed: an error chain may
+/// quote a URL as it was typed (a flag, a spec entry, an operator), credentials and all.
+pub fn redact_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends where the path does, or where the quoting around it does.
+        let end = tail
+            .find(|c: char| c == '/' || c.is_whitespace() || "`'\")]".contains(c))
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        out.push_str(
+            authority
+                .rfind('@')
+                .map_or(authority, |at| &authority[at + 1..]),
+        );
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn redact(url: &url::Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_username("");
@@ -152,6 +198,19 @@ pub fn open_output_with_retry(url_or_path: &str, retry: Retry) -> Result<Locatio
     open_with(url_or_path, true, retry)
 }
 
+/// The runtime every store request runs on. Multi-threaded on purpose: the stages and
+/// commands call `Handle::block_on`, which on a current-thread runtime never drives the
+/// network or timers (only `Runtime::block_on` does), so an S3 request there waits for
+/// ever, retries and all.
+pub fn io_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("adps-io")
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")
+}
+
 /// The local folder a path or `file://` URL names (None for other stores and for what
 /// does not parse), without touching the disk.
 pub fn local_dir(url_or_path: &str) -> Option<std::path::PathBuf> {
@@ -178,7 +237,7 @@ fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> 
         // be copied into manifests, progress records and messages.
         bail!(
             "`{shown}`: credentials in a URL are not used; set AWS_ACCESS_KEY_ID and \
-             AWS_SECRET_ACCESS_KEY (or a profile) instead"
+             AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN for temporary keys) instead"
         );
     }
     if url.query().is_some() || url.fragment().is_some() {
@@ -234,6 +293,13 @@ fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> 
                 .or_else(|_| std::env::var("AWS_ENDPOINT"))
                 .ok();
             if let Some(endpoint) = endpoint {
+                // Without a scheme the S3 client panics on its first request.
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                    bail!(
+                        "AWS_ENDPOINT_URL `{endpoint}` has no scheme: write http://{endpoint} \
+                         (a local S3 server without TLS) or https://{endpoint}"
+                    );
+                }
                 builder = builder
                     .with_endpoint(&endpoint)
                     .with_allow_http(endpoint.starts_with("http://"))
@@ -243,6 +309,7 @@ fn open_with(url_or_path: &str, create: bool, retry: Retry) -> Result<Location> 
             {
                 builder = builder.with_region("us-east-1");
             }
+            warn_without_credentials();
             let store = builder
                 .build()
                 .with_context(|| format!("cannot configure S3 store for `{shown}`"))?;
@@ -506,6 +573,18 @@ mod tests {
             !shown.contains("secret") && !shown.contains("AKIA"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn credentials_are_cut_from_any_text_that_quotes_a_url() {
+        let text = "input s3://AKIA:s3cr@t@bucket/in: task.operator `matrix:s3://K:S@b/A.npy` \
+                    (see https://example.com/x) file:///tmp/a";
+        assert_eq!(
+            redact_text(text),
+            "input s3://bucket/in: task.operator `matrix:s3://b/A.npy` \
+             (see https://example.com/x) file:///tmp/a"
+        );
+        assert_eq!(redact_text("s3://user@bucket"), "s3://bucket");
     }
 
     #[test]

@@ -142,16 +142,15 @@ pub fn column_names(spec: &RunSpec, record_mask: Option<RecordMask>) -> ColumnNa
 /// its columns and the kept columns' Hugging Face features, or every problem found
 /// (including a measured archive for a per-record-mask operator without a mask column).
 /// An input with no shard yet, or none whose footer reads, is not checked here (listing
-/// and fetching report it).
+/// and fetching report it); an input that cannot be listed stops the run here, naming it
+/// (before, the output's listing spent a second retry budget and named only the output).
 fn check_input_columns(
     rt: &tokio::runtime::Handle,
     input: &Location,
     names: &ColumnNames,
     record_mask: Option<RecordMask>,
 ) -> Result<(Option<Columns>, serde_json::Map<String, serde_json::Value>)> {
-    let Ok(shards) = list::list_shards(rt, input) else {
-        return Ok(Default::default());
-    };
+    let shards = list::list_shards(rt, input).with_context(|| format!("input {input}"))?;
     for shard in shards {
         let Ok(schema) = parquet_in::read_schema(rt, &input.store, &shard.key) else {
             continue;
@@ -223,12 +222,7 @@ pub fn operator_setup(
 /// then starts one session set per worker.
 pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     let mut problems = check(&spec);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("adps-io")
-        .enable_all()
-        .build()
-        .context("cannot start the I/O runtime")?;
+    let runtime = crate::io::store::io_runtime()?;
     let folder = match ModelFolder::open(&spec.model.dir) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -275,6 +269,12 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         .with_context(|| format!("input {}", spec.input.url))?;
     let output = store::open_output_with_retry(&spec.output.url, retry)
         .with_context(|| format!("output {}", spec.output.url))?;
+    if output.contains(&input) && !input.contains(&output) {
+        bail!(
+            "the input {input} is inside the output {output}: a reader of the output as one \
+             dataset would read the input's shards with it. Write to a prefix beside the input"
+        );
+    }
     if input.contains(&output) {
         bail!(
             "the output {output} is inside the input {input}: its parts would be listed as \
@@ -363,6 +363,15 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         spec.workers.worker_index.unwrap_or(0),
         spec.workers.worker_count.unwrap_or(1),
     );
+    if worker.1 > 1 {
+        tracing::info!(
+            worker_index = worker.0,
+            worker_count = worker.1,
+            "this worker restores shards {0}, {0}+{1}, {0}+2·{1}, … of the input",
+            worker.0,
+            worker.1
+        );
+    }
     let plan = Plan {
         spec,
         runtime,
@@ -545,24 +554,36 @@ impl Plan {
             // for unfinished would delete its parts and restore it again.
             let context = format!("checking what {} holds of shard {}", self.output, s.url);
             let context = || context.clone();
-            if commit::is_committed(rt, &self.output, &s, &self.settings_hash)
-                .with_context(context)?
+            if let Some(errors) =
+                commit::committed_errors(rt, &self.output, &s, &self.settings_hash)
+                    .with_context(context)?
             {
-                tracing::info!(shard = %s.url, "already committed with these settings, skipped");
+                tracing::info!(
+                    shard = %s.path,
+                    failed_records = errors,
+                    "already committed with these settings, skipped"
+                );
                 Counters::add(&counters.shards_skipped, 1);
+                // Its failed records are final (a rerun would fail them again): they
+                // still make this worker's share partial, so a retried job says so.
+                Counters::add(&counters.records_failed_before, errors as u64);
                 continue;
             }
             let mut s = s;
             s.resume = commit::resume_point(rt, &self.output, &s, &self.settings_hash)
                 .with_context(context)?;
+            let mut removed = Vec::new();
             if s.resume.is_none() {
                 let old = commit::remove_superseded(rt, &self.output, &s).with_context(context)?;
+                if let Some(old) = &old {
+                    removed.clone_from(&old.removed);
+                }
                 if let Some(old) = old.filter(|o| o.settings_hash != self.settings_hash) {
                     // Committed work is redone here: say why, so a respelled input or a
                     // changed limit is not taken for a crash.
                     let changed = settings_changes(&old.settings, &self.settings_json);
                     tracing::warn!(
-                        shard = %s.url,
+                        shard = %s.path,
                         files = old.files,
                         changed = %changed.join("; "),
                         "restoring again: an earlier run {} it with other settings; its files were removed",
@@ -570,23 +591,25 @@ impl Plan {
                     );
                 }
             }
+            // What the resume point names stays; what was just removed is not counted twice.
             let keep: Vec<String> = s
                 .resume
                 .iter()
                 .flat_map(|r| r.files.iter().map(|f| f.0.clone()))
+                .chain(removed)
                 .collect();
             let strays =
                 commit::remove_strays(rt, &self.output, &files, &s, &keep).with_context(context)?;
             if strays > 0 {
                 tracing::info!(
-                    shard = %s.url,
+                    shard = %s.path,
                     files = strays,
                     "removed files of the shard that no record names (left by an interrupted run)"
                 );
             }
             if let Some(r) = &s.resume {
                 tracing::info!(
-                    shard = %s.url,
+                    shard = %s.path,
                     rows_done = r.rows_done,
                     parts = r.parts,
                     "going on after the parts an earlier run committed"

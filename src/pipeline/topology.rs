@@ -25,6 +25,8 @@ pub struct RunReport {
     pub shards_committed: u64,
     pub shards_failed: u64,
     pub shards_skipped: u64,
+    /// Failed records in the shards skipped as committed: final, but not restored.
+    pub records_failed_before: u64,
     /// Shards that failed as a whole, with the reason.
     pub failed_shards: Vec<(String, String)>,
     /// The ids of the first few failed records.
@@ -41,7 +43,7 @@ pub struct RunReport {
 impl RunReport {
     /// Whether anything was left undone (a failed record or shard).
     pub fn is_partial(&self) -> bool {
-        self.records_failed > 0 || self.shards_failed > 0
+        self.records_failed > 0 || self.shards_failed > 0 || self.records_failed_before > 0
     }
 }
 
@@ -144,6 +146,7 @@ pub fn run(plan: Plan, engines: Engines, progress: bool) -> Result<RunReport> {
         shards_committed: Counters::get(&counters.shards_committed),
         shards_failed: Counters::get(&counters.shards_failed),
         shards_skipped: Counters::get(&counters.shards_skipped),
+        records_failed_before: Counters::get(&counters.records_failed_before),
         failed_shards: failed
             .into_iter()
             .map(|(s, r)| (s.url.clone(), r))
@@ -212,7 +215,7 @@ fn log_progress(counters: &Counters, shards: u64, done: &AtomicBool) {
             shards_done =
                 Counters::get(&counters.shards_committed) + Counters::get(&counters.shards_failed),
             shards,
-            images_per_s = format!("{per_s:.2}"),
+            images_per_s = (per_s * 100.0).round() / 100.0,
             eta_s,
             "progress"
         );

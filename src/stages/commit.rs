@@ -190,6 +190,8 @@ pub struct Superseded {
     pub committed: bool,
     /// The data files its records named (all removed).
     pub files: usize,
+    /// Everything removed: its records and their files.
+    pub removed: Vec<String>,
 }
 
 /// Removes what an earlier run with other settings left of a shard (its manifest,
@@ -225,14 +227,18 @@ pub fn remove_superseded(
                     settings: record["settings"].clone(),
                     committed: k == 0,
                     files,
+                    removed: Vec::new(),
                 })
             }
         }
     }
-    for name in names {
-        delete(rt, output, &name)?;
+    for name in &names {
+        delete(rt, output, name)?;
     }
-    Ok(found)
+    Ok(found.map(|f| Superseded {
+        removed: names,
+        ..f
+    }))
 }
 
 /// The data parts and errors tables an output holds (listed once per run, for
@@ -305,17 +311,29 @@ pub fn is_committed(
     shard: &Shard,
     settings_hash: &str,
 ) -> Result<bool> {
+    Ok(committed_errors(rt, output, shard, settings_hash)?.is_some())
+}
+
+/// The number of failed records of a shard committed with these settings, its files
+/// intact; None when it is not committed so.
+pub fn committed_errors(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    shard: &Shard,
+    settings_hash: &str,
+) -> Result<Option<usize>> {
     let Some(m) = read_record::<Manifest>(rt, output, &manifest_name(shard))? else {
-        return Ok(false);
+        return Ok(None);
     };
     if m.settings_hash != settings_hash || m.take != shard.take {
-        return Ok(false);
+        return Ok(None);
     }
-    files_intact(
+    let intact = files_intact(
         rt,
         output,
         m.files.iter().map(|f| (f.name.as_str(), f.size)),
-    )
+    )?;
+    Ok(intact.then_some(m.errors))
 }
 
 /// Runs until `input` closes; returns the failed shards with their reasons.

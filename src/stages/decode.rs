@@ -357,10 +357,12 @@ fn check_size([ih, iw]: [usize; 2], spec: &DecodeSpec) -> Result<(), String> {
     match spec.fit {
         _ if [ih, iw] == [h, w] => Ok(()),
         _ if ih * iw > MAX_FIT_PIXELS => refuse(" (too large to fit)"),
-        Fit::Error => refuse(" (set input.fit to pad, center-crop or resize)"),
-        Fit::Pad if ih > h || iw > w => refuse(" (input.fit = \"pad\" cannot shrink it)"),
+        Fit::Error => refuse(" (set input.fit, --fit: pad, center-crop or resize)"),
+        Fit::Pad if ih > h || iw > w => {
+            refuse(" (input.fit = \"pad\", --fit pad, cannot shrink it)")
+        }
         Fit::CenterCrop if ih < h || iw < w => {
-            refuse(" (input.fit = \"center-crop\" cannot enlarge it)")
+            refuse(" (input.fit = \"center-crop\", --fit center-crop, cannot enlarge it)")
         }
         _ => Ok(()),
     }
@@ -375,13 +377,13 @@ fn fit_channels(px: Pixels, c: usize, convert: Convert) -> Result<Pixels, String
         (3, 1, Convert::Grey) => Ok(px.to_grey()),
         (1, 3, Convert::Rgb) => Ok(px.to_rgb()),
         (3, 1, _) => Err(
-            "is a colour image and the model is grey: set input.convert = \"grey\" to \
-             convert it (ITU-R 601 luma)"
+            "is a colour image and the model is grey: set input.convert = \"grey\" \
+             (--convert grey) to convert it (ITU-R 601 luma)"
                 .into(),
         ),
         (1, 3, _) => Err(
-            "is a grey image and the model is RGB: set input.convert = \"rgb\" to repeat \
-             it in every channel"
+            "is a grey image and the model is RGB: set input.convert = \"rgb\" \
+             (--convert rgb) to repeat it in every channel"
                 .into(),
         ),
         (have, want, _) => Err(format!("has {have} channels, the model {want}")),

@@ -101,7 +101,7 @@ fn score_batch(
             if let Some(bad) = x.iter().find(|v| !v.is_finite()) {
                 r.result = Err(format!(
                     "the restoration diverged (it holds {bad}): lower ζ, or check the \
-                     measurement's scale (input.y_range)"
+                     measurement's scale (input.y_range, --y-range)"
                 ));
             }
         }

@@ -198,6 +198,8 @@ pub struct Counters {
     pub records_ok: std::sync::atomic::AtomicU64,
     pub records_failed: std::sync::atomic::AtomicU64,
     pub records_skipped: std::sync::atomic::AtomicU64,
+    /// Failed records of shards skipped as committed (their errors tables are final).
+    pub records_failed_before: std::sync::atomic::AtomicU64,
     pub shards_committed: std::sync::atomic::AtomicU64,
     pub shards_failed: std::sync::atomic::AtomicU64,
     pub shards_skipped: std::sync::atomic::AtomicU64,

@@ -222,6 +222,21 @@ fn worker_index_comes_from_the_batch_system() {
     );
     assert!(!tmp.path().join("out-spec").join("__adps").exists());
     assert_ok(&run("0"));
+
+    // An array numbered from 1 names the variable and the range to use.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(restore_args(&i, &o, &["--worker-count", "3"]))
+        .env("SLURM_ARRAY_TASK_ID", "3")
+        .env("ADPS_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("SLURM_ARRAY_TASK_ID=3 is not below --worker-count 3")
+            && stderr.contains("--array=0-2"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -267,6 +282,18 @@ fn bad_records_go_to_the_errors_table_and_a_corrupt_shard_fails_alone() {
     );
     assert!(!output.join("part-shard-00003.parquet").exists());
     assert!(!manifest_path(&output, "shard-00003").exists());
+
+    // Without the corrupt shard, a rerun (a retried job) skips every committed shard and
+    // still exits 3: two of its records failed, for good.
+    std::fs::remove_file(input.join("shard-00003.parquet")).unwrap();
+    let again = adps(&restore_args(&i, &o, &[]));
+    assert_eq!(again.status.code(), Some(3), "{again:?}");
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        stdout.contains("skipped 3")
+            && stdout.contains("2 record(s) failed earlier in the skipped shards"),
+        "{stdout}"
+    );
 }
 
 #[test]

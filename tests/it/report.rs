@@ -359,6 +359,13 @@ fn report_of_a_spec_takes_the_runs_overrides() {
     assert_eq!(bare.status.code(), Some(1), "{bare:?}");
     let err = String::from_utf8_lossy(&bare.stderr);
     assert!(err.contains("pass the run's --set too"), "{err}");
+    // Status names the setting that differs.
+    let st = adps(&["status", &spec]);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("committed with other settings (sampler.zeta: 0.7 → "),
+        "{text}"
+    );
     assert_ok(&adps(&[&["report", spec.as_str()][..], &set].concat()));
     assert!(std::fs::read_to_string(out.join("__adps/report.html"))
         .unwrap()

@@ -119,6 +119,53 @@ fn restores_from_and_to_a_real_s3_bucket() {
         .unwrap();
     assert_ok(&again);
     assert!(String::from_utf8_lossy(&again.stdout).contains("skipped 3"));
+
+    // The page about the run, from the bucket (its requests must be driven: a
+    // current-thread runtime behind Handle::block_on waited for ever here).
+    let page = local.path().join("page.html");
+    let report = std::process::Command::new(env!("CARGO_BIN_EXE_adps"))
+        .args(["report", &output_url, "--html", &s(&page)])
+        .output()
+        .unwrap();
+    assert_ok(&report);
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(
+        html.contains("shard-00001.parquet"),
+        "the page names the shards"
+    );
+}
+
+#[test]
+fn a_sweep_reads_its_images_from_and_writes_its_runs_to_a_bucket() {
+    let bucket = bucket();
+    let prefix = format!("s3://{bucket}/sweep-{}", std::process::id());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (set, shard) in [
+        ("val", "shard-00000.parquet"),
+        ("test", "shard-00001.parquet"),
+    ] {
+        let loc = adps::io::store::open(&format!("{prefix}/{set}")).unwrap();
+        let bytes = std::fs::read(root().join("models/data/demo").join(shard)).unwrap();
+        rt.block_on(loc.store.put(&loc.child(shard), PutPayload::from(bytes)))
+            .unwrap();
+    }
+    let tmp = tempdir();
+    let report = tmp.path().join("report");
+    let sets = [
+        format!("images.validation.url={prefix}/val"),
+        format!("images.test.url={prefix}/test"),
+        format!("report={}", report.display()),
+        format!("runs={prefix}/runs"),
+    ];
+    let mut args = vec!["evaluate", "pipelines/sweep-ci.toml"];
+    for s in &sets {
+        args.extend(["--set", s.as_str()]);
+    }
+    let out = adps(&args);
+    assert_ok(&out);
+    // 2 models × 2 operators × 2 step counts, and the least-squares row per operator.
+    assert_eq!(read_parquet(&report.join("summary.parquet")).num_rows(), 10);
+    assert!(report.join("report.html").is_file());
 }
 
 #[test]

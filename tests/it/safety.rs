@@ -574,6 +574,11 @@ fn an_output_inside_the_input_is_refused_before_anything_is_written() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is inside the input"), "{stderr}");
     assert!(!output.exists(), "no folder is left under the input");
+    // Nor the other way round: readers of the output would take the input's shards.
+    let above = input.parent().unwrap();
+    let out = run(&restore_args(&s(&input), &s(above), &[]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is inside the output"));
 
     // Input and output that are files, and an input without shards: refused by name,
     // leaving no empty output folder behind.
