@@ -259,16 +259,26 @@ def split_vjp_onnx(D, example):
 # Checking against autograd
 
 
+def reference_dtype(D64):
+    """The dtype the autograd reference runs in: float64, unless the network cannot (an
+    EDMPrecond that casts its input to float32 before stock torch.nn layers, whose float64
+    weights then meet float32 activations), in which case float32 — said in the log and the card."""
+    return next((p.dtype for p in D64.parameters()), torch.float64)
+
+
 def reference(D64, graph, feeds):
-    """Outputs of a graph computed with torch autograd in float64, through torch's own ops
-    (training mode's group_norm and silu, not the exported graphs' hand-written backward)."""
-    t = {k: torch.from_numpy(v).double() for k, v in feeds.items()}
+    """Outputs of a graph computed with torch autograd in float64 (see `reference_dtype`),
+    through torch's own ops (training mode's group_norm and silu, not the exported graphs'
+    hand-written backward)."""
+    dtype = reference_dtype(D64)
+    t = {k: torch.from_numpy(v).to(dtype) for k, v in feeds.items()}
     x = t["x_t"].clone().requires_grad_(True)
     export_mode, netlib.EXPORT_MODE = netlib.EXPORT_MODE, False
     try:
         x0 = D64(x, t["sigma"], t["mask"]).double()  # EDM nets may compute in float32 internally
     finally:
         netlib.EXPORT_MODE = export_mode
+    t = {k: v.double() for k, v in t.items()}
     if graph == "denoiser.onnx":
         return {"x0_hat": x0.detach()}
     if graph == "dps_vjp.onnx":
@@ -362,6 +372,25 @@ def load_edm_style(args):
             "training": {"corruption": {"kind": "random-inpainting", "p": args.p, "delta": args.delta},
                          "steps": None, "batch_size": None, "seed": None, "final_loss": None,
                          "hardware": None, "seconds": None, "source": src}}
+    if args.training_json:
+        with open(args.training_json) as f:
+            record = json.load(f)
+        if not isinstance(record, dict) or "corruption" in record:
+            raise SystemExit(f"--training-json {args.training_json}: a JSON object of the training record "
+                             f"(steps, batch_size, …); the corruption comes from --p and --delta")
+        card["training"].update(record)
+    # One call before tracing: a wrong --shape or --input-layout fails here with a hint
+    # instead of deep inside torch.export.
+    ex = example_inputs(tuple(args.shape), 1, p=args.p)
+    try:
+        with torch.no_grad():
+            D(ex["x_t"], ex["sigma"], ex["mask"])
+    except RuntimeError as e:
+        fed = 2 * args.shape[0] if layout == "concat-mask" else args.shape[0]
+        raise SystemExit(f"the network fails on a {list(args.shape)} input in the {layout} layout "
+                         f"({fed} channels fed): {str(e).splitlines()[0]}. Check --shape and --input-layout "
+                         f"(concat-mask feeds cat([m*x, m]), 2C channels, the default for p > 0; plain feeds "
+                         f"m*x, C channels)")
     return D, card
 
 
@@ -417,17 +446,57 @@ def load_checkpoint(path):
 # ---------------------------------------------------------------------------------------
 
 
-def export(D, card, out, tol=1e-4, p=0.0):
-    D = D.eval().requires_grad_(False)
+def float64_copy(D, shape, p):
+    """D in float64 for the autograd reference, or D's float32 copy when the network cannot
+    run in float64 (see `reference_dtype`)."""
     D64 = copy.deepcopy(D).double()
+    ex = example_inputs(shape, 1, p=p, dtype=torch.float64)
+    try:
+        with torch.no_grad():
+            D64(ex["x_t"], ex["sigma"], ex["mask"])
+        return D64
+    except RuntimeError as e:
+        print(f"note: the network does not run in float64 ({str(e).splitlines()[0]}); the "
+              f"autograd reference runs in float32", flush=True)
+        return copy.deepcopy(D).float()
+
+
+def split_pair(D, D64, example, shape, p, tol, name):
+    """The split VJP pair, traced and checked: (graphs, None), or (None, why not)."""
+    try:
+        pair = split_vjp_onnx(D, example)
+        for graph, model in pair.items():
+            cardlib.rename_split_dims(model, graph, shape)
+            model.ir_version = cardlib.ONNX_IR_VERSION
+        worst = check_split_vjp(*pair.values(), D64, shape, p)
+    except Exception as e:  # the cut is best effort: torch.export's shape guards vary by net
+        while e.__cause__ is not None or e.__context__ is not None:  # the innermost reason
+            e = e.__cause__ or e.__context__
+        lines = [l for l in str(e).splitlines() if l.strip()]
+        return None, f"it did not trace: {type(e).__name__}: {lines[0] if lines else ''}"[:400]
+    report = ", ".join(f"{k} {e:.1e} (batch {b})" for k, (e, b) in worst.items())
+    kept = len(pair[cardlib.SPLIT_VJP[0]].graph.output) - 1
+    print(f"{name} {' + '.join(pair)} ({kept} kept values): worst relative deviation "
+          f"from autograd: {report}", flush=True)
+    bad = [f"{k} deviates by {e:.2e} at batch {b} (> {tol})" for k, (e, b) in worst.items() if not e <= tol]
+    return (None, "; ".join(bad)) if bad else (pair, None)
+
+
+def export(D, card, out, tol=1e-4, p=0.0, split="auto"):
+    """Exports and checks the graphs of D into `out`. `split`: the optional split VJP pair
+    — "auto" writes it when it traces and checks, and otherwise says why and leaves it out
+    (adps then runs denoiser + dps_vjp), "yes" requires it, "no" skips it."""
+    D = D.eval().requires_grad_(False)
     shape = tuple(card["shape"])
+    D64 = float64_copy(D, shape, p)
+    ref = "float64" if reference_dtype(D64) == torch.float64 else "float32: the network does not run in float64"
     keep = (1 - p) * (1 - card["training"]["corruption"]["delta"])
     card = {"name": card["name"], "dataset": card["dataset"], "shape": list(shape), "value_range": [-1.0, 1.0],
             "sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "sigma_data": card["sigma_data"],
             "mask_per": "pixel", "sampling_mask": {"keep_prob": keep, "shared_across_channels": True},
             **{k: v for k, v in card.items() if k not in ("name", "dataset", "shape", "sigma_data")},
             "exporter": {"script": "models/export.py", "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                         "check": f"onnxruntime vs torch autograd (float64), batch {list(CHECK_BATCHES)}, rel err <= {tol}",
+                         "check": f"onnxruntime vs torch autograd ({ref}), batch {list(CHECK_BATCHES)}, rel err <= {tol}",
                          **cardlib.versions()},
             "parameters": netlib.count_parameters(D)}
     models, failures = {}, []
@@ -445,18 +514,16 @@ def export(D, card, out, tol=1e-4, p=0.0):
             failures += [f"{graph}: {k} deviates by {e:.2e} at batch {b} (> {tol})"
                          for k, (e, b) in worst.items() if not e <= tol]
             models[graph] = model
-        pair = split_vjp_onnx(D, example)
-        for name, model in pair.items():
-            cardlib.rename_split_dims(model, name, shape)
-            model.ir_version = cardlib.ONNX_IR_VERSION
-        worst = check_split_vjp(*pair.values(), D64, shape, p)
-        report = ", ".join(f"{k} {e:.1e} (batch {b})" for k, (e, b) in worst.items())
-        kept = len(pair[cardlib.SPLIT_VJP[0]].graph.output) - 1
-        print(f"{card['name']} {' + '.join(pair)} ({kept} kept values): worst relative deviation "
-              f"from autograd: {report}", flush=True)
-        failures += [f"split VJP pair: {k} deviates by {e:.2e} at batch {b} (> {tol})"
-                     for k, (e, b) in worst.items() if not e <= tol]
-        models.update(pair)
+        if split != "no":
+            pair, why = split_pair(D, D64, example, shape, p, tol, card["name"])
+            if pair:
+                models.update(pair)
+            elif split == "yes":
+                failures.append(f"split VJP pair: {why}")
+            else:
+                print(f"note: the optional split VJP pair is left out ({why}); adps runs this "
+                      f"model's VJP path as denoiser.onnx + dps_vjp.onnx (pass --split-vjp no "
+                      f"to skip the attempt)", flush=True)
     finally:
         netlib.EXPORT_MODE = False
     if failures:
@@ -484,6 +551,11 @@ def main():
     ap.add_argument("--out", help="output folder (default models/<name> for checkpoints)")
     ap.add_argument("--tol", type=float, default=1e-4, help="max relative deviation ORT vs autograd")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--split-vjp", choices=["auto", "yes", "no"], default="auto",
+                    help="the optional dps_vjp_forward/backward pair: auto (default) writes it when it "
+                         "traces and checks and otherwise says why and leaves it out; yes requires it")
+    ap.add_argument("--training-json", help="EDM-style: a JSON object merged into the card's `training` "
+                                            "record (steps, batch_size, seed, final_loss, hardware, seconds, …)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.checkpoint:
@@ -499,7 +571,7 @@ def main():
         args.delta = args.delta if args.delta is not None else (0.0 if args.p == 0 else 0.1)
         D, card = load_edm_style(args)
         p, out = args.p, args.out
-    written = export(D, card, out, tol=args.tol, p=p)
+    written = export(D, card, out, tol=args.tol, p=p, split=args.split_vjp)
     print(f"wrote {out} ({written['parameters']} parameters)")
 
 

@@ -17,7 +17,7 @@ for n in "${names[@]}"; do
   if [ "$compact" = 1 ] || [ ! -f "$ckpt" ]; then
     ckpt="checkpoints/compact/$n.pt"  # a fresh clone has only the compact ones
   fi
-  $PY export.py --checkpoint "$ckpt" 2>&1 | grep -E "^fmnist|wrote|refusing|Error" || { echo "export $n failed"; exit 1; }
+  $PY export.py --checkpoint "$ckpt" --split-vjp yes 2>&1 | grep -E "^fmnist|^note|wrote|refusing|Error" || { echo "export $n failed"; exit 1; }
 done
 $PY evaluate_denoisers.py
 $PY make_goldens.py --model fmnist-p0.4 --model fmnist-p0.0

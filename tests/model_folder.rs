@@ -237,8 +237,11 @@ mod folder {
         );
 
         let dir = fixture_copy();
+        // A card consistent in itself (its keep probability follows p) that the graphs'
+        // embedded card contradicts.
         edit_card(dir.path(), |c| {
-            c["training"]["corruption"]["p"] = 0.25.into()
+            c["training"]["corruption"]["p"] = 0.25.into();
+            c["sampling_mask"]["keep_prob"] = 0.75.into();
         });
         let e = err_of(ModelFolder::open(dir.path()));
         assert!(e.contains("adps.card") && e.contains("training"), "{e}");

@@ -233,6 +233,7 @@ impl Card {
                 c.delta
             );
         }
+        self.check_sampling_mask()?;
         for name in GRAPHS {
             let Some(entry) = self.graphs.get(name) else {
                 bail!("field `graphs` has no entry for {name}");
@@ -260,6 +261,40 @@ impl Card {
             bail!("field `graphs` has an unknown graph {other}");
         }
         check_split_vjp(&self.graphs, self.shape)
+    }
+
+    /// The sampling mask a card describes must be the one adps draws (spec §1): one
+    /// Bernoulli((1−p)(1−δ)) draw per pixel, shared by its channels. A card saying
+    /// otherwise (ambient-diffusion can train with a mask per channel) would be sampled
+    /// with the wrong masks, so it is refused naming the field.
+    fn check_sampling_mask(&self) -> Result<()> {
+        let per = self.extra.get("mask_per").and_then(|v| v.as_str());
+        if let Some(per) = per.filter(|&p| p != "pixel") {
+            bail!(
+                "field `mask_per` \"{per}\": adps draws one mask per pixel, shared by its \
+                 channels; a model trained with masks per {per} is not supported"
+            );
+        }
+        let Some(mask) = self.extra.get("sampling_mask") else {
+            return Ok(());
+        };
+        if mask.get("shared_across_channels") == Some(&serde_json::Value::Bool(false)) {
+            bail!(
+                "field `sampling_mask.shared_across_channels` false: adps draws one mask per \
+                 pixel, shared by its channels; a model trained with a mask per channel is \
+                 not supported"
+            );
+        }
+        if let Some(k) = mask.get("keep_prob").and_then(|v| v.as_f64()) {
+            let want = self.keep_probability();
+            if (k - want).abs() > 1e-9 {
+                bail!(
+                    "field `sampling_mask.keep_prob` {k} disagrees with training.corruption \
+                     ((1 − p)(1 − δ) = {want}): adps draws the mask from p and δ"
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Whether the folder has the optional [`SPLIT_VJP`] pair (validated with the card).
@@ -417,6 +452,32 @@ mod tests {
         assert_eq!(card.extra["mask_per"], "pixel");
         assert_eq!(card.training.extra["anything"], serde_json::json!([1, 2]));
         assert_eq!(card.shape_string(), "1×8×8");
+    }
+
+    #[test]
+    fn a_sampling_mask_adps_does_not_draw_is_refused() {
+        let with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut j = card_json();
+            f(&mut j);
+            Card::from_json(&j.to_string()).map_err(|e| format!("{e:#}"))
+        };
+        let ok = |j: &mut serde_json::Value| {
+            j["sampling_mask"] =
+                serde_json::json!({"keep_prob": 0.54, "shared_across_channels": true})
+        };
+        assert!(with(&ok).is_ok());
+        let err = with(&|j| j["mask_per"] = "channel".into()).unwrap_err();
+        assert!(err.contains("field `mask_per` \"channel\""), "{err}");
+        let err =
+            with(&|j| j["sampling_mask"] = serde_json::json!({"shared_across_channels": false}))
+                .unwrap_err();
+        assert!(
+            err.contains("sampling_mask.shared_across_channels"),
+            "{err}"
+        );
+        let err =
+            with(&|j| j["sampling_mask"] = serde_json::json!({"keep_prob": 0.9})).unwrap_err();
+        assert!(err.contains("sampling_mask.keep_prob` 0.9"), "{err}");
     }
 
     #[test]
