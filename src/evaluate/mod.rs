@@ -84,8 +84,12 @@ pub fn check(spec: &SweepSpec) -> Result<Vec<Setting>> {
             problems.push(format!("images.{name}: limit 0 is an empty image set"));
         }
     }
-    if spec.images.validation.url == spec.images.test.url {
-        problems.push("images.validation and images.test are the same set; ζ must be chosen on other images than those reported".into());
+    if same_or_nested(&spec.images.validation.url, &spec.images.test.url) {
+        problems.push(format!(
+            "images.validation ({}) and images.test ({}) are the same set, or one holds the \
+             other; ζ must be chosen on other images than those reported",
+            spec.images.validation.url, spec.images.test.url
+        ));
     }
     let mut settings = Vec::new();
     let mut folders: BTreeMap<String, Option<ModelFolder>> = BTreeMap::new();
@@ -310,6 +314,7 @@ fn search_zeta(
     s: &Setting,
     base: &str,
     partial: &mut Vec<String>,
+    val_ids: &mut std::collections::BTreeSet<String>,
 ) -> Result<(f64, Vec<f64>, Vec<f64>)> {
     let mut grid = s.zeta_grid.clone();
     grid.sort_by(f64::total_cmp);
@@ -324,6 +329,9 @@ fn search_zeta(
             let out = format!("{base}/val/{}", zeta_dir(z));
             let dir = run_one(spec, s, z, &spec.images.validation, &out, partial)?;
             runs.insert(z.to_bits(), val_run(&rows_of(&dir)?));
+        }
+        if let Some(run) = runs.values().next() {
+            val_ids.extend(run.keys().cloned());
         }
         // Recomputed over the whole grid each time: a new ζ's images may show an earlier
         // one lacking some.
@@ -365,6 +373,41 @@ fn search_zeta(
     }
 }
 
+/// Whether two image sets are one folder (however spelled: a trailing `/`, a symlink) or
+/// one lies inside the other.
+fn same_or_nested(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (crate::io::store::open(a), crate::io::store::open(b)) {
+        (Ok(a), Ok(b)) => a.contains(&b) || b.contains(&a),
+        _ => false,
+    }
+}
+
+/// Image ids that both sets hold, among ids the input names (a default
+/// `<shard path>:<row>` id only says where a row is, so two different sets can share it).
+fn shared_ids<'a>(
+    validation: impl IntoIterator<Item = &'a String>,
+    test: &'a [collect::PartRow],
+) -> Vec<&'a str> {
+    let named = |id: &str| {
+        !id.rsplit_once(':').is_some_and(|(path, row)| {
+            path.to_ascii_lowercase().ends_with(".parquet")
+                && row.bytes().all(|b| b.is_ascii_digit())
+        })
+    };
+    let val: std::collections::BTreeSet<&str> = validation
+        .into_iter()
+        .map(String::as_str)
+        .filter(|id| named(id))
+        .collect();
+    test.iter()
+        .map(|r| r.id.as_str())
+        .filter(|id| val.contains(id))
+        .collect()
+}
+
 /// Runs a whole sweep.
 pub fn run(spec: SweepSpec) -> Result<Outcome> {
     let settings = check(&spec)?;
@@ -382,10 +425,30 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
             s.slug(spec.defaults.solver, spec.defaults.clip)
         );
         let started = std::time::Instant::now();
-        let (zeta, grid, curve) = search_zeta(&spec, s, &base, &mut partial)?;
+        let mut val_ids = std::collections::BTreeSet::new();
+        let (zeta, grid, curve) = search_zeta(&spec, s, &base, &mut partial, &mut val_ids)?;
         let test_dir = format!("{base}/test-{}", zeta_dir(zeta));
         let test_dir = run_one(&spec, s, zeta, &spec.images.test, &test_dir, &mut partial)?;
         let rows = rows_of(&test_dir)?;
+        // Copies of the same images under two folders pass the folder check: their ids
+        // do not (checked on the first setting, before the others are computed).
+        if k == 0 {
+            let shared = shared_ids(&val_ids, &rows);
+            if !shared.is_empty() {
+                bail!(
+                    "images.validation and images.test share {} image id(s) (e.g. {}): ζ and \
+                     the step count would be chosen on images the report scores. Use \
+                     disjoint sets",
+                    shared.len(),
+                    shared
+                        .iter()
+                        .take(3)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         // Read from the committed parts, not timed here: a resumed or re-rendered sweep
         // skips finished runs and must still report what they cost.
         let seconds: f64 = rows.iter().filter_map(|r| r.seconds).sum();
@@ -420,12 +483,13 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
         };
         let mse = metrics.get("mse").map_or(f64::NAN, |m: &Stat| m.mean);
         tracing::info!(
-            "[{}/{}] {} {} N={} (NFE {nfe}): ζ = {zeta} of {:?}; test MSE {mse:.5} over {} images ({:.0}s)",
+            "[{}/{}] {} {} N={} (NFE {nfe}) seed {}: ζ = {zeta} of {:?}; test MSE {mse:.5} over {} images ({:.0}s)",
             k + 1,
             settings.len(),
             s.model,
             s.operator,
             s.steps,
+            s.seed,
             grid,
             rows.len(),
             started.elapsed().as_secs_f64()
@@ -502,6 +566,21 @@ fn write_outputs(
     summaries: &[SettingSummary],
     test_dirs: &[RunDir],
 ) -> Result<Outcome> {
+    // What each headline cell shows, said once: adding a step count or an operator can
+    // change the candidates, and with them a cell (README, "How the best step count is
+    // chosen").
+    for ((model, operator), i) in crate::report::best_per_model_operator(summaries) {
+        let r = &summaries[i];
+        if !crate::report::is_baseline(r) {
+            tracing::info!(
+                "headline {model} {operator}: N={} seed {} ζ={} (validation MSE {:.5})",
+                r.steps,
+                r.seed,
+                r.zeta,
+                crate::report::val_key(r)
+            );
+        }
+    }
     let dir = Path::new(&spec.report);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let summary = dir.join("summary.parquet");

@@ -412,7 +412,12 @@ pub fn settings_json(
         "write_f32": spec.output.write_f32,
         "task": spec.task,
         "sampler": spec.sampler,
-        "lpips": spec.metrics.lpips.as_ref().map(|p| file_sha256(p).unwrap_or_default()),
+        // What LPIPS scores is part of its setting: outputs from before it scored the
+        // reconstruction as stored (clipped) must not be reused beside newer ones.
+        "lpips": spec.metrics.lpips.as_ref().map(|p| serde_json::json!({
+            "sha256": file_sha256(p).unwrap_or_default(),
+            "scores": "reconstruction clipped to [-1, 1]",
+        })),
     });
     if !operator_files.is_empty() {
         json["operator_files"] = serde_json::json!(operator_files);

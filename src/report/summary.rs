@@ -7,9 +7,9 @@
 //! `<m>_count` (nullable int64) — always for `mse`, `psnr`, `ssim`, `lpips`, `residual`
 //! (null where a setting lacks the metric), then any other metric keys found, sorted;
 //! `<m>_std` is the population standard deviation (ddof = 0) —
-//! `<m>_ci95` (half-width of the 95% confidence interval of the mean, normal
-//! approximation with the sample standard deviation, ddof = 1; null with fewer than two
-//! values) after each metric's three; `seconds`, and `best_over_steps` (bool: the
+//! `<m>_ci95` (half-width of the 95% confidence interval of the mean: Student's t with
+//! n − 1 degrees of freedom times the sample standard deviation, ddof = 1, over √n; null
+//! with fewer than two values) after each metric's three; `seconds`, and `best_over_steps` (bool: the
 //! row with the lowest validation MSE at its chosen ζ (the minimum of `zeta_val_mse`)
 //! among its model × operator × seed's step counts — of those every operator of its kind
 //! was run at, the step counts the report's figures use ([`super::candidate_steps`]);
@@ -475,9 +475,9 @@ mod tests {
         let lo = batch.column_by_name("paired_mse_lo").unwrap();
         assert_eq!(lo.as_primitive::<Float64Type>().value(0), -0.003);
         assert!(batch.column_by_name("paired_ssim_diff").unwrap().is_null(0));
-        // 1.96 · 0.004 · √(64/63) / 8
+        // t(0.975, 63) = 1.9983 · 0.004 · √(64/63) / 8
         let ci = batch.column_by_name("mse_ci95").unwrap();
-        assert!((ci.as_primitive::<Float64Type>().value(0) - 9.87e-4).abs() < 1e-6);
+        assert!((ci.as_primitive::<Float64Type>().value(0) - 1.0070e-3).abs() < 1e-6);
         // One image (row 1's MSE): no interval, null rather than 0.
         assert!(ci.is_null(1));
     }

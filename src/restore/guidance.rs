@@ -69,11 +69,12 @@ impl GradientPath {
 pub enum GradientMode {
     /// `dense` where every image shares one operator with a dense matrix (cs:M, matrix:URL,
     /// and sr, sr-bicubic, blur-gauss, blur-kernel whose matrix has at most
-    /// `DENSE_MAX_ENTRIES` entries), else `vjp`.
+    /// `DENSE_MAX_ENTRIES` entries) and x0 is not clipped before the residual, else `vjp`.
     #[default]
     Auto,
     /// The fused dps_dense.onnx graph: one evaluation per step; needs one operator shared
-    /// by every image, with a dense matrix or small enough to build one.
+    /// by every image, with a dense matrix or small enough to build one, and a clip other
+    /// than `residual` (the graph takes the unclipped x0).
     Dense,
     /// dps_vjp.onnx with the operator's adjoint in Rust: works for every operator.
     Vjp,

@@ -332,6 +332,16 @@ fn bad_sweeps_fail_before_any_compute_naming_the_entry() {
         "{stderr}"
     );
 
+    // The validation folder spelled otherwise (a trailing slash, a symlink) is the same set.
+    let link = tmp.path().join("val-link");
+    std::os::unix::fs::symlink(&val, &link).unwrap();
+    for other in [format!("{val}/"), link.display().to_string()] {
+        let out = run(&[&format!("images.test.url={other}")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("are the same set"), "{other}: {stderr}");
+    }
+
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let out = run(&[&format!("images.test.url={}", empty.display())]);
@@ -417,13 +427,34 @@ fn one_setting_sweep(
 }
 
 #[test]
+fn a_copy_of_the_validation_images_as_test_set_is_refused_by_their_ids() {
+    let tmp = tempdir();
+    let (val, _) = image_sets(tmp.path());
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(&val).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
+    }
+    let out = one_setting_sweep(tmp.path(), &val, &s(&copy), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("images.validation and images.test share 2 image id(s)"),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("report").join("summary.parquet").exists());
+}
+
+#[test]
 fn a_sweep_reads_only_the_rows_its_own_settings_committed() {
     let tmp = tempdir();
-    let (val, test) = (tmp.path().join("val"), tmp.path().join("test"));
-    write_image_shards(&val, 1, 2, [1, 32, 32]);
+    // Validation: the demo's images (ids fmnist-test-…), disjoint from the test set's.
+    let (val, _) = image_sets(&tmp.path().join("demo"));
+    let test = tmp.path().join("test");
     // Two test shards of two images each.
     write_image_shards(&test, 2, 2, [1, 32, 32]);
-    let (val, test) = (s(&val), s(&test));
+    let test = s(&test);
     let mse_count = || {
         let summary = read_parquet(&tmp.path().join("report/summary.parquet"));
         let c = summary
