@@ -984,6 +984,16 @@ mod tests {
     }
 
     #[test]
+    fn without_a_comparison_no_caption_points_at_one() {
+        let html = render_report("t", "", &fixture(), &[]).unwrap();
+        assert!(
+            !html.contains("href=\"#paired\""),
+            "no link to a section that is not there"
+        );
+        assert!(html.contains("so none is compared image by image"));
+    }
+
+    #[test]
     fn is_self_contained() {
         let html = render_report("t", "<p>x</p>", &fixture(), &examples()).unwrap();
         let stripped = html.replace("http://www.w3.org/2000/svg", "");
@@ -1077,6 +1087,7 @@ mod tests {
         }
         let html = render_report("t", "", &rows, &[]).unwrap();
         assert!(html.contains(r#"id="paired""#));
+        assert!(html.contains(r##"<a href="#paired">the paired comparison</a>"##));
         // Two Ambient models × (cs:16 better, cs:64 worse, sr:4 unclear).
         assert_eq!(html.matches(r#"<td class="num better">"#).count(), 2);
         assert_eq!(html.matches(r#"<td class="num worse">"#).count(), 2);
