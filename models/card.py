@@ -170,9 +170,16 @@ def check_folder(folder):
     if unknown:
         raise ValueError(f"{folder}/card.json: unknown graphs {sorted(unknown)}")
     check_split_vjp(card["graphs"], card["shape"])
+    missing = [n for n in GRAPHS if n not in card["graphs"]]
+    if missing:
+        raise ValueError(f"{folder}/card.json: no `graphs` entry for {missing}")
     for name in GRAPHS + tuple(n for n in SPLIT_VJP if n in card["graphs"]):
         path = os.path.join(folder, name)
         entry = card["graphs"][name]
+        if not os.path.isfile(path):
+            raise ValueError(f"{path}: missing (card.json lists it)")
+        if "sha256" not in entry:
+            raise ValueError(f"{folder}/card.json: graphs.{name} has no sha256")
         if sha256(path) != entry["sha256"]:
             raise ValueError(f"{path}: sha256 differs from card.json")
         m = onnx.load(path)
