@@ -302,20 +302,9 @@ pub fn manifest_name(shard: &Shard) -> String {
     layout::manifest_name(&shard.stem())
 }
 
-/// Whether a shard is already committed under these settings (manifest present, hash
-/// equal, every file present with its recorded size). An error only when the store
-/// cannot be read.
-pub fn is_committed(
-    rt: &tokio::runtime::Handle,
-    output: &Location,
-    shard: &Shard,
-    settings_hash: &str,
-) -> Result<bool> {
-    Ok(committed_errors(rt, output, shard, settings_hash)?.is_some())
-}
-
-/// The number of failed records of a shard committed with these settings, its files
-/// intact; None when it is not committed so.
+/// The number of failed records of a shard already committed under these settings
+/// (manifest present, hash and window equal, every file present with its recorded size);
+/// None when it is not. An error only when the store cannot be read.
 pub fn committed_errors(
     rt: &tokio::runtime::Handle,
     output: &Location,
@@ -669,7 +658,7 @@ mod tests {
         )
         .unwrap();
 
-        let e = is_committed(rt.handle(), &output, &shard, "h").unwrap_err();
+        let e = committed_errors(rt.handle(), &output, &shard, "h").unwrap_err();
         assert!(format!("{e:#}").contains("manifests/a.json"), "{e:#}");
         assert!(remove_superseded(rt.handle(), &output, &shard).is_err());
         // Nothing was deleted: the part is still there.
@@ -678,6 +667,8 @@ mod tests {
 
         // Absent records are no error.
         let other = shard_at("b.parquet");
-        assert!(!is_committed(rt.handle(), &output, &other, "h").unwrap_or(true));
+        assert!(committed_errors(rt.handle(), &output, &other, "h")
+            .unwrap_or(Some(0))
+            .is_none());
     }
 }
