@@ -14,6 +14,9 @@ over σ ∈ {0.1, 0.5, 1, 2}), and how fast it falls now:
   ≈ 4,000–20,000 steps an hour depending on --compile/--bf16 and on what else runs, a GPU
   far more, so the per-step column is the portable one; `--steps-per-hour N` states the
   hour as N steps instead, e.g. this machine's idle rate).
+A model trained with a learning-rate cooldown (train.py --cooldown-steps; schedule.json beside
+its curves) is judged on the evaluations after the cooldown only: the cooldown lowers the loss
+by shrinking the step, and the question is whether training at the final rate still pays.
 A model has reached the rule's plateau when the fall per hour is under `--threshold`
 percent, and so is its one-sided 95% upper bound (the slope steeper by Student's t with
 n − 2 degrees of freedom times its standard error): one evaluation a little off the trend
@@ -25,6 +28,7 @@ import argparse
 import csv
 import math
 import glob
+import json
 import os
 from collections import OrderedDict
 
@@ -64,7 +68,20 @@ def thinned(points, min_gap):
     return kept[::-1]
 
 
-def fall(points, window_steps, min_points=5, min_gap=1000):
+def final_phase_start(folder):
+    """The step from which the trend is read: the end of the model's learning-rate cooldown
+    (schedule.json, written by train.py --cooldown-steps), else None (the whole curve). The
+    cooldown itself lowers the loss by shrinking the step; whether training still pays is a
+    question about the steps after it."""
+    path = os.path.join(folder, "schedule.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        c = json.load(f)["cooldown"]
+    return c["start"] + c["steps"]
+
+
+def fall(points, window_steps, min_points=5, min_gap=1000, since=None):
     """(fall of the loss in percent per 1,000 steps, its 95% upper bound, training hours,
     steps) over the evaluations of the last `window_steps` steps, thinned to one per
     `min_gap` steps (see `thinned`) and extended back to `min_points` of them: the slope of
@@ -72,6 +89,8 @@ def fall(points, window_steps, min_points=5, min_gap=1000):
     n − 2 degrees of freedom) steeper. One evaluation can sit 1–2% off the trend (EMA
     weights of the last few hundred steps), so a plateau is only declared when even the
     upper bound is flat. None with fewer than `min_points` thinned evaluations."""
+    if since is not None:
+        points = [p for p in points if p[0] >= since]
     points = thinned(points, min_gap)
     if len(points) < max(3, min_points):
         return None
@@ -115,9 +134,15 @@ def main():
             continue
         points = curve(path)
         name = os.path.basename(folder)
-        result = fall(points, args.window_steps)
+        since = final_phase_start(folder)
+        result = fall(points, args.window_steps, since=since)
         if result is None:
-            print(f"{name:<12} {points[-1][0] if points else 0:>6}  (under five evaluations 1,000 steps apart: no trend yet)")
+            last = points[-1][0] if points else 0
+            where = f" after the cooldown (step {since})" if since is not None else ""
+            if since is not None and last < since:
+                print(f"{name:<12} {last:>6}  (in its learning-rate cooldown until step {since}: no trend yet)")
+            else:
+                print(f"{name:<12} {last:>6}  (under five evaluations 1,000 steps apart{where}: no trend yet)")
             continue
         per_1k, per_1k_bound, hours, steps = result
         hourly = per_hour(per_1k, hours, steps, args.steps_per_hour)

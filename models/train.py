@@ -42,6 +42,7 @@ Examples:
 """
 import argparse
 import copy
+import csv
 import json
 import os
 import platform
@@ -69,6 +70,7 @@ EMA_MAX_HALFLIFE_IMAGES, EMA_RAMP = 20_000, 0.1  # half-life = min(20k, 0.1 x im
 SEED = 20260428
 EVAL_IMAGES = 512
 LOG_EVERY = 50
+COOLDOWN_TO = 0.1  # the cooldown's final learning rate, as a fraction of the constant one
 
 
 def name_of(p):
@@ -114,6 +116,32 @@ def pick_device(name):
 def default_lr(batch):
     """Adam's learning rate for a batch size: 1e-3 at 64, scaled by sqrt(batch/64), at most 2e-3."""
     return min(LR * (batch / BATCH) ** 0.5, max(LR, GPU_LR_MAX))
+
+
+def cooldown_factor(state, step):
+    """The learning rate's factor at `step` under the model's cooldown (1 without one): linear
+    from 1 at the cooldown's first step to its `to` after `steps` steps, then constant.
+    Constant-LR Adam leaves weight noise that only a smaller step removes (the decay phase of
+    warmup-stable-decay schedules); the rule of issue #12 is then read over the final phase."""
+    c = state.get("cooldown")
+    if not c:
+        return 1.0
+    t = min(1.0, max(0.0, (step - c["start"]) / max(1, c["steps"])))
+    return 1.0 - (1.0 - c["to"]) * t
+
+
+def start_cooldown(state, steps, lr, to=COOLDOWN_TO, log_dir=None):
+    """Starts the cooldown at the model's current step (once: a resumed model keeps its own)
+    and records it beside the curves (schedule.json, read by convergence.py)."""
+    if state.get("cooldown") or not steps:
+        return False
+    state["cooldown"] = {"start": state["step"], "steps": steps, "to": to}
+    folder = log_dir or os.path.join(HERE, state["name"])
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "schedule.json"), "w") as f:
+        json.dump({"cooldown": {**state["cooldown"], "lr": lr}}, f, indent=1)
+        f.write("\n")
+    return True
 
 
 def to_cpu(obj):
@@ -219,10 +247,12 @@ class Config:
         self.log_dir, self.warmup_steps, self.sharing, self.log = log_dir, warmup_steps, sharing, log
 
 
-def train_slice(state, x, keep, minutes, cfg=None):
+def train_slice(state, x, keep, minutes, cfg=None, eval_every=None, on_eval=None):
     """Train `state` in place for about `minutes` of wall time; returns throughput stats.
 
     x [N,1,32,32] float32 and keep [N,1,32,32] bool may live on cfg.device (faster) or the CPU.
+    on_eval(ema_net): called every `eval_every` steps (state's step, images and seconds up to
+    date); its time counts neither as training time nor against the slice.
     """
     cfg = cfg or Config()
     dev, B = cfg.device, cfg.batch
@@ -246,8 +276,9 @@ def train_slice(state, x, keep, minutes, cfg=None):
     g = torch.Generator(device=dev)
     start, t_last, steps0 = time.time(), time.time(), state["step"]
     loss_acc, n_acc = torch.zeros((), dtype=torch.float64, device=dev), 0
-    timed = None  # (time, step) after the first steps: steady-state throughput
-    while time.time() - start < minutes * 60:
+    timed = None  # (time, step, paused) after the first steps: steady-state throughput
+    paused = 0.0  # seconds spent in on_eval
+    while time.time() - start - paused < minutes * 60:
         k = state["step"]
         g.manual_seed(hash((state["seed"], round(p * 100), k)) % 2**62)
         idx = torch.randint(0, len(x), (B,), generator=g, device=dev)
@@ -261,7 +292,7 @@ def train_slice(state, x, keep, minutes, cfg=None):
         D = D.float()
         weight = ((sigma**2 + sd**2) / (sigma * sd) ** 2)[:, None, None, None]
         loss = (weight * A * (D - x0) ** 2).sum() / A.sum().clamp(min=1)
-        lr = cfg.lr * min(1.0, (k + 1) / LR_RAMP_STEPS)
+        lr = cfg.lr * min(1.0, (k + 1) / LR_RAMP_STEPS) * cooldown_factor(state, k)
         if fresh_adam and steps0 > 0:  # Adam restarts without moments on a trained model: ramp up again
             lr *= min(1.0, (k - steps0 + 1) / max(1, cfg.warmup_steps))
         for group in opt.param_groups:
@@ -283,8 +314,8 @@ def train_slice(state, x, keep, minutes, cfg=None):
         if state["step"] - steps0 == (10 if cuda else 2):  # after warm-up (cuDNN autotuning)
             if cuda:
                 torch.cuda.synchronize(dev)
-            timed = (time.time(), state["step"])
-        if n_acc == LOG_EVERY or time.time() - start >= minutes * 60:  # also flush at slice end
+            timed = (time.time(), state["step"], paused)
+        if n_acc == LOG_EVERY or time.time() - start - paused >= minutes * 60:  # also flush at slice end
             state["final_loss"] = float(loss_acc) / n_acc  # (syncs the device)
             now = time.time()
             state["seconds"] += now - t_last
@@ -295,6 +326,12 @@ def train_slice(state, x, keep, minutes, cfg=None):
                             f"{state['final_loss']:.6f}", f"{lr:.2e}"])
             loss_acc.zero_()
             n_acc = 0
+        if on_eval and eval_every and state["step"] % eval_every == 0 and time.time() - start - paused < minutes * 60:
+            now = time.time()
+            state["seconds"] += now - t_last
+            on_eval(ema)
+            paused += time.time() - now
+            t_last = time.time()
     if n_acc:
         state["final_loss"] = float(loss_acc) / n_acc
     if cuda:
@@ -308,13 +345,13 @@ def train_slice(state, x, keep, minutes, cfg=None):
     steps = state["step"] - steps0
     state["sessions"].append({"host": socket.gethostname(), "hardware": hardware(dev),
                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
-                              "seconds": round(end - start, 1), "steps": steps,
+                              "seconds": round(end - start - paused, 1), "steps": steps,
                               "device": dev.type, "batch_size": B, "lr": cfg.lr, "compiled": cfg.compile,
                               "precision": "bf16 autocast" if cfg.bf16 else "float32",
                               "sharing": cfg.sharing})
     steady = None
     if timed and state["step"] > timed[1]:
-        steady = (state["step"] - timed[1]) * B / (end - timed[0])
+        steady = (state["step"] - timed[1]) * B / (end - timed[0] - (paused - timed[2]))
     return {"steps": steps, "seconds": end - start, "images_per_s": steady}
 
 
@@ -341,8 +378,10 @@ def evaluate(denoise, p, x0, clean_mean, seed=SEED, batch=128):
     return rows
 
 
-def eval_state(state, x_val, clean_mean, device=torch.device("cpu"), log_dir=None):
-    net = build(state, "ema").to(device).eval()
+def eval_state(state, x_val, clean_mean, device=torch.device("cpu"), log_dir=None, net=None):
+    """Evaluates the EMA weights (`net`: the live EMA module, else built from `state`) and
+    appends the rows to <log_dir>/eval.csv at the state's step."""
+    net = net if net is not None else build(state, "ema").to(device).eval()
     rows = evaluate(lambda x, s, m: net(x.to(device), s.to(device), m.to(device)).float().cpu(),
                     state["p"], x_val, clean_mean)
     path = os.path.join(log_dir or os.path.join(HERE, state["name"]), "eval.csv")
@@ -351,6 +390,15 @@ def eval_state(state, x_val, clean_mean, device=torch.device("cpu"), log_dir=Non
                    [state["step"], state["images"], round(state["seconds"], 1), r["sigma"],
                     f"{r['own']:.6f}", f"{r['ones']:.6f}", f"{r['mean']:.6f}", f"{r['own'] / r['mean']:.4f}"])
     return rows
+
+
+def read_eval(state, log_dir=None):
+    """The rows eval_state wrote for the state's current step, read back from eval.csv."""
+    path = os.path.join(log_dir or os.path.join(HERE, state["name"]), "eval.csv")
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) == state["step"]]
+    return [{"sigma": float(r["sigma"]), "own": float(r["mse_own_mask"]), "ones": float(r["mse_mask1"]),
+             "mean": float(r["mse_mean_image"])} for r in rows[-len(EVAL_SIGMAS):]]
 
 
 def passes(state, rows, ratio_clean, ratio_ambient):
@@ -411,6 +459,16 @@ def main():
     ap.add_argument("--plateau-steps-per-hour", type=float,
                     help="with --until-plateau: an hour of training is this many steps (default: the fastest "
                          "slice of this run)")
+    ap.add_argument("--cooldown-steps", type=int,
+                    help="decay each model's learning rate linearly to --cooldown-to times its value over this "
+                         "many steps, from its current step (once; recorded in the checkpoint and "
+                         "models/<name>/schedule.json), then keep it there; with --until-plateau the trend is "
+                         "read only after the cooldown")
+    ap.add_argument("--cooldown-to", type=float, default=COOLDOWN_TO,
+                    help="the final learning rate as a fraction of the constant one")
+    ap.add_argument("--eval-every", type=int,
+                    help="also evaluate the EMA weights every N steps inside a slice (the rule wants evaluations "
+                         "1,000 steps apart; slices end only every few thousand)")
     ap.add_argument("--ratio-clean", type=float, default=0.5, help="pass: MSE/mean-MSE for p = 0")
     ap.add_argument("--ratio-ambient", type=float, default=0.95, help="pass: MSE/mean-MSE for p > 0")
     ap.add_argument("--models", nargs="+", help="with --all: model names in the order to train them")
@@ -467,9 +525,20 @@ def main():
                 minutes = max(0.0, (args.until - time.time()) / 60)
             cfg = Config(device, batch, args.lr, args.bf16, log_dir, args.warmup_steps, args.sharing,
                          compile=args.compile)
-            stats = train_slice(state, x, keep, minutes, cfg)
+            if args.cooldown_steps and start_cooldown(state, args.cooldown_steps, cfg.lr, args.cooldown_to, log_dir):
+                print(f"{name}: cooldown from step {state['step']} over {args.cooldown_steps} steps to "
+                      f"{args.cooldown_to:g} x lr {cfg.lr:g}", flush=True)
+            evaluated = set()
+
+            def on_eval(ema_net, state=state):
+                eval_state(state, x_val, clean_mean, device, log_dir, net=ema_net)
+                evaluated.add(state["step"])
+            stats = train_slice(state, x, keep, minutes, cfg, args.eval_every, on_eval)
             saved = save_state(state, args.out_dir)
-            rows = eval_state(state, x_val, clean_mean, device, log_dir)
+            if state["step"] in evaluated:  # the last in-slice evaluation scored these weights
+                rows = read_eval(state, log_dir)
+            else:
+                rows = eval_state(state, x_val, clean_mean, device, log_dir)
             ok = passes(state, rows, args.ratio_clean, args.ratio_ambient)
             ratios = " ".join(f"{r['sigma']}:{r['own'] / r['mean']:.3f}" for r in rows)
             ips = stats["images_per_s"]
@@ -486,8 +555,9 @@ def main():
             best_ips = max(best_ips, ips or 0)
             hour_steps = args.plateau_steps_per_hour or 3600 * best_ips / batch
             if args.all and args.until_plateau is not None and hour_steps:
-                trend = convergence.fall(convergence.curve(os.path.join(log_dir or os.path.join(HERE, name),
-                                                                        "eval.csv")), args.plateau_window)
+                folder = log_dir or os.path.join(HERE, name)
+                trend = convergence.fall(convergence.curve(os.path.join(folder, "eval.csv")), args.plateau_window,
+                                         since=convergence.final_phase_start(folder))
                 if trend is not None:
                     per_1k, per_1k_bound, hours, steps = trend
                     hourly = convergence.per_hour(per_1k, hours, steps, hour_steps)

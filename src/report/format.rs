@@ -66,7 +66,13 @@ pub fn fmt_short(v: f64, sig: usize) -> String {
 
 /// A difference with its sign always shown, two significant digits (`+0.0012`, `−0.0030`).
 pub fn fmt_signed(v: f64) -> String {
-    if v > 0.0 {
+    if v.is_nan() {
+        "–".into()
+    } else if v == f64::INFINITY {
+        "+∞".into()
+    } else if v == f64::NEG_INFINITY {
+        "−∞".into()
+    } else if v > 0.0 {
         format!("+{}", fmt_num(v, 2))
     } else if v < 0.0 {
         format!("−{}", fmt_num(-v, 2))

@@ -90,7 +90,8 @@ impl PairedDiff {
 pub enum Verdict {
     Better,
     Worse,
-    /// The interval includes zero: the data do not tell the two apart.
+    /// The interval includes zero (or an image diverged, so there is none): the data do
+    /// not tell the two apart.
     Unclear,
 }
 
@@ -105,13 +106,24 @@ impl Verdict {
 }
 
 /// Pairs the per-image values of two settings by image id and bootstraps the mean of
-/// their differences (`a − b`). `None` with fewer than two images in common.
+/// their differences (`a − b`). `None` with fewer than two images in common. An image
+/// that diverged on either side (a non-finite value) makes the difference and its
+/// interval NaN, as it makes each setting's own mean non-finite: dropping it would
+/// compare the two on the images both happened to restore, and could call a setting
+/// better because its failures left the sample.
 pub fn paired(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> Option<PairedDiff> {
     let diffs: Vec<f64> = a
         .iter()
         .filter_map(|(id, x)| b.get(id).map(|y| x - y))
-        .filter(|d| d.is_finite())
         .collect();
+    if diffs.len() >= 2 && diffs.iter().any(|d| !d.is_finite()) {
+        return Some(PairedDiff {
+            mean: f64::NAN,
+            lo: f64::NAN,
+            hi: f64::NAN,
+            count: diffs.len() as u64,
+        });
+    }
     bootstrap_mean(&diffs, RESAMPLES)
 }
 
@@ -147,6 +159,20 @@ mod tests {
             .enumerate()
             .map(|(i, v)| (format!("img-{i:03}"), *v))
             .collect()
+    }
+
+    #[test]
+    fn a_diverged_image_makes_the_paired_difference_undecided_not_dropped() {
+        let mut ambient = ids(&[0.01, 0.02, 0.03]);
+        ambient.insert("img-001".into(), f64::INFINITY);
+        let clean = ids(&[0.02, 0.03, 0.04]);
+        let d = paired(&ambient, &clean).expect("three images in common");
+        assert_eq!(d.count, 3);
+        assert!(d.mean.is_nan() && d.lo.is_nan() && d.hi.is_nan(), "{d:?}");
+        assert_eq!(d.verdict(true), Verdict::Unclear);
+        // Without the diverged image the same data is decided (ambient lower by 0.01).
+        let d = paired(&ids(&[0.01, 0.02, 0.03]), &clean).expect("paired");
+        assert_eq!(d.verdict(true), Verdict::Better);
     }
 
     #[test]
