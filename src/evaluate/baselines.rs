@@ -14,7 +14,7 @@ use super::config::SweepSpec;
 use super::examples::{family_of, truths};
 use super::Setting;
 use crate::pipeline::plan;
-use crate::report::{SettingSummary, BASELINE_MODEL, BASELINE_SOLVER};
+use crate::report::{SettingSummary, BASELINE_MODEL, BASELINE_SOLVER, FLOOR_METRICS};
 use crate::restore::metrics::{image_metrics, measurement_residual};
 use crate::restore::operators::{least_squares, OperatorSpec};
 use crate::restore::protocol::{image_problem, Given, Protocol};
@@ -27,13 +27,17 @@ fn max_iter(n: usize) -> usize {
     (2 * n).max(300)
 }
 
+/// Per metric of [`FLOOR_METRICS`]: image id → the floor's value.
+pub type PerImage = BTreeMap<&'static str, BTreeMap<String, f64>>;
+
 /// One baseline row per operator of the sweep, on the test images its first setting was
-/// restored on, with that setting's seed.
+/// restored on, with that setting's seed, and its per-image values for the paired
+/// comparison of every setting with it.
 pub fn summarize(
     spec: &SweepSpec,
     settings: &[Setting],
     test_dirs: &[super::RunDir],
-) -> Result<Vec<SettingSummary>> {
+) -> Result<Vec<(SettingSummary, PerImage)>> {
     let mut seen: Vec<&str> = Vec::new();
     let mut out = Vec::new();
     for (i, s) in settings.iter().enumerate() {
@@ -51,6 +55,7 @@ pub fn summarize(
         let op = OperatorSpec::from_str(&s.operator)?;
         let family = family_of(&op, shape, s.seed)?;
         let mut per_metric: BTreeMap<&str, Vec<Option<f64>>> = BTreeMap::new();
+        let mut per_image = PerImage::new();
         for id in &ids {
             let x0 = truth.get(id).with_context(|| {
                 format!("baseline for {}: test image {id} not found", s.operator)
@@ -79,6 +84,9 @@ pub fn summarize(
                 ("residual", Some(residual)),
             ] {
                 per_metric.entry(name).or_default().push(v);
+                if let (Some(&m), Some(v)) = (FLOOR_METRICS.iter().find(|&&m| m == name), v) {
+                    per_image.entry(m).or_default().insert(id.clone(), v);
+                }
             }
         }
         let metrics = per_metric
@@ -88,7 +96,7 @@ pub fn summarize(
             })
             .collect();
         let (kind, level) = plan::kind_and_level(&op);
-        out.push(SettingSummary {
+        let row = SettingSummary {
             model: BASELINE_MODEL.into(),
             train_p: f64::NAN,
             operator: s.operator.clone(),
@@ -102,7 +110,8 @@ pub fn summarize(
             metrics,
             seconds: started.elapsed().as_secs_f64(),
             ..Default::default()
-        });
+        };
+        out.push((row, per_image));
     }
     Ok(out)
 }

@@ -511,12 +511,15 @@ pub fn run(spec: SweepSpec) -> Result<Outcome> {
             seconds,
             paired_with: String::new(),
             paired: BTreeMap::new(),
+            floor: BTreeMap::new(),
         });
         test_dirs.push(test_dir);
     }
     pair_with_clean(&mut summaries, &per_image);
+    let floors = baselines::summarize(&spec, &settings, &test_dirs)?;
+    pair_with_floor(&mut summaries, &per_image, &floors);
     // After every setting: `summaries[i]` stays `settings[i]` for the example grids.
-    summaries.extend(baselines::summarize(&spec, &settings, &test_dirs)?);
+    summaries.extend(floors.into_iter().map(|(row, _)| row));
     let mut outcome = write_outputs(&spec, &settings, &summaries, &test_dirs)?;
     outcome.partial_runs = partial;
     Ok(outcome)
@@ -554,6 +557,28 @@ fn pair_with_clean(
             if let (Some(a), Some(b)) = (per_image[i].get(m), per_image[j].get(m)) {
                 if let Some(d) = crate::report::stats::paired(a, b) {
                     summaries[i].paired.insert(m.to_string(), d);
+                }
+            }
+        }
+    }
+}
+
+/// Compares every setting with its operator's least-squares floor, image by image (the
+/// same test images; the floor's measurements are drawn as the restorations' are), so
+/// "restores more than A⁺y" is a paired statement like the comparison with the clean model.
+fn pair_with_floor(
+    summaries: &mut [SettingSummary],
+    per_image: &[BTreeMap<&str, BTreeMap<String, f64>>],
+    floors: &[(SettingSummary, baselines::PerImage)],
+) {
+    for (s, values) in summaries.iter_mut().zip(per_image) {
+        let Some((_, floor)) = floors.iter().find(|(f, _)| f.operator == s.operator) else {
+            continue;
+        };
+        for m in crate::report::FLOOR_METRICS {
+            if let (Some(a), Some(b)) = (values.get(m), floor.get(m)) {
+                if let Some(d) = crate::report::stats::paired(a, b) {
+                    s.floor.insert(m.to_string(), d);
                 }
             }
         }

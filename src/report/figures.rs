@@ -249,13 +249,43 @@ pub fn paired_table<'a>(
     models: &[(String, f64)],
     metric: &str,
 ) -> Vec<(String, Vec<Option<&'a super::PairedDiff>>)> {
-    let columns = ambient_columns(models);
+    differences(rows, models, &ambient_columns(models), |r| {
+        r.paired.get(metric)
+    })
+}
+
+/// The trained models' columns (every model but the baseline rows).
+pub fn model_columns(models: &[(String, f64)]) -> Vec<usize> {
+    (0..models.len())
+        .filter(|&k| !models[k].1.is_nan())
+        .collect()
+}
+
+/// Like [`paired_table`], against the operator's least-squares floor: per operator and
+/// trained model (the columns of [`model_columns`]), the paired difference model − A⁺y
+/// at the model's best step count.
+pub fn floor_table<'a>(
+    rows: &'a [SettingSummary],
+    models: &[(String, f64)],
+    metric: &str,
+) -> Vec<(String, Vec<Option<&'a super::PairedDiff>>)> {
+    differences(rows, models, &model_columns(models), |r| {
+        r.floor.get(metric)
+    })
+}
+
+fn differences<'a>(
+    rows: &'a [SettingSummary],
+    models: &[(String, f64)],
+    columns: &[usize],
+    diff: impl Fn(&'a SettingSummary) -> Option<&'a super::PairedDiff>,
+) -> Vec<(String, Vec<Option<&'a super::PairedDiff>>)> {
     best_table(rows, models)
         .into_iter()
         .map(|row| {
             let cells = columns
                 .iter()
-                .map(|&k| row.cells[k].and_then(|i| rows[i].paired.get(metric)))
+                .map(|&k| row.cells[k].and_then(|i| diff(&rows[i])))
                 .collect();
             (row.operator, cells)
         })

@@ -22,7 +22,7 @@ use super::format::{
 use super::plot::{self, LinePlot, Point, Scale, Series};
 use super::stats::Verdict;
 use super::templates::{environment, Grid};
-use super::{is_baseline, ExampleGrid, SettingSummary, PAIRED_METRICS};
+use super::{is_baseline, ExampleGrid, PairedDiff, SettingSummary, FLOOR_METRICS, PAIRED_METRICS};
 
 /// Colour of the plain baseline in every plot.
 const BASELINE_COLOR: &str = "#111111";
@@ -351,6 +351,7 @@ pub fn render_report(
     let grids: Vec<Grid> = examples.iter().map(Grid::from).collect();
     let paired = paired_tables(rows, &models);
     let paired_plots = paired_plots(rows, &models)?;
+    let floor = floor_tables(rows, &models);
     environment()?
         .get_template("report.html")
         .context("the evaluation report template")?
@@ -369,6 +370,7 @@ pub fn render_report(
             nfe_plots => nfe_plots,
             paired => paired,
             paired_plots => paired_plots,
+            floor => floor,
             mark => MARK,
             zeta => zeta,
             zeta_searched => zeta_searched,
@@ -432,46 +434,58 @@ fn ambient(models: &Models) -> Vec<&str> {
 /// Per paired metric with data: operators × Ambient models, each cell the paired
 /// difference at that model's best step count (the setting the headline table shows).
 fn paired_tables(rows: &[SettingSummary], models: &Models) -> Vec<PairedTable> {
-    let mut out = Vec::new();
-    for metric in PAIRED_METRICS {
-        if !rows.iter().any(|r| r.paired.contains_key(metric)) {
-            continue;
-        }
-        let (mut better, mut worse, mut unclear) = (0, 0, 0);
-        let table_rows = figures::paired_table(rows, &models.list, metric)
-            .into_iter()
-            .map(|(operator, cells)| PairedRow {
-                operator,
-                cells: cells
-                    .into_iter()
-                    .map(|d| {
-                        let d = d?;
-                        let verdict = d.verdict(lower_is_better(metric));
-                        *match verdict {
-                            Verdict::Better => &mut better,
-                            Verdict::Worse => &mut worse,
-                            Verdict::Unclear => &mut unclear,
-                        } += 1;
-                        Some(PairedCell {
-                            diff: fmt_signed(d.mean),
-                            lo: fmt_signed(d.lo),
-                            hi: fmt_signed(d.hi),
-                            count: d.count,
-                            verdict: verdict.as_str(),
-                        })
+    PAIRED_METRICS
+        .iter()
+        .filter(|&&m| rows.iter().any(|r| r.paired.contains_key(m)))
+        .map(|&m| verdict_table(m, figures::paired_table(rows, &models.list, m)))
+        .collect()
+}
+
+/// Per floor metric with data: operators × trained models, each cell the paired
+/// difference with the least-squares floor at the model's best step count.
+fn floor_tables(rows: &[SettingSummary], models: &Models) -> Vec<PairedTable> {
+    FLOOR_METRICS
+        .iter()
+        .filter(|&&m| rows.iter().any(|r| r.floor.contains_key(m)))
+        .map(|&m| verdict_table(m, figures::floor_table(rows, &models.list, m)))
+        .collect()
+}
+
+/// A table of paired differences, each cell marked by its verdict, and the counts.
+fn verdict_table(metric: &str, table: Vec<(String, Vec<Option<&PairedDiff>>)>) -> PairedTable {
+    let (mut better, mut worse, mut unclear) = (0, 0, 0);
+    let table_rows = table
+        .into_iter()
+        .map(|(operator, cells)| PairedRow {
+            operator,
+            cells: cells
+                .into_iter()
+                .map(|d| {
+                    let d = d?;
+                    let verdict = d.verdict(lower_is_better(metric));
+                    *match verdict {
+                        Verdict::Better => &mut better,
+                        Verdict::Worse => &mut worse,
+                        Verdict::Unclear => &mut unclear,
+                    } += 1;
+                    Some(PairedCell {
+                        diff: fmt_signed(d.mean),
+                        lo: fmt_signed(d.lo),
+                        hi: fmt_signed(d.hi),
+                        count: d.count,
+                        verdict: verdict.as_str(),
                     })
-                    .collect(),
-            })
-            .collect();
-        out.push(PairedTable {
-            metric: metric_name(metric),
-            rows: table_rows,
-            better,
-            worse,
-            unclear,
-        });
+                })
+                .collect(),
+        })
+        .collect();
+    PairedTable {
+        metric: metric_name(metric),
+        rows: table_rows,
+        better,
+        worse,
+        unclear,
     }
-    out
 }
 
 /// Per operator kind: the paired MSE difference (Ambient − clean) against the level, at

@@ -8,10 +8,12 @@
 
 use std::fmt::Write;
 
-use super::figures::{ambient_columns, best_table, nfe_table, paired_table, winner};
+use super::figures::{
+    ambient_columns, best_table, floor_table, model_columns, nfe_table, paired_table, winner,
+};
 use super::format::{fmt_num, fmt_signed, lower_is_better, metric_name};
 use super::stats::Verdict;
-use super::{SettingSummary, PAIRED_METRICS};
+use super::{PairedDiff, SettingSummary, FLOOR_METRICS, PAIRED_METRICS};
 
 /// (metric key, heading).
 const TABLES: [(&str, &str); 3] = [
@@ -21,6 +23,45 @@ const TABLES: [(&str, &str); 3] = [
 ];
 
 /// Renders the tables; the best model per row is in bold.
+/// A table of paired differences: operators × `columns`, each cell the difference and
+/// its interval, bold where the interval excludes zero.
+fn diff_table(
+    o: &mut String,
+    columns: &[&(String, f64)],
+    table: Vec<(String, Vec<Option<&PairedDiff>>)>,
+    metric: &str,
+) {
+    let mut h = "| operator |".to_string();
+    for (m, p) in columns {
+        let _ = write!(h, " {m} (p = {p}) |");
+    }
+    let _ = writeln!(h, "\n|---|{}", "---:|".repeat(columns.len()));
+    o.push_str(&h);
+    for (op, cells) in table {
+        let _ = write!(o, "| `{op}` |");
+        for d in cells {
+            match d {
+                Some(d) => {
+                    let text = format!(
+                        "{} [{}, {}]",
+                        fmt_signed(d.mean),
+                        fmt_signed(d.lo),
+                        fmt_signed(d.hi)
+                    );
+                    if d.verdict(lower_is_better(metric)) == Verdict::Unclear {
+                        let _ = write!(o, " {text} |");
+                    } else {
+                        let _ = write!(o, " **{text}** |");
+                    }
+                }
+                None => o.push_str(" – |"),
+            }
+        }
+        o.push('\n');
+    }
+    o.push('\n');
+}
+
 pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
     let models = super::models(rows);
     let header = |first: &str| {
@@ -81,35 +122,31 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
              step count. **Bold**: the interval excludes zero.\n",
             metric_name(metric)
         );
-        let mut h = "| operator |".to_string();
-        for (m, p) in &ambient {
-            let _ = write!(h, " {m} (p = {p}) |");
+        diff_table(
+            &mut o,
+            &ambient,
+            paired_table(rows, &models, metric),
+            metric,
+        );
+    }
+
+    // Every model against its operator's least-squares floor, image by image.
+    let trained: Vec<&(String, f64)> = model_columns(&models)
+        .into_iter()
+        .map(|k| &models[k])
+        .collect();
+    for metric in FLOOR_METRICS {
+        if !rows.iter().any(|r| r.floor.contains_key(metric)) {
+            continue;
         }
-        let _ = writeln!(h, "\n|---|{}", "---:|".repeat(ambient.len()));
-        o.push_str(&h);
-        for (op, cells) in paired_table(rows, &models, metric) {
-            let _ = write!(o, "| `{op}` |");
-            for d in cells {
-                match d {
-                    Some(d) => {
-                        let text = format!(
-                            "{} [{}, {}]",
-                            fmt_signed(d.mean),
-                            fmt_signed(d.lo),
-                            fmt_signed(d.hi)
-                        );
-                        if d.verdict(lower_is_better(metric)) == Verdict::Unclear {
-                            let _ = write!(o, " {text} |");
-                        } else {
-                            let _ = write!(o, " **{text}** |");
-                        }
-                    }
-                    None => o.push_str(" – |"),
-                }
-            }
-            o.push('\n');
-        }
-        o.push('\n');
+        let _ = writeln!(
+            o,
+            "## {}: model − least squares (A⁺y), paired (95% bootstrap interval)\n\n\
+             Same test images; each model at its best step count. **Bold**: the interval \
+             excludes zero.\n",
+            metric_name(metric)
+        );
+        diff_table(&mut o, &trained, floor_table(rows, &models, metric), metric);
     }
 
     // MSE against NFE for operators run at several step counts.
@@ -269,5 +306,38 @@ mod tests {
         assert!(md.contains("| `sr:4` | +0.020 [−0.010, +0.050] |"), "{md}");
         // No SSIM pairs: no SSIM paired table.
         assert!(!md.contains("SSIM: Ambient"), "{md}");
+        assert!(!md.contains("least squares (A⁺y), paired"), "{md}");
+    }
+
+    #[test]
+    fn floor_tables_compare_every_model_with_least_squares() {
+        let mut rows = vec![
+            setting("clean", 0.0, "cs:64", 10, 0.1, 0.3),
+            setting("amb", 0.8, "cs:64", 10, 0.12, 0.4),
+        ];
+        let d = |mean: f64, lo: f64, hi: f64| crate::report::PairedDiff {
+            mean,
+            lo,
+            hi,
+            count: 16,
+        };
+        rows[0].floor.insert("mse".into(), d(-0.05, -0.06, -0.04));
+        rows[1]
+            .floor
+            .insert("mse".into(), d(f64::NAN, f64::NAN, f64::NAN));
+        let md = render_markdown("t", &rows);
+        assert!(
+            md.contains("## MSE: model − least squares (A⁺y), paired"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| operator | clean (p = 0) | amb (p = 0.8) |"),
+            "{md}"
+        );
+        // A diverged image: no verdict, shown as –, never as 0.
+        assert!(
+            md.contains("| `cs:64` | **−0.050 [−0.060, −0.040]** | – [–, –] |"),
+            "{md}"
+        );
     }
 }

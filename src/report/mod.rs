@@ -44,6 +44,10 @@ pub fn image_count(r: &SettingSummary) -> u64 {
 /// The metrics compared image by image between each Ambient model and the clean one.
 pub const PAIRED_METRICS: [&str; 3] = ["mse", "ssim", "lpips"];
 
+/// The metrics every setting is compared on with its operator's least-squares floor,
+/// image by image (the floor has no LPIPS).
+pub const FLOOR_METRICS: [&str; 2] = ["mse", "ssim"];
+
 /// One evaluated setting (model × operator × step count × seed) on the test images.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct SettingSummary {
@@ -78,6 +82,10 @@ pub struct SettingSummary {
     /// Per metric of [`PAIRED_METRICS`]: this setting's per-image values minus the
     /// reference's, their mean with a bootstrap 95% confidence interval.
     pub paired: BTreeMap<String, PairedDiff>,
+    /// Per metric of [`FLOOR_METRICS`]: this setting's per-image values minus the
+    /// least-squares floor's on the same images (the baseline row of its operator), with
+    /// a bootstrap 95% interval; empty for the baseline rows and sweeps without one.
+    pub floor: BTreeMap<String, PairedDiff>,
 }
 
 /// Example reconstructions for one task (operator) on a few test images.
@@ -270,5 +278,6 @@ pub(crate) fn test_setting(
         seconds: 3.0,
         paired_with: String::new(),
         paired: BTreeMap::new(),
+        floor: BTreeMap::new(),
     }
 }

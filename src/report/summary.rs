@@ -19,8 +19,12 @@
 //! clean model itself) and, for `mse`, `ssim` and `lpips`, `paired_<m>_diff` (mean of this
 //! setting's per-image value minus the clean one's, same images and seed),
 //! `paired_<m>_lo` / `paired_<m>_hi` (percentile-bootstrap 95% interval) and
-//! `paired_<m>_count` (images paired). `steps`, `nfe` and `seed` are int64 (`seed`
-//! bit-cast from u64, as in the reconstruction tables).
+//! `paired_<m>_count` (images paired); then the comparison with the operator's
+//! least-squares floor, for `mse` and `ssim`: `floor_<m>_diff` (this setting's per-image
+//! value minus the floor's on the same images), `floor_<m>_lo` / `floor_<m>_hi`,
+//! `floor_<m>_count` (null on the floor rows themselves). A difference whose images
+//! include one that diverged is NaN, with NaN bounds. `steps`, `nfe` and `seed` are
+//! int64 (`seed` bit-cast from u64, as in the reconstruction tables).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -34,7 +38,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::{PairedDiff, SettingSummary, Stat, PAIRED_METRICS};
+use super::{PairedDiff, SettingSummary, Stat, FLOOR_METRICS, PAIRED_METRICS};
 
 /// The metrics that always get columns, in column order.
 pub const METRICS: [&str; 5] = ["mse", "psnr", "ssim", "lpips", "residual"];
@@ -127,20 +131,31 @@ pub fn encode_summary(rows: &[SettingSummary]) -> Result<Vec<u8>> {
     rows.iter()
         .for_each(|r| with.append_option((!r.paired_with.is_empty()).then_some(&r.paired_with)));
     push("paired_with", true, Arc::new(with.finish()));
-    for m in PAIRED_METRICS {
-        let col = |f: fn(&PairedDiff) -> f64| -> ArrayRef {
-            let mut b = Float64Builder::with_capacity(n);
+    type Diffs = fn(&SettingSummary) -> &BTreeMap<String, PairedDiff>;
+    let comparisons: [(&str, &[&str], Diffs); 2] = [
+        ("paired", &PAIRED_METRICS, |r| &r.paired),
+        ("floor", &FLOOR_METRICS, |r| &r.floor),
+    ];
+    for (prefix, metrics, diffs) in comparisons {
+        for &m in metrics {
+            let col = |f: fn(&PairedDiff) -> f64| -> ArrayRef {
+                let mut b = Float64Builder::with_capacity(n);
+                rows.iter()
+                    .for_each(|r| b.append_option(diffs(r).get(m).map(f)));
+                Arc::new(b.finish())
+            };
+            push(&format!("{prefix}_{m}_diff"), true, col(|d| d.mean));
+            push(&format!("{prefix}_{m}_lo"), true, col(|d| d.lo));
+            push(&format!("{prefix}_{m}_hi"), true, col(|d| d.hi));
+            let mut count = Int64Builder::with_capacity(n);
             rows.iter()
-                .for_each(|r| b.append_option(r.paired.get(m).map(f)));
-            Arc::new(b.finish())
-        };
-        push(&format!("paired_{m}_diff"), true, col(|d| d.mean));
-        push(&format!("paired_{m}_lo"), true, col(|d| d.lo));
-        push(&format!("paired_{m}_hi"), true, col(|d| d.hi));
-        let mut count = Int64Builder::with_capacity(n);
-        rows.iter()
-            .for_each(|r| count.append_option(r.paired.get(m).map(|d| d.count as i64)));
-        push(&format!("paired_{m}_count"), true, Arc::new(count.finish()));
+                .for_each(|r| count.append_option(diffs(r).get(m).map(|d| d.count as i64)));
+            push(
+                &format!("{prefix}_{m}_count"),
+                true,
+                Arc::new(count.finish()),
+            );
+        }
     }
 
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
@@ -268,37 +283,11 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<SettingSummary>) -> Result<()
         }
         None => vec![None; batch.num_rows()],
     };
-    let mut paired_cols = Vec::new();
-    for m in PAIRED_METRICS {
-        let name = |part: &str| format!("paired_{m}_{part}");
-        if batch.column_by_name(&name("diff")).is_none() {
-            continue;
-        }
-        paired_cols.push((
-            m,
-            floats(batch, &name("diff"))?,
-            floats(batch, &name("lo"))?,
-            floats(batch, &name("hi"))?,
-            ints(batch, &name("count"))?,
-        ));
-    }
+    let paired = paired_columns(batch, "paired", &PAIRED_METRICS)?;
+    // The floor comparison, where the file has it (summaries before adps 0.4 do not).
+    let floor = paired_columns(batch, "floor", &FLOOR_METRICS)?;
 
     for r in 0..batch.num_rows() {
-        let mut paired = BTreeMap::new();
-        for (m, diff, lo, hi, count) in &paired_cols {
-            if let (Some(mean), Some(lo), Some(hi)) = (diff[r], lo[r], hi[r]) {
-                let count = count[r].unwrap_or(0).max(0) as u64;
-                paired.insert(
-                    m.to_string(),
-                    PairedDiff {
-                        mean,
-                        lo,
-                        hi,
-                        count,
-                    },
-                );
-            }
-        }
         let mut m = BTreeMap::new();
         for (key, mean, std, count) in &metrics {
             if let Some(mean) = mean[r] {
@@ -331,10 +320,63 @@ fn decode_batch(batch: &RecordBatch, out: &mut Vec<SettingSummary>) -> Result<()
             metrics: m,
             seconds: seconds[r],
             paired_with: paired_with[r].clone().unwrap_or_default(),
-            paired,
+            paired: paired_row(&paired, r),
+            floor: paired_row(&floor, r),
         });
     }
     Ok(())
+}
+
+/// Per metric whose `<prefix>_<m>_diff` column the batch has: (metric, diff, lo, hi,
+/// count) columns.
+type PairedColumns = Vec<(
+    &'static str,
+    Vec<Option<f64>>,
+    Vec<Option<f64>>,
+    Vec<Option<f64>>,
+    Vec<Option<i64>>,
+)>;
+
+fn paired_columns(
+    batch: &RecordBatch,
+    prefix: &str,
+    metrics: &[&'static str],
+) -> Result<PairedColumns> {
+    let mut out = Vec::new();
+    for &m in metrics {
+        let name = |part: &str| format!("{prefix}_{m}_{part}");
+        if batch.column_by_name(&name("diff")).is_none() {
+            continue;
+        }
+        out.push((
+            m,
+            floats(batch, &name("diff"))?,
+            floats(batch, &name("lo"))?,
+            floats(batch, &name("hi"))?,
+            ints(batch, &name("count"))?,
+        ));
+    }
+    Ok(out)
+}
+
+/// Row `r` of [`paired_columns`]: the metrics with a difference there.
+fn paired_row(columns: &PairedColumns, r: usize) -> BTreeMap<String, PairedDiff> {
+    let mut out = BTreeMap::new();
+    for (m, diff, lo, hi, count) in columns {
+        if let (Some(mean), Some(lo), Some(hi)) = (diff[r], lo[r], hi[r]) {
+            let count = count[r].unwrap_or(0).max(0) as u64;
+            out.insert(
+                m.to_string(),
+                PairedDiff {
+                    mean,
+                    lo,
+                    hi,
+                    count,
+                },
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -381,6 +423,15 @@ mod tests {
                         mean: -0.002,
                         lo: -0.003,
                         hi: -0.0012,
+                        count: 64,
+                    },
+                )]),
+                floor: BTreeMap::from([(
+                    "ssim".to_string(),
+                    PairedDiff {
+                        mean: 0.21,
+                        lo: 0.18,
+                        hi: 0.24,
                         count: 64,
                     },
                 )]),
@@ -458,7 +509,20 @@ mod tests {
                 "paired_mse_count"
             ]
         );
-        assert_eq!(names.len(), seconds + 3 + 4 * 3);
+        // Then the floor comparison, for MSE and SSIM.
+        assert_eq!(
+            names[seconds + 3 + 4 * 3..],
+            [
+                "floor_mse_diff",
+                "floor_mse_lo",
+                "floor_mse_hi",
+                "floor_mse_count",
+                "floor_ssim_diff",
+                "floor_ssim_lo",
+                "floor_ssim_hi",
+                "floor_ssim_count"
+            ]
+        );
         let lp = schema.field_with_name("lpips_mean").unwrap();
         assert!(lp.is_nullable());
         assert_eq!(lp.data_type(), &DataType::Float64);

@@ -76,6 +76,30 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
             "row {r}"
         );
     }
+    // Every setting is compared with its operator's floor on the same images: the mean
+    // of the per-image differences is the difference of the means; the floor rows
+    // themselves have none.
+    let floor_diff = all
+        .column_by_name("floor_mse_diff")
+        .expect("floor_mse_diff column")
+        .as_primitive::<Float64Type>()
+        .clone();
+    for r in 0..all.num_rows() {
+        if baseline.contains(&r) {
+            assert!(floor_diff.is_null(r), "row {r}");
+            continue;
+        }
+        let floor = *baseline
+            .iter()
+            .find(|&&b| all_ops.value(b) == all_ops.value(r))
+            .unwrap();
+        let expected = all_mse.value(r) - all_mse.value(floor);
+        assert!(
+            (floor_diff.value(r) - expected).abs() < 1e-9,
+            "row {r}: {} vs {expected}",
+            floor_diff.value(r)
+        );
+    }
     assert_eq!(
         [all_ops.value(8), all_ops.value(9)],
         ["cs:128", "sr:4"],
@@ -215,6 +239,7 @@ fn reduced_sweep_writes_a_summary_and_a_report_naming_every_setting() {
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
     assert!(html.contains(r#"id="paired""#), "no paired section");
     assert!(html.contains("least squares (A⁺y)"), "no baseline row");
+    assert!(html.contains(r#"id="floor""#), "no floor comparison");
     // The spec's description, escaped, one paragraph per blank-line-separated block, and
     // the sampler stated in full.
     assert!(
