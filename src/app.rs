@@ -191,8 +191,8 @@ pub fn run_spec(spec: RunSpec, progress: bool) -> Result<ExitCode> {
     }
     if report.records_failed_before > 0 {
         summary.push_str(&format!(
-            "; {} record(s) failed earlier in the skipped shards (final: their reasons are in \
-             __adps/errors/)",
+            "; {} record(s) failed earlier, in skipped shards or the committed parts of resumed \
+             ones (final: their reasons are in __adps/errors/)",
             report.records_failed_before
         ));
     }

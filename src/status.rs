@@ -71,12 +71,14 @@ pub struct RunStatus {
 }
 
 impl RunStatus {
-    /// Every shard committed, no record failed, no id twice.
+    /// Every shard committed and no record failed. Ids committed in more than one
+    /// shard are reported but leave the run complete, as `adps restore` exits 0 with a
+    /// warning for them: they come from the input (or a renamed shard), and no rerun
+    /// changes them, so a job that polls `status` must not resubmit for them.
     pub fn is_complete(&self) -> bool {
         self.shards_pending == 0
             && self.shards_failed == 0
             && self.records_failed == 0
-            && self.duplicate_ids.is_empty()
             && !self.shards.is_empty()
     }
 
@@ -143,7 +145,13 @@ impl RunStatus {
                 ));
             }
         }
-        line(if self.is_complete() {
+        line(if self.is_complete() && !self.duplicate_ids.is_empty() {
+            format!(
+                "complete, but {} id(s) are in more than one shard (above): a rerun does not \
+                 change that; de-duplicate the input or drop the extra shard's outputs",
+                self.duplicate_ids.len()
+            )
+        } else if self.is_complete() {
             "complete".into()
         } else if self.input.is_none() && self.orphan_failures.is_empty() {
             // Nothing under the prefix names a run: no manifest, progress or failure.
@@ -239,6 +247,7 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
         Some((input, hash)) => (Some(input), Some(hash)),
         None => match settings_from_manifests(&manifests)
             .or_else(|| settings_from_progress(rt, &output))
+            .or_else(|| settings_from_failures(&failures))
         {
             Some((input, hash)) => (Some(input), Some(hash)),
             None => (None, None),
@@ -301,8 +310,14 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
             rows_done: (0, 0),
             key: (st.input_unreachable.is_none()).then(|| shard.key.clone()),
         };
+        // What a rerun would do with the shard's manifest, checked as the run checks it
+        // (files present with their sizes, input file unchanged).
+        let check = match manifest {
+            Some(m) => Some(commit::check_manifest(rt, &output, shard, m, &hash)?),
+            None => None,
+        };
         match (manifest, failures.get(&stem)) {
-            (Some(m), _) if m.settings_hash == hash && m.take == shard.take => {
+            (Some(m), _) if matches!(check, Some(commit::ManifestCheck::Holds { .. })) => {
                 s.state = "committed";
                 s.rows = Some(m.rows);
                 s.errors = Some(m.errors);
@@ -314,6 +329,21 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
             (_, Some(f)) if f.settings_hash == hash => {
                 s.state = "failed";
                 s.reason = Some(f.reason.clone());
+            }
+            (Some(_), _) if matches!(check, Some(commit::ManifestCheck::FilesChanged)) => {
+                s.reason = Some(
+                    "committed, but a file its manifest names is missing or has another size; \
+                     a rerun restores it again"
+                        .into(),
+                )
+            }
+            (Some(_), _) if matches!(check, Some(commit::ManifestCheck::InputChanged { .. })) => {
+                if let Some(commit::ManifestCheck::InputChanged { was, now }) = &check {
+                    s.reason = Some(format!(
+                        "committed from another version of the input file ({was}; now {now}); \
+                         a rerun restores it again"
+                    ))
+                }
             }
             (Some(m), _) if m.settings_hash == hash => {
                 s.reason = Some("committed for another input.limit window".into())
@@ -450,11 +480,34 @@ fn settings_from_progress(
             serde_json::from_slice(&bytes).ok()
         });
         if let Some(r) = record {
-            let input = serde_json::from_value(r.settings.get("input")?.clone()).ok()?;
+            let mut input: InputSpec =
+                serde_json::from_value(r.settings.get("input")?.clone()).ok()?;
+            // As for manifests: the record's shard URL is absolute, the settings' input
+            // as the run spelled it (records before the URL was kept have none).
+            if let Some(prefix) = r.input.strip_suffix(&format!("/{}", r.shard)) {
+                input.url = prefix.to_string();
+            }
             return Some((input, r.settings_hash));
         }
     }
     None
+}
+
+/// The input and settings hash of the first failure record, for an output that holds
+/// nothing else (every shard a run reached failed as a whole). Records written before
+/// they kept the settings give the input's URL only.
+fn settings_from_failures(
+    failures: &BTreeMap<String, FailureRecord>,
+) -> Option<(InputSpec, String)> {
+    let f = failures.values().next()?;
+    let prefix = f.input.strip_suffix(&format!("/{}", f.shard))?;
+    let mut input: InputSpec = f
+        .settings
+        .get("input")
+        .and_then(|i| serde_json::from_value(i.clone()).ok())
+        .or_else(|| serde_json::from_value(serde_json::json!({ "url": prefix })).ok())?;
+    input.url = prefix.to_string();
+    Some((input, f.settings_hash.clone()))
 }
 
 /// The failure records under an output prefix, by shard stem.

@@ -617,10 +617,18 @@ impl Plan {
                     shard = %s.path,
                     rows_done = r.rows_done,
                     parts = r.parts,
+                    failed_records = r.rows_failed,
                     "going on after the parts an earlier run committed"
                 );
+                // The failed records in those parts are as final as a skipped shard's:
+                // this run does not restore them again, so a retry must not report the
+                // shard complete.
+                Counters::add(&counters.records_failed_before, r.rows_failed as u64);
             }
             todo.push(s);
+        }
+        if !todo.is_empty() {
+            commit::check_writable(rt, &self.output)?;
         }
         Ok(todo)
     }

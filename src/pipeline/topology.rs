@@ -25,7 +25,8 @@ pub struct RunReport {
     pub shards_committed: u64,
     pub shards_failed: u64,
     pub shards_skipped: u64,
-    /// Failed records in the shards skipped as committed: final, but not restored.
+    /// Failed records in the shards skipped as committed, and in the parts of resumed
+    /// shards that an earlier run committed: final, but not restored.
     pub records_failed_before: u64,
     /// Shards that failed as a whole, with the reason.
     pub failed_shards: Vec<(String, String)>,

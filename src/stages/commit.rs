@@ -40,6 +40,10 @@ pub struct Manifest {
     /// Absent in manifests written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_shape: Option<[usize; 3]>,
+    /// The input file it was restored from (size and version tag): a rerun restores a
+    /// shard again when its input was replaced since. Absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_version: Option<crate::stages::InputVersion>,
 }
 
 /// One file a manifest vouches for.
@@ -60,6 +64,10 @@ pub struct FailureRecord {
     pub adps_version: String,
     /// Seconds since the Unix epoch.
     pub failed_at: u64,
+    /// The run's settings, as in a manifest (so `adps status` knows the input when
+    /// nothing else is there). Absent in older records.
+    #[serde(default)]
+    pub settings: serde_json::Value,
 }
 
 /// What an unfinished shard's committed parts are: `__adps/progress/<stem>.json`,
@@ -67,12 +75,19 @@ pub struct FailureRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProgressRecord {
     pub shard: String,
+    /// The shard's URL, absolute (the settings hold the input as the run spelled it,
+    /// which may be relative). Empty in older records.
+    #[serde(default)]
+    pub input: String,
     pub settings_hash: String,
     /// The run's settings, as in a manifest (so `adps status` knows the input).
     #[serde(default)]
     pub settings: serde_json::Value,
     #[serde(default)]
     pub take: Option<usize>,
+    /// The input file the committed parts come from; see [`Manifest::input_version`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_version: Option<crate::stages::InputVersion>,
     #[serde(flatten)]
     pub progress: crate::stages::Resume,
 }
@@ -172,6 +187,16 @@ pub fn resume_point(
         return Ok(None);
     };
     if record.settings_hash != settings_hash || record.take != shard.take {
+        return Ok(None);
+    }
+    if !shard.same_version(record.input_version.as_ref()) {
+        // Parts of the old file followed by rows of the new one would mix two inputs.
+        tracing::warn!(
+            shard = %shard.path,
+            was = %display_version(record.input_version.as_ref()),
+            now = %display_version(shard.version.as_ref()),
+            "the input shard changed since an interrupted run restored part of it: restoring it from the start"
+        );
         return Ok(None);
     }
     let files = record.progress.files.iter();
@@ -297,14 +322,81 @@ pub fn remove_strays(
     Ok(removed)
 }
 
+/// Writes and deletes a small file under the output's `__adps/`, so that an output the
+/// run cannot write to (read-only, full, no permission) stops it before any compute
+/// rather than after every image was restored.
+pub fn check_writable(rt: &tokio::runtime::Handle, output: &Location) -> Result<()> {
+    let name = format!(
+        "{}/write-check/{}-{}",
+        layout::META_DIR,
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    upload(rt, output, &name, b"adps".to_vec())
+        .and_then(|()| delete(rt, output, &name))
+        .with_context(|| format!("cannot write to the output {}", output.url))
+}
+
 /// The manifest's file name for a shard.
 pub fn manifest_name(shard: &Shard) -> String {
     layout::manifest_name(&shard.stem())
 }
 
+/// Whether a manifest vouches for a shard under a run's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ManifestCheck {
+    /// Committed with these settings, from this version of the input, every file there
+    /// with its recorded size: `errors` of its records failed.
+    Holds { errors: usize },
+    /// Committed with other settings.
+    OtherSettings,
+    /// Committed for another `input.limit` window.
+    OtherWindow,
+    /// Committed from another version of the input file (replaced since).
+    InputChanged { was: String, now: String },
+    /// A file it names is missing or has another size.
+    FilesChanged,
+}
+
+/// Checks a shard's manifest against the settings of a run. An error only when the
+/// store cannot be read.
+pub fn check_manifest(
+    rt: &tokio::runtime::Handle,
+    output: &Location,
+    shard: &Shard,
+    m: &Manifest,
+    settings_hash: &str,
+) -> Result<ManifestCheck> {
+    if m.settings_hash != settings_hash {
+        return Ok(ManifestCheck::OtherSettings);
+    }
+    if m.take != shard.take {
+        return Ok(ManifestCheck::OtherWindow);
+    }
+    if !shard.same_version(m.input_version.as_ref()) {
+        return Ok(ManifestCheck::InputChanged {
+            was: display_version(m.input_version.as_ref()),
+            now: display_version(shard.version.as_ref()),
+        });
+    }
+    let intact = files_intact(
+        rt,
+        output,
+        m.files.iter().map(|f| (f.name.as_str(), f.size)),
+    )?;
+    Ok(if intact {
+        ManifestCheck::Holds { errors: m.errors }
+    } else {
+        ManifestCheck::FilesChanged
+    })
+}
+
 /// The number of failed records of a shard already committed under these settings
-/// (manifest present, hash and window equal, every file present with its recorded size);
-/// None when it is not. An error only when the store cannot be read.
+/// ([`ManifestCheck::Holds`]); None when it is not. An error only when the store cannot
+/// be read.
 pub fn committed_errors(
     rt: &tokio::runtime::Handle,
     output: &Location,
@@ -314,15 +406,30 @@ pub fn committed_errors(
     let Some(m) = read_record::<Manifest>(rt, output, &manifest_name(shard))? else {
         return Ok(None);
     };
-    if m.settings_hash != settings_hash || m.take != shard.take {
-        return Ok(None);
+    match check_manifest(rt, output, shard, &m, settings_hash)? {
+        ManifestCheck::Holds { errors } => Ok(Some(errors)),
+        ManifestCheck::InputChanged { was, now } => {
+            tracing::warn!(
+                shard = %shard.path,
+                %was,
+                %now,
+                "the input shard changed since an earlier run committed it: restoring it again"
+            );
+            Ok(None)
+        }
+        ManifestCheck::FilesChanged => {
+            tracing::warn!(
+                shard = %shard.path,
+                "a file the shard's manifest names is missing or has another size: restoring it again"
+            );
+            Ok(None)
+        }
+        ManifestCheck::OtherSettings | ManifestCheck::OtherWindow => Ok(None),
     }
-    let intact = files_intact(
-        rt,
-        output,
-        m.files.iter().map(|f| (f.name.as_str(), f.size)),
-    )?;
-    Ok(intact.then_some(m.errors))
+}
+
+fn display_version(v: Option<&crate::stages::InputVersion>) -> String {
+    v.map_or_else(|| "unknown".into(), |v| v.to_string())
 }
 
 /// Runs until `input` closes; returns the failed shards with their reasons.
@@ -341,7 +448,8 @@ pub fn run(
             ToCommit::Failed { shard, reason } => {
                 tracing::error!(shard = %shard.url, "shard failed: {reason}");
                 Counters::add(&counters.shards_failed, 1);
-                if let Err(e) = write_failure(rt, output, &shard, &reason, settings_hash) {
+                if let Err(e) = write_failure(rt, output, &shard, &reason, settings_hash, settings)
+                {
                     tracing::warn!(shard = %shard.url, "cannot record the failure: {e:#}");
                 }
                 failed.push((shard, reason));
@@ -349,9 +457,11 @@ pub fn run(
             ToCommit::Progress { shard, progress } => {
                 let record = ProgressRecord {
                     shard: shard.path.clone(),
+                    input: shard.url.clone(),
                     settings_hash: settings_hash.to_string(),
                     settings: settings.clone(),
                     take: shard.take,
+                    input_version: shard.version.clone(),
                     progress,
                 };
                 let name = layout::progress_name(&shard.stem());
@@ -382,17 +492,22 @@ pub fn run(
                     adps_version: env!("CARGO_PKG_VERSION").to_string(),
                     settings: settings.clone(),
                     model_shape: Some(model_shape),
+                    input_version: w.shard.version.clone(),
                 };
+                // The progress record goes before the manifest comes: a run killed
+                // between the two leaves neither, and the rerun restores the shard from
+                // the start (its parts are strays then). The other order could leave a
+                // stale progress record beside the manifest, and a shard whose manifest
+                // is deleted to redo it would resume from that record instead.
+                let progress = layout::progress_name(&w.shard.stem());
+                if let Err(e) = delete(rt, output, &progress) {
+                    tracing::warn!(shard = %w.shard.url, "cannot delete the progress record: {e:#}");
+                }
                 match write_manifest(rt, output, &w.shard, &manifest) {
                     Ok(()) => {
                         Counters::add(&counters.shards_committed, 1);
                         // Absent in the usual case; stale records must not outlive the commit.
-                        for name in [
-                            layout::failed_name(&w.shard.stem()),
-                            layout::progress_name(&w.shard.stem()),
-                        ] {
-                            let _ = delete(rt, output, &name);
-                        }
+                        let _ = delete(rt, output, &layout::failed_name(&w.shard.stem()));
                         // One info event per shard: a batch job's log shows progress at
                         // the default level, with fields a log system can query. The
                         // seconds are worker-seconds (summed over the workers that took
@@ -427,8 +542,10 @@ fn write_failure(
     shard: &Shard,
     reason: &str,
     settings_hash: &str,
+    settings: &serde_json::Value,
 ) -> Result<()> {
     let record = FailureRecord {
+        settings: settings.clone(),
         shard: shard.path.clone(),
         input: shard.url.clone(),
         reason: reason.to_string(),
@@ -616,6 +733,7 @@ mod tests {
             key: Path::from(path),
             take: None,
             resume: None,
+            version: None,
         }
     }
 
@@ -647,6 +765,7 @@ mod tests {
             adps_version: "test".into(),
             settings: serde_json::Value::Null,
             model_shape: None,
+            input_version: None,
         };
         upload(rt.handle(), &output, &part, b"PAR1".to_vec()).unwrap();
         let name = manifest_name(&shard);

@@ -18,6 +18,7 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
     });
     metas.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
     let mut keys_of = std::collections::HashMap::new();
+    let mut stems = std::collections::HashMap::new();
     let mut shards = Vec::with_capacity(metas.len());
     for m in metas {
         // object_store percent-encodes some characters in keys (non-ASCII ones on S3,
@@ -44,12 +45,24 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
                 m.location
             );
         }
-        shards.push(Shard::new(
+        // Names that differ only by the case of their `.parquet` (`a.PARQUET` beside
+        // `a.PARQUET.parquet`) escape to one output stem: refused, naming both, since
+        // one shard's outputs would replace the other's.
+        let stem = crate::io::layout::shard_stem(&rel);
+        if let Some(other) = stems.insert(stem.clone(), rel.clone()) {
+            anyhow::bail!(
+                "input shards `{other}` and `{rel}` would write the same outputs (`{stem}`): \
+                 a `.parquet` suffix in another case is part of the name; rename one of them"
+            );
+        }
+        let mut shard = Shard::new(
             shards.len(),
             rel.clone(),
             input.child_url(&rel),
-            m.location,
-        ));
+            m.location.clone(),
+        );
+        shard.version = Some(crate::stages::InputVersion::of(&m));
+        shards.push(shard);
     }
     Ok(shards)
 }

@@ -37,6 +37,40 @@ pub struct Shard {
     /// Parts of this shard an earlier run committed with these settings: the run goes on
     /// from the row after them.
     pub resume: Option<Resume>,
+    /// The input file as listed (size and the store's version tag): recorded with its
+    /// outputs, so a rerun notices a shard replaced since. `None` where not listed.
+    pub version: Option<InputVersion>,
+}
+
+/// What identifies one version of an input file: its size and the store's tag for its
+/// content (S3's ETag; on local disks object_store's tag of inode, size and modification
+/// time), else its modification time.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputVersion {
+    pub size: u64,
+    pub tag: Option<String>,
+}
+
+impl InputVersion {
+    pub fn of(meta: &object_store::ObjectMeta) -> Self {
+        InputVersion {
+            size: meta.size,
+            tag: meta
+                .e_tag
+                .clone()
+                .or_else(|| Some(meta.last_modified.to_rfc3339())),
+        }
+    }
+}
+
+impl std::fmt::Display for InputVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.size)?;
+        if let Some(tag) = &self.tag {
+            write!(f, ", tag {tag}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Where an interrupted shard stands: its first `parts` parts are committed.
@@ -80,6 +114,17 @@ impl Shard {
             key,
             take: None,
             resume: None,
+            version: None,
+        }
+    }
+
+    /// Whether `recorded` (from an earlier run's manifest or progress record) is this
+    /// shard's listed version; true where either is unknown (records written before
+    /// versions were, or a shard not listed).
+    pub fn same_version(&self, recorded: Option<&InputVersion>) -> bool {
+        match (recorded, &self.version) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
         }
     }
 

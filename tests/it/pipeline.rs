@@ -291,7 +291,7 @@ fn bad_records_go_to_the_errors_table_and_a_corrupt_shard_fails_alone() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(
         stdout.contains("skipped 3")
-            && stdout.contains("2 record(s) failed earlier in the skipped shards"),
+            && stdout.contains("2 record(s) failed earlier, in skipped shards"),
         "{stdout}"
     );
 }

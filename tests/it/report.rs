@@ -188,9 +188,11 @@ fn killed_after_first_part(tmp: &Path, shards: usize) -> std::path::PathBuf {
     let size0 = std::fs::metadata(out.join(&part0)).unwrap().len();
     let record = adps::stages::commit::ProgressRecord {
         shard: format!("{stem}.parquet"),
+        input: String::new(),
         settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
         settings: manifest["settings"].clone(),
         take: None,
+        input_version: None,
         progress: adps::stages::Resume {
             rows_done: 2,
             parts: 1,

@@ -224,9 +224,11 @@ fn a_resumed_shard_keeps_ids_unique_and_leaves_no_stray_parts() {
     std::fs::remove_file(manifest_path(&output, "s")).unwrap();
     let record = adps::stages::commit::ProgressRecord {
         shard: "s.parquet".into(),
+        input: String::new(),
         settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
         settings: manifest["settings"].clone(),
         take: None,
+        input_version: None,
         progress: adps::stages::Resume {
             rows_done: 4,
             parts: 1,
@@ -287,4 +289,97 @@ fn a_resumed_shard_keeps_ids_unique_and_leaves_no_stray_parts() {
         reason.contains("row 9") && reason.contains("row 1 ") && reason.contains("`r1`"),
         "{reason}"
     );
+}
+
+/// A shard of 8 rows (`g-0` … `g-7`) whose row 0 is not an image, restored once in
+/// parts of 4, then put back to "killed after part 0": the manifest removed, a progress
+/// record naming part 0 and its errors table (3 rows restored, 1 failed). Returns the
+/// workspace, the input and output paths, and the restore arguments.
+fn killed_after_a_part_with_a_failed_row(
+    input_version: Option<adps::stages::InputVersion>,
+) -> (tempfile::TempDir, std::path::PathBuf, Vec<String>) {
+    use adps::io::layout;
+    let tmp = tempdir();
+    let (input, output) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    let shape = [1, 8, 8];
+    let rows: Vec<(String, Vec<u8>)> = (0..8)
+        .map(|r| {
+            let png = if r == 0 {
+                b"not a png".to_vec()
+            } else {
+                adps::io::image::encode_png(shape, &synthetic_image(r, shape)).unwrap()
+            };
+            (format!("g-{r}"), png)
+        })
+        .collect();
+    let shard = adps::io::parquet_out::encode_image_shard(&rows).unwrap();
+    std::fs::write(input.join("s.parquet"), shard).unwrap();
+    let extra = ["--batch-size", "4", "--part-rows", "4"];
+    let args = gaussian_restore_args(&s(&input), &s(&output), 3, &extra);
+    assert_eq!(adps_owned(&args).status.code(), Some(3), "row 0 fails");
+    let manifest = manifests(&output).remove("s.json").unwrap();
+    let (part0, errors0) = (layout::part_name("s", 0), layout::errors_name("s", 0));
+    let size = |name: &str| std::fs::metadata(output.join(name)).unwrap().len();
+    std::fs::remove_file(manifest_path(&output, "s")).unwrap();
+    let record = adps::stages::commit::ProgressRecord {
+        shard: "s.parquet".into(),
+        input: String::new(),
+        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
+        settings: manifest["settings"].clone(),
+        take: None,
+        input_version,
+        progress: adps::stages::Resume {
+            rows_done: 4,
+            parts: 1,
+            files: vec![
+                (part0.clone(), size(&part0)),
+                (errors0.clone(), size(&errors0)),
+            ],
+            rows_ok: 3,
+            rows_failed: 1,
+        },
+    };
+    let progress = output.join(layout::progress_name("s"));
+    std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
+    std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
+    (tmp, output, args)
+}
+
+#[test]
+fn a_resumed_shard_whose_committed_parts_hold_a_failed_record_still_exits_3() {
+    let (_tmp, output, args) = killed_after_a_part_with_a_failed_row(None);
+    // Rows 4–7 restore cleanly; the failed row 0 of the committed part is final, so a
+    // retried job must not report the shard complete.
+    let out = adps_owned(&args);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("records ok 4, failed 0") && stdout.contains("1 record(s) failed earlier"),
+        "{stdout}"
+    );
+    assert_eq!(committed_rows(&output).len(), 7);
+}
+
+#[test]
+fn a_shard_replaced_after_a_killed_run_is_restored_from_the_start() {
+    // The record says its parts came from another version of the input file.
+    let other = adps::stages::InputVersion {
+        size: 1,
+        tag: Some("an-older-file".into()),
+    };
+    let (_tmp, output, args) = killed_after_a_part_with_a_failed_row(Some(other));
+    let out = adps_owned(&args);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the input shard changed since an interrupted run"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("records ok 7, failed 1"),
+        "every row restored again: {stdout}"
+    );
+    assert_eq!(committed_rows(&output).len(), 7);
 }

@@ -668,3 +668,127 @@ fn status_of_a_spec_not_run_yet_lists_every_shard_pending() {
         "{missing:?}"
     );
 }
+
+#[test]
+fn shard_names_that_differ_only_in_the_case_of_their_suffix_are_refused() {
+    let (_tmp, input, output) = workspace();
+    // `a.PARQUET` keeps its suffix in its output name, `a.PARQUET.parquet` drops it:
+    // both would write `part-a.PARQUET.parquet`.
+    std::fs::write(input.join("a.PARQUET"), shard("x", 2).1).unwrap();
+    std::fs::write(input.join("a.PARQUET.parquet"), shard("y", 2).1).unwrap();
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`a.PARQUET`")
+            && stderr.contains("`a.PARQUET.parquet`")
+            && stderr.contains("rename one"),
+        "{stderr}"
+    );
+    assert!(!part_path(&output, "a.PARQUET").exists());
+}
+
+#[test]
+fn a_shard_replaced_after_it_committed_is_restored_again() {
+    let (_tmp, input, output) = workspace();
+    std::fs::write(input.join("s.parquet"), shard("old", 2).1).unwrap();
+    let args = restore_args(&s(&input), &s(&output), &[]);
+    assert_ok(&run(&args));
+    // The instrument's archive is fixed in place: the rerun notices and redoes the shard.
+    std::fs::write(input.join("s.parquet"), shard("new", 3).1).unwrap();
+    let out = run(&args);
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the input shard changed since an earlier run committed it"),
+        "{stderr}"
+    );
+    let ids: Vec<String> = committed_rows(&output).into_keys().collect();
+    assert_eq!(ids, ["new-0", "new-1", "new-2"]);
+    // Unchanged since: skipped.
+    let out = run(&args);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("skipped 1"));
+}
+
+#[test]
+fn status_checks_the_files_a_manifest_names_as_a_rerun_does() {
+    let (_tmp, input, output) = workspace();
+    std::fs::write(input.join("s.parquet"), shard("r", 3).1).unwrap();
+    assert_ok(&run(&restore_args(&s(&input), &s(&output), &[])));
+    assert_ok(&adps(&["status", output.to_str().unwrap()]));
+    // A part rewritten with fewer rows (another tool, a bad copy): readers would see 1
+    // row where the manifest promises 3.
+    let part = part_path(&output, "s");
+    std::fs::write(&part, shard("r", 1).1).unwrap();
+    let st = adps(&["status", output.to_str().unwrap()]);
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("committed 0, pending 1")
+            && text.contains("a file its manifest names is missing or has another size"),
+        "{text}"
+    );
+}
+
+#[test]
+fn ids_in_two_shards_leave_restore_and_status_agreeing_on_complete() {
+    let (_tmp, input, output) = workspace();
+    // The same records in two shards of the input (a copied file): nothing fails, and
+    // no rerun can change it, so neither command asks for one.
+    for name in ["a.parquet", "b.parquet"] {
+        std::fs::write(input.join(name), shard("x", 2).1).unwrap();
+    }
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("committed in more than one shard"));
+    let st = adps(&["status", output.to_str().unwrap()]);
+    assert_ok(&st);
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("duplicate x-0: in a.parquet, b.parquet")
+            && text.contains("complete, but 2 id(s) are in more than one shard"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_of_an_output_holding_only_failure_records_lists_the_input() {
+    let (_tmp, input, output) = workspace();
+    std::fs::write(input.join("s0.parquet"), b"PAR1 broken").unwrap();
+    std::fs::write(input.join("s1.parquet"), shard("r", 2).1).unwrap();
+    // Worker 0 of 2 takes s0 only, which fails as a whole: the output holds nothing but
+    // its failure record.
+    let mut a = restore_args(&s(&input), &s(&output), &[]);
+    a.extend(["--worker-index", "0", "--worker-count", "2"].map(String::from));
+    assert_eq!(run(&a).status.code(), Some(3));
+    let st = adps(&[
+        "status",
+        output.to_str().unwrap(),
+        "--json",
+        "--worker-count",
+        "2",
+    ]);
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(v["shards_failed"], 1, "{v}");
+    assert_eq!(v["shards_pending"], 1, "{v}");
+    assert_eq!(v["resubmit_indices"], serde_json::json!([0, 1]), "{v}");
+    assert!(v["input"].as_str().unwrap().ends_with("/in"), "{v}");
+}
+
+#[test]
+fn an_output_that_cannot_be_written_stops_the_run_before_any_compute() {
+    let (_tmp, input, output) = workspace();
+    std::fs::write(input.join("s.parquet"), shard("r", 2).1).unwrap();
+    // What a read-only or full output does to a write, made so that root cannot write
+    // either: a file where adps needs a folder.
+    let blocked = output.join(adps::io::layout::META_DIR).join("write-check");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"").unwrap();
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot write to the output"), "{stderr}");
+    assert!(!part_path(&output, "s").exists());
+}
