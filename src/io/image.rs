@@ -1,4 +1,9 @@
-//! Image codecs at the edge: PNG/JPEG bytes ⇄ CHW float32 in the model range [-1, 1].
+//! Image codecs at the edge: PNG/JPEG/TIFF bytes ⇄ CHW float32 in the model range [-1, 1].
+//!
+//! TIFF is read because Hugging Face `datasets` stores 16-bit and float32 arrays given
+//! to an `Image` feature as TIFF (Pillow modes `I;16` and `F`). Integer images map
+//! their levels onto [-1, 1]; float images hold values in [0, 1] (as the `pixels`
+//! column does) and map as 2v − 1.
 
 use std::io::Cursor;
 
@@ -17,30 +22,128 @@ pub struct Pixels {
 /// An image's [height, width] from its header alone: no pixel is decoded, so callers
 /// can refuse a wrong-sized (or huge) image before it costs any memory.
 pub fn dimensions(bytes: &[u8]) -> Result<[usize; 2]> {
+    if is_tiff(bytes) {
+        let mut d = tiff::decoder::Decoder::new(Cursor::new(bytes)).context(UNREADABLE)?;
+        let (w, h) = d.dimensions().context(UNREADABLE)?;
+        return Ok([h as usize, w as usize]);
+    }
     let (w, h) = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .context("not a readable PNG or JPEG image")?
+        .context(UNREADABLE)?
         .into_dimensions()
-        .context("not a readable PNG or JPEG image")?;
+        .context(UNREADABLE)?;
     Ok([h as usize, w as usize])
 }
 
-/// Decodes PNG or JPEG bytes into `channels` channels (1 = grey, 3 = RGB).
-pub fn decode(bytes: &[u8], channels: usize) -> Result<Pixels> {
-    let img = image::load_from_memory(bytes).context("not a readable PNG or JPEG image")?;
-    decode_image(img, channels)
+const UNREADABLE: &str = "not a readable PNG, JPEG or TIFF image";
+
+/// TIFF's byte-order mark and magic number, little- or big-endian.
+fn is_tiff(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*")
 }
 
-/// Decodes PNG or JPEG bytes with the channels the image has: 1 for grey (alpha
+/// Decodes PNG, JPEG or TIFF bytes into `channels` channels (1 = grey, 3 = RGB).
+pub fn decode(bytes: &[u8], channels: usize) -> Result<Pixels> {
+    match load(bytes)? {
+        Loaded::Image(img) => decode_image(img, channels),
+        Loaded::GreyFloat(px) => convert_channels(px, channels),
+    }
+}
+
+/// Decodes PNG, JPEG or TIFF bytes with the channels the image has: 1 for grey (alpha
 /// dropped), 3 for colour (alpha dropped).
 pub fn decode_native(bytes: &[u8]) -> Result<Pixels> {
-    let img = image::load_from_memory(bytes).context("not a readable PNG or JPEG image")?;
-    let channels = if img.color().has_color() { 3 } else { 1 };
-    decode_image(img, channels)
+    match load(bytes)? {
+        Loaded::Image(img) => {
+            let channels = if img.color().has_color() { 3 } else { 1 };
+            decode_image(img, channels)
+        }
+        Loaded::GreyFloat(px) => Ok(px),
+    }
+}
+
+enum Loaded {
+    Image(DynamicImage),
+    /// A grey float TIFF, already in the model's range.
+    GreyFloat(Pixels),
+}
+
+fn load(bytes: &[u8]) -> Result<Loaded> {
+    match image::load_from_memory(bytes) {
+        Ok(img) => Ok(Loaded::Image(img)),
+        // `image` reads integer and RGB float TIFFs, not grey float ones.
+        Err(e) if is_tiff(bytes) => match grey_float_tiff(bytes)? {
+            Some(px) => Ok(Loaded::GreyFloat(px)),
+            None => Err(anyhow::Error::new(e).context(UNREADABLE)),
+        },
+        Err(e) => Err(anyhow::Error::new(e).context(UNREADABLE)),
+    }
+}
+
+/// A one-channel float32/float64 TIFF as pixels, `None` for any other TIFF.
+fn grey_float_tiff(bytes: &[u8]) -> Result<Option<Pixels>> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    let mut d = Decoder::new(Cursor::new(bytes)).context(UNREADABLE)?;
+    let (w, h) = d.dimensions().context(UNREADABLE)?;
+    if !matches!(
+        d.colortype().context(UNREADABLE)?,
+        tiff::ColorType::Gray(32 | 64)
+    ) {
+        return Ok(None);
+    }
+    let values: Vec<f32> = match d.read_image().context(UNREADABLE)? {
+        DecodingResult::F32(v) => v,
+        DecodingResult::F64(v) => v.into_iter().map(|x| x as f32).collect(),
+        _ => return Ok(None),
+    };
+    Ok(Some(Pixels {
+        shape: [1, h as usize, w as usize],
+        data: unit_floats(values)?,
+    }))
+}
+
+/// Float pixel values in [0, 1] to the model's range, refusing others (as the `pixels`
+/// column does: 0–255 or [−1, 1] data would otherwise restore as a wrong image).
+fn unit_floats(values: Vec<f32>) -> Result<Vec<f32>> {
+    let (lo, hi) = values
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if values.iter().any(|v| !v.is_finite()) {
+        bail!("a float image holds a non-finite value");
+    }
+    if lo < 0.0 || hi > 1.0 {
+        bail!(
+            "a float image's values must lie in [0, 1], found {lo}..{hi}: scale it (e.g. \
+             v / 255), or store the values as list<float32>"
+        );
+    }
+    Ok(values.into_iter().map(|v| 2.0 * v - 1.0).collect())
+}
+
+fn convert_channels(px: Pixels, channels: usize) -> Result<Pixels> {
+    match (px.shape[0], channels) {
+        (c, k) if c == k => Ok(px),
+        (1, 3) => Ok(px.to_rgb()),
+        (3, 1) => Ok(px.to_grey()),
+        (_, other) => bail!("images with {other} channels are not supported (1 or 3)"),
+    }
 }
 
 fn decode_image(img: DynamicImage, channels: usize) -> Result<Pixels> {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    if matches!(
+        img.color(),
+        image::ColorType::Rgb32F | image::ColorType::Rgba32F
+    ) {
+        let rgb = unit_floats(img.to_rgb32f().into_raw())?;
+        let px = Pixels {
+            shape: [3, h, w],
+            data: hwc_to_chw(&rgb, 3, h, w),
+        };
+        return convert_channels(px, channels);
+    }
     // 16-bit images (scientific PNGs, 16-bit masks) keep their 65,536 levels: read as
     // 8-bit they would lose them, and a 16-bit 0/1 mask would read as all black.
     let sixteen = matches!(
@@ -57,22 +160,24 @@ fn decode_image(img: DynamicImage, channels: usize) -> Result<Pixels> {
         (3, true) => to_model(img.to_rgb16().into_raw(), 32767.5),
         (other, _) => bail!("images with {other} channels are not supported (1 or 3)"),
     };
-    // HWC (interleaved) to CHW.
-    let data = if channels == 1 {
-        interleaved
-    } else {
-        let mut chw = vec![0f32; 3 * h * w];
-        for (p, px) in interleaved.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                chw[c * h * w + p] = px[c];
-            }
-        }
-        chw
-    };
     Ok(Pixels {
         shape: [channels, h, w],
-        data,
+        data: hwc_to_chw(&interleaved, channels, h, w),
     })
+}
+
+/// HWC (interleaved) to CHW.
+fn hwc_to_chw(interleaved: &[f32], channels: usize, h: usize, w: usize) -> Vec<f32> {
+    if channels == 1 {
+        return interleaved.to_vec();
+    }
+    let mut chw = vec![0f32; channels * h * w];
+    for (p, px) in interleaved.chunks_exact(channels).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            chw[c * h * w + p] = v;
+        }
+    }
+    chw
 }
 
 /// Integer pixel levels to the model's range: level / half − 1 (half = max / 2).
@@ -343,5 +448,44 @@ mod tests {
     #[test]
     fn garbage_is_an_error() {
         assert!(decode(b"not an image", 1).is_err());
+    }
+
+    /// A one-channel float32 TIFF, as Pillow writes mode "F" (and so Hugging Face
+    /// `datasets` writes a float32 array given to an `Image` feature).
+    fn grey_float_tiff(w: u32, h: u32, values: &[f32]) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        tiff::encoder::TiffEncoder::new(&mut out)
+            .unwrap()
+            .write_image::<tiff::encoder::colortype::Gray32Float>(w, h, values)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn tiffs_read_like_pngs_16_bit_and_float_included() {
+        // 16-bit grey: the same levels as the 16-bit PNG.
+        let levels: Vec<u16> = (0..6).map(|v| v * 13_107).collect();
+        let img = image::ImageBuffer::<image::Luma<u16>, _>::from_raw(3, 2, levels).unwrap();
+        let (mut png, mut tif) = (Vec::new(), Vec::new());
+        DynamicImage::ImageLuma16(img.clone())
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        DynamicImage::ImageLuma16(img)
+            .write_to(&mut Cursor::new(&mut tif), ImageFormat::Tiff)
+            .unwrap();
+        assert_eq!(dimensions(&tif).unwrap(), [2, 3]);
+        assert_eq!(decode_native(&tif).unwrap(), decode_native(&png).unwrap());
+        // Grey float32 in [0, 1]: 2v − 1, exactly.
+        let values = [0.0, 0.25, 0.5, 0.75, 1.0, 0.1];
+        let tif = grey_float_tiff(3, 2, &values);
+        assert_eq!(dimensions(&tif).unwrap(), [2, 3]);
+        let px = decode_native(&tif).unwrap();
+        assert_eq!(px.shape, [1, 2, 3]);
+        let want: Vec<f32> = values.iter().map(|v| 2.0 * v - 1.0).collect();
+        assert_eq!(px.data, want);
+        assert_eq!(decode(&tif, 3).unwrap().shape, [3, 2, 3]);
+        // 0–255 floats are refused, saying what to do.
+        let e = decode_native(&grey_float_tiff(1, 1, &[200.0])).unwrap_err();
+        assert!(format!("{e:#}").contains("must lie in [0, 1]"), "{e:#}");
     }
 }
