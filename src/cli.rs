@@ -212,7 +212,9 @@ pub struct RestoreArgs {
     /// corrector) or once (unguided Heun step, then one guidance step).
     #[arg(long, value_enum, default_value_t = SamplerConfig::default().heun_guidance)]
     pub heun_guidance: HeunGuidance,
-    /// Measurement noise σ_y.
+    /// Measurement noise σ_y (in the model's [-1, 1] units) added when y is simulated from
+    /// clean images; measured inputs carry their own noise, and this value is then only
+    /// recorded.
     #[arg(long, default_value_t = 0.0)]
     pub sigma_y: f64,
     /// Images per model call.

@@ -17,7 +17,10 @@ use anyhow::{bail, Context, Result};
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, LargeBinaryArray, ListArray, RecordBatch, StructArray,
 };
-use arrow::datatypes::{DataType, Field, Float32Type, Int32Type, Int64Type};
+use arrow::datatypes::{
+    DataType, Field, Float32Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt16Type,
+    UInt32Type, UInt64Type, UInt8Type,
+};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -329,20 +332,42 @@ fn is_list_of(t: &DataType, float: bool) -> bool {
     }
 }
 
+/// What to do with a list column of another layout than a flat list of floats.
+fn list_hint(t: &DataType) -> &'static str {
+    let item = match t {
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f) => f.data_type(),
+        _ => return "",
+    };
+    match item {
+        DataType::List(_)
+        | DataType::LargeList(_)
+        | DataType::FixedSizeList(..)
+        | DataType::ListView(_)
+        | DataType::LargeListView(_) => {
+            " (nested lists, e.g. a 2-D array or Hugging Face Array2D: flatten each \
+             record row-major, numpy's `a.ravel()`, C·H·W for pixels)"
+        }
+        t if t.is_numeric() => {
+            " (cast the values to float32, e.g. `np.asarray(v, np.float32)` or pyarrow's \
+             `cast(pa.list_(pa.float32()))`)"
+        }
+        _ => "",
+    }
+}
+
 fn is_id_type(t: &DataType) -> bool {
     match t {
-        // pandas writes a categorical column as dictionary-encoded strings.
+        // pandas writes a categorical column as dictionary-encoded values.
         DataType::Dictionary(_, values) => {
-            matches!(**values, DataType::Utf8 | DataType::LargeUtf8)
+            matches!(**values, DataType::Utf8 | DataType::LargeUtf8) || values.is_integer()
         }
-        t => matches!(
-            t,
-            DataType::Utf8
-                | DataType::LargeUtf8
-                | DataType::Utf8View
-                | DataType::Int32
-                | DataType::Int64
-        ),
+        t => {
+            matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) || t.is_integer()
+        }
     }
 }
 
@@ -401,10 +426,11 @@ pub fn resolve_columns(
         let want = if clean {
             format!("{IMAGE_TYPE} or list<float32> pixels in [0, 1]")
         } else {
-            format!("list<float32> (y as a vector) or {IMAGE_TYPE}")
+            format!("list<float32> or list<float64> (y as a vector) or {IMAGE_TYPE}")
         };
         Err(format!(
-            "column `{name}` ({setting}): expected {want}, found {t}"
+            "column `{name}` ({setting}): expected {want}, found {t}{}",
+            list_hint(t)
         ))
     };
     let payload = match (&names.image, &names.y) {
@@ -723,6 +749,12 @@ fn string_at(col: &dyn Array, r: usize) -> Result<Option<String>> {
         DataType::Utf8View => col.as_string_view().value(r).to_string(),
         DataType::Int64 => col.as_primitive::<Int64Type>().value(r).to_string(),
         DataType::Int32 => col.as_primitive::<Int32Type>().value(r).to_string(),
+        DataType::Int16 => col.as_primitive::<Int16Type>().value(r).to_string(),
+        DataType::Int8 => col.as_primitive::<Int8Type>().value(r).to_string(),
+        DataType::UInt64 => col.as_primitive::<UInt64Type>().value(r).to_string(),
+        DataType::UInt32 => col.as_primitive::<UInt32Type>().value(r).to_string(),
+        DataType::UInt16 => col.as_primitive::<UInt16Type>().value(r).to_string(),
+        DataType::UInt8 => col.as_primitive::<UInt8Type>().value(r).to_string(),
         other => bail!("unsupported id type {other}"),
     }))
 }
@@ -751,7 +783,23 @@ fn image_bytes_at(col: &dyn Array, r: usize) -> std::result::Result<Vec<u8>, Str
             let bytes = s
                 .column_by_name("bytes")
                 .ok_or("image struct has no `bytes` field")?;
-            binary_at(bytes.as_ref())
+            binary_at(bytes.as_ref()).map_err(|e| {
+                // Hugging Face `datasets` keeps an image by its file path alone until its
+                // bytes are embedded; the file is not where adps runs.
+                let path = s
+                    .column_by_name("path")
+                    .filter(|p| p.is_valid(r))
+                    .and_then(|p| string_at(p.as_ref(), r).ok().flatten());
+                match path {
+                    Some(path) if bytes.is_null(r) => format!(
+                        "{e}: the image is stored by its path (`{path}`) only; embed the \
+                         bytes in the Parquet file (Hugging Face `datasets` does so in \
+                         `push_to_hub`, or with `datasets.table.embed_table_storage` before \
+                         `to_parquet`)"
+                    ),
+                    _ => e,
+                }
+            })
         }
         None => binary_at(col),
     }
@@ -1017,6 +1065,75 @@ mod tests {
         names.mask = Some("mask".into());
         let err = resolve_columns(&schema, &names).unwrap_err();
         assert!(err[0].contains("takes no per-record mask"), "{err:?}");
+    }
+
+    #[test]
+    fn y_in_another_list_layout_is_refused_saying_how_to_convert_it() {
+        let nested = DataType::List(std::sync::Arc::new(Field::new(
+            "item",
+            DataType::List(std::sync::Arc::new(Field::new(
+                "item",
+                DataType::Float32,
+                true,
+            ))),
+            true,
+        )));
+        let ints = DataType::List(std::sync::Arc::new(Field::new(
+            "item",
+            DataType::Int16,
+            true,
+        )));
+        for (t, hint) in [
+            (nested, "flatten each record row-major"),
+            (ints, "cast the values"),
+        ] {
+            let schema = Schema::new(vec![Field::new("y", t, true)]);
+            let err = resolve_columns(&schema, &ColumnNames::default()).unwrap_err();
+            assert!(
+                err[0].contains("column `y`") && err[0].contains(hint),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn any_integer_ids_are_read_in_decimal_dictionary_encoded_too() {
+        use arrow::array::{DictionaryArray, Int64Array, UInt64Array, UInt8Array};
+        let y = arrow::array::ListArray::from_iter_primitive::<Float32Type, _, _>(
+            (0..2).map(|k| Some(vec![Some(k as f32)])),
+        );
+        let dict = DictionaryArray::<Int32Type>::try_new(
+            arrow::array::Int32Array::from(vec![1, 0]),
+            std::sync::Arc::new(Int64Array::from(vec![7, -3])),
+        )
+        .unwrap();
+        let cases: Vec<(ArrayRef, [&str; 2])> = vec![
+            (
+                std::sync::Arc::new(UInt64Array::from(vec![u64::MAX, 0])),
+                ["18446744073709551615", "0"],
+            ),
+            (
+                std::sync::Arc::new(UInt8Array::from(vec![5, 6])),
+                ["5", "6"],
+            ),
+            (std::sync::Arc::new(dict), ["-3", "7"]),
+        ];
+        for (ids, want) in cases {
+            let schema = Schema::new(vec![
+                Field::new("id", ids.data_type().clone(), true),
+                Field::new("y", y.data_type().clone(), true),
+            ]);
+            let batch = RecordBatch::try_new(
+                std::sync::Arc::new(schema),
+                vec![ids.clone(), std::sync::Arc::new(y.clone())],
+            )
+            .unwrap();
+            let columns = resolve_columns(&batch.schema(), &ColumnNames::default())
+                .unwrap_or_else(|e| panic!("{}: {e:?}", ids.data_type()));
+            let recs = records_of(&batch, &columns, "s.parquet", 0).unwrap();
+            let got: Vec<&str> = recs.iter().map(|r| r.id.as_str()).collect();
+            assert_eq!(got, want, "{}", ids.data_type());
+        }
     }
 
     #[test]

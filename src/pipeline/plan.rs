@@ -7,9 +7,9 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::config::RunSpec;
+use super::config::{Fit, RunSpec};
 use crate::io::operator_file;
-use crate::io::parquet_in::{self, ColumnNames, Columns};
+use crate::io::parquet_in::{self, ColumnNames, Columns, PayloadColumn};
 use crate::io::parquet_out::{RowSettings, OUTPUT_COLUMNS};
 use crate::io::store::{self, Location};
 use crate::model::{ModelFolder, OnnxDenoiser, SessionConfig};
@@ -138,6 +138,39 @@ pub fn column_names(spec: &RunSpec, record_mask: Option<RecordMask>) -> ColumnNa
     }
 }
 
+/// Why an input has no shard, saying what it does hold: files of other formats get a
+/// hint on converting them (adps reads Parquet shards only).
+fn no_shards_message(rt: &tokio::runtime::Handle, input: &Location) -> String {
+    let names: Vec<String> = input
+        .list(rt)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| input.relative(&m.location))
+        .collect();
+    if names.is_empty() {
+        return format!("no .parquet shards under {input}: it holds no files");
+    }
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let more = if names.len() > shown.len() {
+        format!(" and {} more", names.len() - shown.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "no .parquet shards under {input}: it holds {}{more}. adps reads Parquet files \
+         ending in `.parquet` (any case; names starting with `_` or `.` are skipped): rename \
+         Parquet files with another ending (`.pq`), and convert other formats first, e.g. \
+         pandas `df.to_parquet(\"x.parquet\")` for a CSV table of y vectors, or \
+         `datasets.Dataset.from_dict(...).to_parquet(...)` for images (README, \"Input \
+         layout\")",
+        shown
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
 /// Resolves the input's columns against its first readable shard, before any compute:
 /// its columns and the kept columns' Hugging Face features, or every problem found
 /// (including a measured archive for a per-record-mask operator without a mask column).
@@ -149,6 +182,8 @@ fn check_input_columns(
     input: &Location,
     names: &ColumnNames,
     record_mask: Option<RecordMask>,
+    op: &OperatorSpec,
+    fit: Fit,
 ) -> Result<(Option<Columns>, serde_json::Map<String, serde_json::Value>)> {
     let shards = list::list_shards(rt, input).with_context(|| format!("input {input}"))?;
     for shard in shards {
@@ -171,6 +206,36 @@ fn check_input_columns(
                 }
                 _ => Ok(columns),
             }
+            .and_then(|columns| {
+                let mut problems = Vec::new();
+                // `cs`, `matrix` and `fourier` measure a vector: an image's pixels would be
+                // read as one on the model's grid, which they are not.
+                if let PayloadColumn::YImage(c) = &columns.payload {
+                    if op.y_image_shape([1, 1, 1]).is_none() {
+                        problems.push(format!(
+                            "column `{c}` holds images, but `{op}` measures a vector: store                              each record's y as list<float32> (row-major, the operator's                              order) and name it with input.y_column"
+                        ));
+                    }
+                }
+                // `fit` reshapes clean images; a measurement has the operator's size.
+                if columns.payload.is_measured() && fit != Fit::Error {
+                    problems.push(format!(
+                        "input.fit = \"{}\" (--fit) applies to clean images, and the input \
+                         holds {}: measurements must have the operator's size (drop --fit, \
+                         or restore the clean images)",
+                        serde_json::to_value(fit)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        columns.payload.describe()
+                    ));
+                }
+                if problems.is_empty() {
+                    Ok(columns)
+                } else {
+                    Err(problems)
+                }
+            })
         });
         return match resolved {
             Ok(columns) => Ok((Some(columns), parquet_in::hf_features(&schema, &names.keep))),
@@ -284,8 +349,14 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     }
     let record_mask = operator.family.record_mask();
     let columns = column_names(&spec, record_mask);
-    let (first_columns, keep_features) =
-        check_input_columns(runtime.handle(), &input, &columns, record_mask)?;
+    let (first_columns, keep_features) = check_input_columns(
+        runtime.handle(),
+        &input,
+        &columns,
+        record_mask,
+        &op_spec,
+        spec.input.fit,
+    )?;
     let keep = first_columns
         .as_ref()
         .map(|c| c.keep.clone())
@@ -545,7 +616,7 @@ impl Plan {
         refuse_legacy_layout(rt, &self.output)?;
         let all = list::list_shards(rt, &self.input)?;
         if all.is_empty() {
-            bail!("no .parquet shards under {}", self.input);
+            bail!("{}", no_shards_message(rt, &self.input));
         }
         let all = match self.spec.input.limit {
             Some(limit) => list::apply_limit(rt, &self.input, all, limit)?,

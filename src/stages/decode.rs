@@ -264,8 +264,16 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
             // With its own k-space mask, a record's y length is checked against that mask.
             let own_kspace = raw.mask.is_some() && spec.record_mask == Some(RecordMask::KSpace);
             if !own_kspace && y.len() != spec.y_len {
+                // Inpainting y is the whole image with the erased pixels at 0; a y of
+                // only the kept pixels is the usual mistake.
+                let hint = if spec.record_mask == Some(RecordMask::Pixels) {
+                    " (inpainting y is the whole image, C·H·W values, with the erased \
+                     pixels set to 0 or NaN, not the kept pixels alone)"
+                } else {
+                    ""
+                };
                 return Err(fail(format!(
-                    "y has {} values, the operator measures {}",
+                    "y has {} values, the operator measures {}{hint}",
                     y.len(),
                     spec.y_len
                 )));
@@ -319,11 +327,58 @@ fn decode_record(raw: RawRecord, spec: &DecodeSpec) -> Result<Record, (String, S
             }
         }
     }
-    let values = record.truth.iter().chain(record.y.iter()).flatten();
-    if let Some(bad) = values.into_iter().find(|v| !v.is_finite()) {
-        return Err(fail(format!("holds a non-finite value ({bad})")));
+    // Pixels an inpainting mask erased were not measured: instruments and arrays often
+    // mark them NaN. The operator reads none of them, so they become 0, as the spec's
+    // y has them.
+    if let (Some(y), Some(mask), Some(RecordMask::Pixels)) =
+        (record.y.as_mut(), &record.mask, spec.record_mask)
+    {
+        let plane = mask.len().max(1);
+        for (i, v) in y.iter_mut().enumerate() {
+            if !v.is_finite() && mask[i % plane] < 0.5 {
+                *v = 0.0;
+            }
+        }
+    }
+    if let Some(truth) = &record.truth {
+        if let Some(i) = truth.iter().position(|v| !v.is_finite()) {
+            return Err(fail(format!(
+                "the clean image holds a non-finite value ({}) at {}",
+                truth[i],
+                position(i, spec.shape)
+            )));
+        }
+    }
+    if let Some(y) = &record.y {
+        if let Some(i) = y.iter().position(|v| !v.is_finite()) {
+            let at = if y.len() == spec.shape.iter().product::<usize>() {
+                position(i, spec.shape)
+            } else {
+                format!("index {i}")
+            };
+            return Err(fail(format!(
+                "y holds a non-finite value ({}) at {at}{}",
+                y[i],
+                if spec.record_mask == Some(RecordMask::Pixels) {
+                    ", a pixel its mask keeps"
+                } else {
+                    ""
+                }
+            )));
+        }
     }
     Ok(record)
+}
+
+/// Where flat index `i` of a [C, H, W] image lies, for messages.
+fn position(i: usize, [_, h, w]: [usize; 3]) -> String {
+    let plane = (h * w).max(1);
+    format!(
+        "channel {}, row {}, column {} (index {i})",
+        i / plane,
+        (i % plane) / w.max(1),
+        i % w.max(1)
+    )
 }
 
 /// Refuses float pixels outside [0, 1] (spec §3), e.g. 0–255 values or the model's
@@ -502,7 +557,7 @@ fn decode_mask(
     if !px.data.iter().any(|&v| v > 0.0) {
         return Err(
             "mask keeps no pixel (pixels brighter than mid-grey are kept: save a 0/1 mask \
-             as 0/255)"
+             as 0/255, or as 0/65535 in a 16-bit image)"
                 .into(),
         );
     }
@@ -757,6 +812,31 @@ mod tests {
             reason.contains("mask keeps no pixel") && reason.contains("0/255"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn nan_at_pixels_the_mask_erased_is_unmeasured_and_elsewhere_an_error_naming_it() {
+        let spec = DecodeSpec::new([1, 2, 2], 4, None, Some(RecordMask::Pixels));
+        // Keeps pixels 0 and 3 (white), erases 1 and 2 (black).
+        let mask = image::encode_png([1, 2, 2], &[1.0, -1.0, -1.0, 1.0]).unwrap();
+        let raw = |y: Vec<f32>| RawRecord {
+            id: "i".into(),
+            row: 2,
+            payload: Ok(Payload::Y(y)),
+            mask: Some(mask.clone()),
+            keep: vec![],
+        };
+        let r = decode_record(raw(vec![0.2, f32::NAN, f32::NAN, 0.7]), &spec).unwrap();
+        assert_eq!(r.y.unwrap(), [0.2, 0.0, 0.0, 0.7]);
+        let (_, reason) = decode_record(raw(vec![0.2, 0.0, 0.0, f32::NAN]), &spec).unwrap_err();
+        assert!(
+            reason.contains("y holds a non-finite value (NaN) at channel 0, row 1, column 1")
+                && reason.contains("a pixel its mask keeps"),
+            "{reason}"
+        );
+        // Only the kept pixels: said what inpainting y is.
+        let (_, reason) = decode_record(raw(vec![0.2, 0.7]), &spec).unwrap_err();
+        assert!(reason.contains("the whole image"), "{reason}");
     }
 
     #[test]

@@ -491,3 +491,35 @@ fn a_measured_archive_is_never_restored_with_a_guessed_mask_or_kind() {
     assert_eq!(read_parquet(&part_path(&output, "a")).num_rows(), 2);
     assert!(!part_path(&output, "b").exists());
 }
+
+#[test]
+fn measurements_the_operator_cannot_take_are_refused_before_any_compute() {
+    let tmp = tempdir();
+    let (input, output) = (tmp.path().join("in"), tmp.path().join("out"));
+    std::fs::create_dir_all(&input).unwrap();
+    // y as 8×8 images, for `cs:24` (a vector of 24 values) and with --fit pad.
+    let ys: Vec<Vec<u8>> = (0..2)
+        .map(|k| adps::io::image::encode_png([1, 8, 8], &synthetic_image(k, [1, 8, 8])).unwrap())
+        .collect();
+    let ids = vec!["a".to_string(), "b".to_string()];
+    std::fs::write(
+        input.join("s.parquet"),
+        adps::io::parquet_out::encode_image_columns(&ids, &[("y_image", &ys)]).unwrap(),
+    )
+    .unwrap();
+    let out = adps_owned(&gaussian_restore_args(
+        &s(&input),
+        &s(&output),
+        2,
+        &["--fit", "pad"],
+    ));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 problem(s)")
+            && err.contains("column `y_image` holds images, but `cs:24` measures a vector")
+            && err.contains("input.fit = \"pad\" (--fit) applies to clean images"),
+        "{err}"
+    );
+    assert!(!part_path(&output, "s").exists());
+}

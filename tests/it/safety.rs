@@ -792,3 +792,19 @@ fn an_output_that_cannot_be_written_stops_the_run_before_any_compute() {
     assert!(stderr.contains("cannot write to the output"), "{stderr}");
     assert!(!part_path(&output, "s").exists());
 }
+
+#[test]
+fn an_input_of_other_formats_is_refused_saying_what_it_holds() {
+    let (_tmp, input, output) = workspace();
+    std::fs::write(input.join("data.csv"), b"id,y\n").unwrap();
+    std::fs::write(input.join("measurements.pq"), shard("r", 1).1).unwrap();
+    let out = run(&restore_args(&s(&input), &s(&output), &[]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`data.csv`, `measurements.pq`")
+            && stderr.contains("(`.pq`)")
+            && stderr.contains("to_parquet"),
+        "{stderr}"
+    );
+}
