@@ -222,21 +222,17 @@ fn a_resumed_shard_keeps_ids_unique_and_leaves_no_stray_parts() {
 
     // Killed after part 0: no manifest, a progress record naming part 0 only.
     std::fs::remove_file(manifest_path(&output, "s")).unwrap();
-    let record = adps::stages::commit::ProgressRecord {
-        shard: "s.parquet".into(),
-        input: String::new(),
-        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
-        settings: manifest["settings"].clone(),
-        take: None,
-        input_version: None,
-        progress: adps::stages::Resume {
+    let record = progress_record(
+        &manifest,
+        None,
+        adps::stages::Resume {
             rows_done: 4,
             parts: 1,
             files: vec![(part0.clone(), size0)],
             rows_ok: 4,
             rows_failed: 0,
         },
-    };
+    );
     let progress = output.join(layout::progress_name("s"));
     std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
     std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
@@ -291,6 +287,24 @@ fn a_resumed_shard_keeps_ids_unique_and_leaves_no_stray_parts() {
     );
 }
 
+/// The progress record of shard `s.parquet` that a run killed after `progress` would
+/// have left, with the settings of its (removed) `manifest`.
+fn progress_record(
+    manifest: &serde_json::Value,
+    input_version: Option<adps::stages::InputVersion>,
+    progress: adps::stages::Resume,
+) -> adps::stages::commit::ProgressRecord {
+    adps::stages::commit::ProgressRecord {
+        shard: "s.parquet".into(),
+        input: String::new(),
+        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
+        settings: manifest["settings"].clone(),
+        take: None,
+        input_version,
+        progress,
+    }
+}
+
 /// A shard of 8 rows (`g-0` … `g-7`) whose row 0 is not an image, restored once in
 /// parts of 4, then put back to "killed after part 0": the manifest removed, a progress
 /// record naming part 0 and its errors table (3 rows restored, 1 failed). Returns the
@@ -322,14 +336,10 @@ fn killed_after_a_part_with_a_failed_row(
     let (part0, errors0) = (layout::part_name("s", 0), layout::errors_name("s", 0));
     let size = |name: &str| std::fs::metadata(output.join(name)).unwrap().len();
     std::fs::remove_file(manifest_path(&output, "s")).unwrap();
-    let record = adps::stages::commit::ProgressRecord {
-        shard: "s.parquet".into(),
-        input: String::new(),
-        settings_hash: manifest["settings_hash"].as_str().unwrap().into(),
-        settings: manifest["settings"].clone(),
-        take: None,
+    let record = progress_record(
+        &manifest,
         input_version,
-        progress: adps::stages::Resume {
+        adps::stages::Resume {
             rows_done: 4,
             parts: 1,
             files: vec![
@@ -339,7 +349,7 @@ fn killed_after_a_part_with_a_failed_row(
             rows_ok: 3,
             rows_failed: 1,
         },
-    };
+    );
     let progress = output.join(layout::progress_name("s"));
     std::fs::create_dir_all(progress.parent().unwrap()).unwrap();
     std::fs::write(&progress, serde_json::to_vec(&record).unwrap()).unwrap();
