@@ -33,7 +33,14 @@ def compact(state):
 
 
 def trim_curves(name, step):
-    """Drops the rows of models/<name>/{loss,eval}.csv past `step`; returns how many."""
+    """Drops the rows of models/<name>/{loss,eval}.csv past `step`, and a schedule.json
+    whose cooldown starts past it (the checkpoint has none); returns how many rows."""
+    schedule = os.path.join(HERE, name, "schedule.json")
+    if os.path.isfile(schedule):
+        import json
+        with open(schedule) as f:
+            if json.load(f)["cooldown"]["start"] > step:
+                os.remove(schedule)
     dropped = 0
     for curve in ("loss.csv", "eval.csv"):
         path = os.path.join(HERE, name, curve)

@@ -247,12 +247,13 @@ class Config:
         self.log_dir, self.warmup_steps, self.sharing, self.log = log_dir, warmup_steps, sharing, log
 
 
-def train_slice(state, x, keep, minutes, cfg=None, eval_every=None, on_eval=None):
+def train_slice(state, x, keep, minutes, cfg=None, eval_every=None, on_eval=None, deadline=None):
     """Train `state` in place for about `minutes` of wall time; returns throughput stats.
 
     x [N,1,32,32] float32 and keep [N,1,32,32] bool may live on cfg.device (faster) or the CPU.
     on_eval(ema_net): called every `eval_every` steps (state's step, images and seconds up to
-    date); its time counts neither as training time nor against the slice.
+    date); its time counts neither as training time nor against the slice, except against
+    `deadline` (a Unix time the slice ends by whatever it did: a job's or lease's end).
     """
     cfg = cfg or Config()
     dev, B = cfg.device, cfg.batch
@@ -278,7 +279,10 @@ def train_slice(state, x, keep, minutes, cfg=None, eval_every=None, on_eval=None
     loss_acc, n_acc = torch.zeros((), dtype=torch.float64, device=dev), 0
     timed = None  # (time, step, paused) after the first steps: steady-state throughput
     paused = 0.0  # seconds spent in on_eval
-    while time.time() - start - paused < minutes * 60:
+
+    def over():
+        return time.time() - start - paused >= minutes * 60 or (deadline is not None and time.time() >= deadline)
+    while not over():
         k = state["step"]
         g.manual_seed(hash((state["seed"], round(p * 100), k)) % 2**62)
         idx = torch.randint(0, len(x), (B,), generator=g, device=dev)
@@ -315,7 +319,7 @@ def train_slice(state, x, keep, minutes, cfg=None, eval_every=None, on_eval=None
             if cuda:
                 torch.cuda.synchronize(dev)
             timed = (time.time(), state["step"], paused)
-        if n_acc == LOG_EVERY or time.time() - start - paused >= minutes * 60:  # also flush at slice end
+        if n_acc == LOG_EVERY or over():  # also flush at slice end
             state["final_loss"] = float(loss_acc) / n_acc  # (syncs the device)
             now = time.time()
             state["seconds"] += now - t_last
@@ -326,7 +330,9 @@ def train_slice(state, x, keep, minutes, cfg=None, eval_every=None, on_eval=None
                             f"{state['final_loss']:.6f}", f"{lr:.2e}"])
             loss_acc.zero_()
             n_acc = 0
-        if on_eval and eval_every and state["step"] % eval_every == 0 and time.time() - start - paused < minutes * 60:
+        if on_eval and eval_every and state["step"] % eval_every == 0 and not over():
+            if cuda:  # queued training kernels are training time
+                torch.cuda.synchronize(dev)
             now = time.time()
             state["seconds"] += now - t_last
             on_eval(ema)
@@ -533,7 +539,8 @@ def main():
             def on_eval(ema_net, state=state):
                 eval_state(state, x_val, clean_mean, device, log_dir, net=ema_net)
                 evaluated.add(state["step"])
-            stats = train_slice(state, x, keep, minutes, cfg, args.eval_every, on_eval)
+            stats = train_slice(state, x, keep, minutes, cfg, args.eval_every, on_eval,
+                                deadline=args.until if not args.all else None)
             saved = save_state(state, args.out_dir)
             if state["step"] in evaluated:  # the last in-slice evaluation scored these weights
                 rows = read_eval(state, log_dir)

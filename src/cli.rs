@@ -229,7 +229,7 @@ pub struct RestoreArgs {
     /// whose footer cannot be read before N is covered stops the run (exit 1, naming it).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// The clean-image column (image struct, PNG/JPEG bytes, or list<float32> pixels in
+    /// The clean-image column (image struct, PNG/JPEG/TIFF bytes, or list<float32> pixels in
     /// [0, 1] beside `shape`). Default: `image`, else `pixels`.
     #[arg(long, value_name = "COLUMN", help_heading = "Input layout")]
     pub image_column: Option<String>,

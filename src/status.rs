@@ -296,6 +296,21 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
     };
     let mut listed = std::collections::BTreeSet::new();
     for shard in &shards {
+        // A shard a rerun would go on with: where it stands, as the run finds it.
+        let resumed = |s: &mut ShardStatus, st: &mut RunStatus| -> Result<()> {
+            if let Some(r) = commit::resume_point(rt, &output, shard, &hash)? {
+                s.reason = Some(format!(
+                    "rows 0–{} committed in {} part(s); a rerun goes on from there",
+                    r.rows_done.saturating_sub(1),
+                    r.parts
+                ));
+                st.records_ok += r.rows_ok as u64;
+                st.records_failed += r.rows_failed as u64;
+                s.rows_done = (r.rows_ok, r.rows_failed);
+                s.files = r.files.into_iter().map(|(name, _)| name).collect();
+            }
+            Ok(())
+        };
         let stem = shard.stem();
         listed.insert(stem.clone());
         let manifest = by_stem.get(&stem);
@@ -335,7 +350,8 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
                     "committed, but a file its manifest names is missing or has another size; \
                      a rerun restores it again"
                         .into(),
-                )
+                );
+                resumed(&mut s, &mut st)?;
             }
             (Some(_), _) if matches!(check, Some(commit::ManifestCheck::InputChanged { .. })) => {
                 if let Some(commit::ManifestCheck::InputChanged { was, now }) = &check {
@@ -344,6 +360,7 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
                          a rerun restores it again"
                     ))
                 }
+                resumed(&mut s, &mut st)?;
             }
             (Some(m), _) if m.settings_hash == hash => {
                 s.reason = Some("committed for another input.limit window".into())
@@ -357,19 +374,7 @@ fn status_with(target: &str, sets: &[String], input_optional: bool) -> Result<Ru
                     None => "committed with other settings".into(),
                 })
             }
-            _ => {
-                if let Some(r) = commit::resume_point(rt, &output, shard, &hash)? {
-                    s.reason = Some(format!(
-                        "rows 0–{} committed in {} part(s); a rerun goes on from there",
-                        r.rows_done.saturating_sub(1),
-                        r.parts
-                    ));
-                    st.records_ok += r.rows_ok as u64;
-                    st.records_failed += r.rows_failed as u64;
-                    s.rows_done = (r.rows_ok, r.rows_failed);
-                    s.files = r.files.into_iter().map(|(name, _)| name).collect();
-                }
-            }
+            _ => resumed(&mut s, &mut st)?,
         }
         match s.state {
             "committed" => st.shards_committed += 1,

@@ -566,13 +566,18 @@ fn pair_with_clean(
 /// Compares every setting with its operator's least-squares floor, image by image (the
 /// same test images; the floor's measurements are drawn as the restorations' are), so
 /// "restores more than A⁺y" is a paired statement like the comparison with the clean model.
+/// The floor is computed with the seed of its operator's first setting (the operator
+/// and the noise depend on it): settings with another seed are not paired with it.
 fn pair_with_floor(
     summaries: &mut [SettingSummary],
     per_image: &[BTreeMap<&str, BTreeMap<String, f64>>],
     floors: &[(SettingSummary, baselines::PerImage)],
 ) {
     for (s, values) in summaries.iter_mut().zip(per_image) {
-        let Some((_, floor)) = floors.iter().find(|(f, _)| f.operator == s.operator) else {
+        let Some((_, floor)) = floors
+            .iter()
+            .find(|(f, _)| f.operator == s.operator && f.seed == s.seed)
+        else {
             continue;
         };
         for m in crate::report::FLOOR_METRICS {
@@ -641,6 +646,37 @@ mod tests {
 
     fn images(values: &[(&str, Option<f64>)]) -> ValRun {
         values.iter().map(|&(id, v)| (id.to_string(), v)).collect()
+    }
+
+    #[test]
+    fn settings_are_paired_with_the_floor_of_their_operator_and_seed() {
+        let setting = |seed: u64| SettingSummary {
+            seed,
+            ..crate::report::test_setting("m", 0.2, "cs:64", 10, &[("mse", 0.1)])
+        };
+        let mut rows = vec![setting(0), setting(1)];
+        let mse = |a: f64, b: f64| {
+            BTreeMap::from([(
+                "mse",
+                BTreeMap::from([("x".to_string(), a), ("y".to_string(), b)]),
+            )])
+        };
+        let per_image = vec![mse(0.1, 0.3), mse(0.1, 0.3)];
+        let floor = (
+            SettingSummary {
+                seed: 0,
+                ..crate::report::test_setting("least squares", f64::NAN, "cs:64", 1, &[])
+            },
+            BTreeMap::from([(
+                "mse",
+                BTreeMap::from([("x".to_string(), 0.5), ("y".to_string(), 0.5)]),
+            )]),
+        );
+        pair_with_floor(&mut rows, &per_image, &[floor]);
+        let d = rows[0].floor.get("mse").expect("seed 0 paired");
+        assert!((d.mean + 0.3).abs() < 1e-12 && d.count == 2, "{d:?}");
+        // The floor was measured with seed 0's operator and noise: seed 1 has none.
+        assert!(rows[1].floor.is_empty());
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl parquet::arrow::async_reader::AsyncFileReader for ObjectReader {
 /// What a row carries.
 #[derive(Debug, Clone)]
 pub enum Payload {
-    /// Clean image, encoded (PNG/JPEG).
+    /// Clean image, encoded (PNG/JPEG/TIFF).
     Image(Vec<u8>),
     /// Clean image as floats in [0, 1] with its [C, H, W] shape.
     Pixels { data: Vec<f32>, shape: Vec<i32> },

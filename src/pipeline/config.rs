@@ -50,7 +50,7 @@ pub struct InputSpec {
     #[serde(default)]
     pub limit: Option<usize>,
     /// The clean-image column: an image struct (as Hugging Face `datasets` writes it) or
-    /// binary PNG/JPEG bytes, or list<float32> C·H·W pixels in [0, 1] beside a `shape`
+    /// binary PNG/JPEG/TIFF bytes, or list<float32> C·H·W pixels in [0, 1] beside a `shape`
     /// column. Unset: `image`, else `pixels` (+ `shape`), where the shard has one.
     #[serde(default)]
     pub image_column: Option<String>,

@@ -213,7 +213,9 @@ fn check_input_columns(
                 if let PayloadColumn::YImage(c) = &columns.payload {
                     if op.y_image_shape([1, 1, 1]).is_none() {
                         problems.push(format!(
-                            "column `{c}` holds images, but `{op}` measures a vector: store                              each record's y as list<float32> (row-major, the operator's                              order) and name it with input.y_column"
+                            "column `{c}` holds images, but `{op}` measures a vector: store \
+                             each record's y as list<float32> (row-major, the operator's \
+                             order) and name it with input.y_column"
                         ));
                     }
                 }
@@ -625,6 +627,7 @@ impl Plan {
         let mine = list::select_for_worker(all, self.worker.0, self.worker.1);
         let files = commit::OutputFiles::list(rt, &self.output)?;
         let mut todo = Vec::new();
+        let mut probed = false;
         for s in mine {
             // A store that cannot be read stops the run here: taking a committed shard
             // for unfinished would delete its parts and restore it again.
@@ -644,6 +647,12 @@ impl Plan {
                 // still make this worker's share partial, so a retried job says so.
                 Counters::add(&counters.records_failed_before, errors as u64);
                 continue;
+            }
+            // The first shard with work: an output the run cannot write stops it here,
+            // before any compute and before anything of an earlier run is deleted.
+            if !probed {
+                commit::check_writable(rt, &self.output)?;
+                probed = true;
             }
             let mut s = s;
             s.resume = commit::resume_point(rt, &self.output, &s, &self.settings_hash)
@@ -697,9 +706,6 @@ impl Plan {
                 Counters::add(&counters.records_failed_before, r.rows_failed as u64);
             }
             todo.push(s);
-        }
-        if !todo.is_empty() {
-            commit::check_writable(rt, &self.output)?;
         }
         Ok(todo)
     }

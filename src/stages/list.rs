@@ -19,6 +19,7 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
     metas.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
     let mut keys_of = std::collections::HashMap::new();
     let mut stems = std::collections::HashMap::new();
+    let local = input.local_dir().is_some();
     let mut shards = Vec::with_capacity(metas.len());
     for m in metas {
         // object_store percent-encodes some characters in keys (non-ASCII ones on S3,
@@ -61,7 +62,7 @@ pub fn list_shards(rt: &tokio::runtime::Handle, input: &Location) -> Result<Vec<
             input.child_url(&rel),
             m.location.clone(),
         );
-        shard.version = Some(crate::stages::InputVersion::of(&m));
+        shard.version = Some(crate::stages::InputVersion::of(&m, local));
         shards.push(shard);
     }
     Ok(shards)

@@ -42,9 +42,8 @@ pub struct Shard {
     pub version: Option<InputVersion>,
 }
 
-/// What identifies one version of an input file: its size and the store's tag for its
-/// content (S3's ETag; on local disks object_store's tag of inode, size and modification
-/// time), else its modification time.
+/// What identifies one version of an input file: its size and a tag — an object store's
+/// ETag, a local file's modification time.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InputVersion {
     pub size: u64,
@@ -52,13 +51,19 @@ pub struct InputVersion {
 }
 
 impl InputVersion {
-    pub fn of(meta: &object_store::ObjectMeta) -> Self {
+    /// The version of a listed file. On a local disk object_store's ETag includes the
+    /// inode, which a copy that keeps the content and time (`cp -p`, `rsync -a`, a
+    /// re-staged input) changes, and which some mounts make up per process: there the
+    /// modification time alone is the tag. An object store's ETag changes with the
+    /// content.
+    pub fn of(meta: &object_store::ObjectMeta, local: bool) -> Self {
+        let modified = || meta.last_modified.to_rfc3339();
         InputVersion {
             size: meta.size,
-            tag: meta
-                .e_tag
-                .clone()
-                .or_else(|| Some(meta.last_modified.to_rfc3339())),
+            tag: Some(match (&meta.e_tag, local) {
+                (Some(tag), false) => tag.clone(),
+                _ => modified(),
+            }),
         }
     }
 }

@@ -691,11 +691,46 @@ fn shard_names_that_differ_only_in_the_case_of_their_suffix_are_refused() {
 #[test]
 fn a_shard_replaced_after_it_committed_is_restored_again() {
     let (_tmp, input, output) = workspace();
-    std::fs::write(input.join("s.parquet"), shard("old", 2).1).unwrap();
+    let file = input.join("s.parquet");
+    std::fs::write(&file, shard("old", 2).1).unwrap();
     let args = restore_args(&s(&input), &s(&output), &[]);
     assert_ok(&run(&args));
-    // The instrument's archive is fixed in place: the rerun notices and redoes the shard.
-    std::fs::write(input.join("s.parquet"), shard("new", 3).1).unwrap();
+    // A copy that keeps content and modification time (`cp -p`, `rsync -a`: a new
+    // inode) is the same input: skipped.
+    let modified = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    std::fs::write(&file, &bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    let out = run(&args);
+    assert_ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("skipped 1"),
+        "{out:?}"
+    );
+    // The instrument's archive is fixed in place, same size, later time: `status` and
+    // the rerun notice, and the rerun redoes the shard.
+    let new = shard("new", 2).1;
+    assert_eq!(new.len(), bytes.len(), "a replacement of the same size");
+    std::fs::write(&file, new).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(modified + std::time::Duration::from_secs(60))
+        .unwrap();
+    let st = adps(&["status", output.to_str().unwrap()]);
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    assert!(
+        String::from_utf8_lossy(&st.stdout)
+            .contains("committed from another version of the input file"),
+        "{st:?}"
+    );
     let out = run(&args);
     assert_ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -704,7 +739,7 @@ fn a_shard_replaced_after_it_committed_is_restored_again() {
         "{stderr}"
     );
     let ids: Vec<String> = committed_rows(&output).into_keys().collect();
-    assert_eq!(ids, ["new-0", "new-1", "new-2"]);
+    assert_eq!(ids, ["new-0", "new-1"]);
     // Unchanged since: skipped.
     let out = run(&args);
     assert_ok(&out);
@@ -791,6 +826,16 @@ fn an_output_that_cannot_be_written_stops_the_run_before_any_compute() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot write to the output"), "{stderr}");
     assert!(!part_path(&output, "s").exists());
+
+    // An output holding a run with other settings: the probe comes before anything of
+    // it is deleted, so what it holds survives a run that cannot write.
+    std::fs::remove_file(&blocked).unwrap();
+    assert_ok(&run(&restore_args(&s(&input), &s(&output), &[])));
+    std::fs::remove_dir_all(&blocked).unwrap(); // the probe's folder
+    std::fs::write(&blocked, b"").unwrap();
+    let other = run(&restore_args(&s(&input), &s(&output), &["--seed", "7"]));
+    assert_eq!(other.status.code(), Some(1), "{other:?}");
+    assert!(manifest_path(&output, "s").exists() && part_path(&output, "s").exists());
 }
 
 #[test]
