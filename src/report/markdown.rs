@@ -106,47 +106,42 @@ pub fn render_markdown(title: &str, rows: &[SettingSummary]) -> String {
         o.push('\n');
     }
 
-    // Each Ambient model against the clean one, image by image.
-    let ambient: Vec<&(String, f64)> = ambient_columns(&models)
-        .into_iter()
-        .map(|k| &models[k])
-        .collect();
+    // Each Ambient model against the clean one, and every model against its operator's
+    // least-squares floor, image by image.
+    let columns =
+        |ks: Vec<usize>| -> Vec<&(String, f64)> { ks.into_iter().map(|k| &models[k]).collect() };
+    let (ambient, trained) = (
+        columns(ambient_columns(&models)),
+        columns(model_columns(&models)),
+    );
     for metric in PAIRED_METRICS {
-        if !rows.iter().any(|r| r.paired.contains_key(metric)) {
-            continue;
+        if rows.iter().any(|r| r.paired.contains_key(metric)) {
+            let _ = writeln!(
+                o,
+                "## {}: Ambient − clean, paired (95% bootstrap interval)\n\n\
+                 Same test images, operator, step count and seed; each Ambient model at its \
+                 best step count. **Bold**: the interval excludes zero.\n",
+                metric_name(metric)
+            );
+            diff_table(
+                &mut o,
+                &ambient,
+                paired_table(rows, &models, metric),
+                metric,
+            );
         }
-        let _ = writeln!(
-            o,
-            "## {}: Ambient − clean, paired (95% bootstrap interval)\n\n\
-             Same test images, operator, step count and seed; each Ambient model at its best \
-             step count. **Bold**: the interval excludes zero.\n",
-            metric_name(metric)
-        );
-        diff_table(
-            &mut o,
-            &ambient,
-            paired_table(rows, &models, metric),
-            metric,
-        );
     }
-
-    // Every model against its operator's least-squares floor, image by image.
-    let trained: Vec<&(String, f64)> = model_columns(&models)
-        .into_iter()
-        .map(|k| &models[k])
-        .collect();
     for metric in FLOOR_METRICS {
-        if !rows.iter().any(|r| r.floor.contains_key(metric)) {
-            continue;
+        if rows.iter().any(|r| r.floor.contains_key(metric)) {
+            let _ = writeln!(
+                o,
+                "## {}: model − least squares (A⁺y), paired (95% bootstrap interval)\n\n\
+                 Same test images; each model at its best step count. **Bold**: the interval \
+                 excludes zero.\n",
+                metric_name(metric)
+            );
+            diff_table(&mut o, &trained, floor_table(rows, &models, metric), metric);
         }
-        let _ = writeln!(
-            o,
-            "## {}: model − least squares (A⁺y), paired (95% bootstrap interval)\n\n\
-             Same test images; each model at its best step count. **Bold**: the interval \
-             excludes zero.\n",
-            metric_name(metric)
-        );
-        diff_table(&mut o, &trained, floor_table(rows, &models, metric), metric);
     }
 
     // MSE against NFE for operators run at several step counts.

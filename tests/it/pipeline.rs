@@ -684,41 +684,28 @@ fn measured_inpainting_uses_each_records_own_mask() {
         );
     }
 
+    let restore_with = |operator: &str, out: &str| {
+        adps(&[
+            "restore",
+            "--model",
+            &model,
+            "--input",
+            &i,
+            "--output",
+            &s(&tmp.path().join(out)),
+            "--operator",
+            operator,
+            "--steps",
+            "2",
+            "--device",
+            "cpu",
+        ])
+    };
     // An operator that takes no per-record mask leaves the default `mask` column alone
     // (a blur measures y images on the model's grid, as inpainting does).
-    let o2 = tmp.path().join("o2");
-    let out = adps(&[
-        "restore",
-        "--model",
-        &model,
-        "--input",
-        &i,
-        "--output",
-        &s(&o2),
-        "--operator",
-        "blur-gauss:1",
-        "--steps",
-        "2",
-        "--device",
-        "cpu",
-    ]);
-    assert_ok(&out);
+    assert_ok(&restore_with("blur-gauss:1", "o2"));
     // `cs` measures a vector: its y images are refused before any compute.
-    let out = adps(&[
-        "restore",
-        "--model",
-        &model,
-        "--input",
-        &i,
-        "--output",
-        &s(&tmp.path().join("o3")),
-        "--operator",
-        "cs:8",
-        "--steps",
-        "2",
-        "--device",
-        "cpu",
-    ]);
+    let out = restore_with("cs:8", "o3");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
 
