@@ -33,14 +33,22 @@ def compact(state):
 
 
 def trim_curves(name, step):
-    """Drops the rows of models/<name>/{loss,eval}.csv past `step`, and a schedule.json
-    whose cooldown starts past it (the checkpoint has none); returns how many rows."""
+    """Drops the rows of models/<name>/{loss,eval}.csv past `step`, and the cooldown phases
+    of schedule.json that start past it (the checkpoint has none); returns how many rows."""
     schedule = os.path.join(HERE, name, "schedule.json")
     if os.path.isfile(schedule):
         import json
         with open(schedule) as f:
-            if json.load(f)["cooldown"]["start"] > step:
-                os.remove(schedule)
+            phases = json.load(f)["cooldown"]
+        phases = phases if isinstance(phases, list) else [phases]
+        kept = [c for c in phases if c["start"] <= step]
+        if not kept:
+            os.remove(schedule)
+        elif len(kept) < len(phases):
+            with open(schedule + ".tmp", "w") as f:
+                json.dump({"cooldown": kept}, f, indent=1)
+                f.write("\n")
+            os.replace(schedule + ".tmp", schedule)
     dropped = 0
     for curve in ("loss.csv", "eval.csv"):
         path = os.path.join(HERE, name, curve)

@@ -69,16 +69,17 @@ def thinned(points, min_gap):
 
 
 def final_phase_start(folder):
-    """The step from which the trend is read: the end of the model's learning-rate cooldown
-    (schedule.json, written by train.py --cooldown-steps), else None (the whole curve). The
+    """The step from which the trend is read: the end of the model's last learning-rate
+    cooldown (schedule.json, written by train.py --cooldown-steps), else None (the whole curve). The
     cooldown itself lowers the loss by shrinking the step; whether training still pays is a
     question about the steps after it."""
     path = os.path.join(folder, "schedule.json")
     if not os.path.isfile(path):
         return None
     with open(path) as f:
-        c = json.load(f)["cooldown"]
-    return c["start"] + c["steps"]
+        phases = json.load(f)["cooldown"]
+    last = phases[-1] if isinstance(phases, list) else phases
+    return last["start"] + last["steps"]
 
 
 def fall(points, window_steps, min_points=5, min_gap=1000, since=None):

@@ -118,28 +118,50 @@ def default_lr(batch):
     return min(LR * (batch / BATCH) ** 0.5, max(LR, GPU_LR_MAX))
 
 
-def cooldown_factor(state, step):
-    """The learning rate's factor at `step` under the model's cooldown (1 without one): linear
-    from 1 at the cooldown's first step to its `to` after `steps` steps, then constant.
-    Constant-LR Adam leaves weight noise that only a smaller step removes (the decay phase of
-    warmup-stable-decay schedules); the rule of issue #12 is then read over the final phase."""
+def cooldown_phases(state):
+    """The model's learning-rate cooldowns in order, each {start, steps, to} (checkpoints
+    written before session 14 hold one phase as a plain dict)."""
     c = state.get("cooldown")
     if not c:
-        return 1.0
-    t = min(1.0, max(0.0, (step - c["start"]) / max(1, c["steps"])))
-    return 1.0 - (1.0 - c["to"]) * t
+        return []
+    return list(c) if isinstance(c, list) else [c]
+
+
+def cooldown_factor(state, step):
+    """The learning rate's factor at `step` (1 without a cooldown): each phase decays it
+    linearly from the level the previous one left (1 for the first) to its `to` over `steps`
+    steps, then it stays there until the next phase.
+    Constant-LR Adam leaves weight noise that only a smaller step removes (the decay phase of
+    warmup-stable-decay schedules); the rule of issue #12 is then read after the last phase."""
+    level = 1.0
+    for c in cooldown_phases(state):
+        if step < c["start"]:
+            break
+        t = min(1.0, (step - c["start"]) / max(1, c["steps"]))
+        if t < 1.0:
+            return level + (c["to"] - level) * t
+        level = c["to"]
+    return level
 
 
 def start_cooldown(state, steps, lr, to=COOLDOWN_TO, log_dir=None):
-    """Starts the cooldown at the model's current step (once: a resumed model keeps its own)
-    and records it beside the curves (schedule.json, read by convergence.py)."""
-    if state.get("cooldown") or not steps:
+    """Starts a cooldown to `to` at the model's current step and records it beside the
+    curves (schedule.json, read by convergence.py). A model keeps a cooldown it is in; one
+    whose last cooldown has ended at a higher level gets another phase (train.py
+    --cooldown-to 0.01 after a finished 0.1); one already at `to` or lower gets nothing."""
+    phases = cooldown_phases(state)
+    if not steps:
         return False
-    state["cooldown"] = {"start": state["step"], "steps": steps, "to": to}
+    if phases:
+        last = phases[-1]
+        if state["step"] < last["start"] + last["steps"] or last["to"] <= to:
+            return False
+    phases.append({"start": state["step"], "steps": steps, "to": to})
+    state["cooldown"] = phases
     folder = log_dir or os.path.join(HERE, state["name"])
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "schedule.json"), "w") as f:
-        json.dump({"cooldown": {**state["cooldown"], "lr": lr}}, f, indent=1)
+        json.dump({"cooldown": [{**c, "lr": lr} for c in phases]}, f, indent=1)
         f.write("\n")
     return True
 
@@ -467,9 +489,10 @@ def main():
                          "slice of this run)")
     ap.add_argument("--cooldown-steps", type=int,
                     help="decay each model's learning rate linearly to --cooldown-to times its value over this "
-                         "many steps, from its current step (once; recorded in the checkpoint and "
-                         "models/<name>/schedule.json), then keep it there; with --until-plateau the trend is "
-                         "read only after the cooldown")
+                         "many steps, from its current step (recorded in the checkpoint and "
+                         "models/<name>/schedule.json), then keep it there; a model whose cooldown ended at a "
+                         "higher level gets a further phase from where it is; with --until-plateau the trend "
+                         "is read only after the last phase")
     ap.add_argument("--cooldown-to", type=float, default=COOLDOWN_TO,
                     help="the final learning rate as a fraction of the constant one")
     ap.add_argument("--eval-every", type=int,
