@@ -38,9 +38,9 @@ def trim_curves(name, step):
     schedule = os.path.join(HERE, name, "schedule.json")
     if os.path.isfile(schedule):
         import json
+        import convergence
         with open(schedule) as f:
-            phases = json.load(f)["cooldown"]
-        phases = phases if isinstance(phases, list) else [phases]
+            phases = convergence.cooldown_phases(json.load(f))
         kept = [c for c in phases if c["start"] <= step]
         if not kept:
             os.remove(schedule)

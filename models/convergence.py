@@ -68,6 +68,15 @@ def thinned(points, min_gap):
     return kept[::-1]
 
 
+def cooldown_phases(record):
+    """The learning-rate cooldowns of a checkpoint state or a schedule.json, in order, each
+    {start, steps, to}: a list, or one plain dict as written before the final anneal."""
+    c = record.get("cooldown")
+    if not c:
+        return []
+    return list(c) if isinstance(c, list) else [c]
+
+
 def final_phase_start(folder):
     """The step from which the trend is read: the end of the model's last learning-rate
     cooldown (schedule.json, written by train.py --cooldown-steps), else None (the whole curve). The
@@ -77,8 +86,7 @@ def final_phase_start(folder):
     if not os.path.isfile(path):
         return None
     with open(path) as f:
-        phases = json.load(f)["cooldown"]
-    last = phases[-1] if isinstance(phases, list) else phases
+        last = cooldown_phases(json.load(f))[-1]
     return last["start"] + last["steps"]
 
 

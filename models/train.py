@@ -118,15 +118,6 @@ def default_lr(batch):
     return min(LR * (batch / BATCH) ** 0.5, max(LR, GPU_LR_MAX))
 
 
-def cooldown_phases(state):
-    """The model's learning-rate cooldowns in order, each {start, steps, to} (checkpoints
-    written before session 14 hold one phase as a plain dict)."""
-    c = state.get("cooldown")
-    if not c:
-        return []
-    return list(c) if isinstance(c, list) else [c]
-
-
 def cooldown_factor(state, step):
     """The learning rate's factor at `step` (1 without a cooldown): each phase decays it
     linearly from the level the previous one left (1 for the first) to its `to` over `steps`
@@ -134,7 +125,7 @@ def cooldown_factor(state, step):
     Constant-LR Adam leaves weight noise that only a smaller step removes (the decay phase of
     warmup-stable-decay schedules); the rule of issue #12 is then read after the last phase."""
     level = 1.0
-    for c in cooldown_phases(state):
+    for c in convergence.cooldown_phases(state):
         if step < c["start"]:
             break
         t = min(1.0, (step - c["start"]) / max(1, c["steps"]))
@@ -149,7 +140,7 @@ def start_cooldown(state, steps, lr, to=COOLDOWN_TO, log_dir=None):
     curves (schedule.json, read by convergence.py). A model keeps a cooldown it is in; one
     whose last cooldown has ended at a higher level gets another phase (train.py
     --cooldown-to 0.01 after a finished 0.1); one already at `to` or lower gets nothing."""
-    phases = cooldown_phases(state)
+    phases = convergence.cooldown_phases(state)
     if not steps:
         return False
     if phases:
