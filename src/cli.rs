@@ -217,7 +217,9 @@ pub struct RestoreArgs {
     /// recorded.
     #[arg(long, default_value_t = 0.0)]
     pub sigma_y: f64,
-    /// Images per model call.
+    /// Images restored together (one sampler batch). On a CPU the model runs them in
+    /// calls of exactly 4, a shorter one padded (a batch of 1 costs as much as 4), so an
+    /// image restores to the same pixels in any batch; on a GPU in one call.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Where ONNX Runtime runs (CUDA under `auto` where it registers, otherwise CPU with a

@@ -13,7 +13,7 @@ use crate::io::parquet_in::{self, ColumnNames, Columns, PayloadColumn};
 use crate::io::parquet_out::{RowSettings, OUTPUT_COLUMNS};
 use crate::io::store::{self, Location};
 use crate::model::{ModelFolder, OnnxDenoiser, SessionConfig};
-use crate::restore::denoiser::Chunked;
+use crate::restore::denoiser::{CallRows, Chunked};
 use crate::restore::operators::{OperatorFamily, OperatorSpec, RecordMask};
 use crate::stages::decode::DecodeSpec;
 use crate::stages::metrics::Perceptual;
@@ -381,7 +381,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
         workers
     };
     let call_rows = WorkerLayout::call_rows(first.device());
-    tracing::debug!(workers, threads, call_rows, device = %first.device(), "restore worker layout");
+    tracing::debug!(workers, threads, %call_rows, device = %first.device(), "restore worker layout");
     let mut restorers: Vec<Box<dyn Restorer>> = vec![Box::new(AdpsRestorer::new(
         Chunked::new(first, call_rows),
         settings.clone(),
@@ -576,16 +576,17 @@ impl WorkerLayout {
         }
     }
 
-    /// The most images one model call takes; a restore batch above it is split (exactly:
-    /// rows are independent). On a CPU the gradient graphs cost more per image as a call
-    /// grows past a few images (activations leave the core's cache): one worker of one
-    /// thread ran `cs:256` dense at 3.8 ms per image and NFE in calls of 4 against 4.4–4.5
-    /// in calls of 8 or 32 (`cargo bench --bench restore`, `ADPS_BENCH_CALL_ROWS`; README,
-    /// performance). A GPU wants its batch whole.
-    pub fn call_rows(device: crate::model::Device) -> usize {
+    /// How many images one model call takes (exactly: rows are independent). On a CPU,
+    /// exactly 4: the gradient graphs cost more per image as a call grows past a few
+    /// images (activations leave the core's cache): one worker of one thread ran `cs:256`
+    /// dense at 3.8 ms per image and NFE in calls of 4 against 4.4–4.5 in calls of 8 or 32
+    /// (`cargo bench --bench restore`, `ADPS_BENCH_CALL_ROWS`; README, performance); and
+    /// one call shape makes an image's restoration the same bits in any batch
+    /// ([`Chunked`]). A GPU wants its batch whole.
+    pub fn call_rows(device: crate::model::Device) -> CallRows {
         match device {
-            crate::model::Device::Cuda => usize::MAX,
-            _ => 4,
+            crate::model::Device::Cuda => CallRows::AtMost(usize::MAX),
+            _ => CallRows::Exactly(4),
         }
     }
 }

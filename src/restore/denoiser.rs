@@ -82,26 +82,93 @@ pub fn denoise_then_vjp<D: Denoiser + ?Sized>(
     Ok((x0_hat, vjp))
 }
 
-/// A [`Denoiser`] whose model calls never exceed `max_rows` images: a larger batch is
-/// split into consecutive chunks and the outputs are put back in order.
+/// How many images one model call takes (`Chunked`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallRows {
+    /// At most n: a larger batch is split into consecutive calls of n, the last shorter.
+    AtMost(usize),
+    /// Exactly n: as `AtMost`, and a shorter call is padded to n rows with copies of its
+    /// last image, whose outputs are dropped.
+    Exactly(usize),
+}
+
+impl CallRows {
+    /// The most rows of one call; 0 is taken as 1.
+    pub fn rows(self) -> usize {
+        match self {
+            CallRows::AtMost(n) | CallRows::Exactly(n) => n.max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for CallRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallRows::AtMost(n) if *n == usize::MAX => f.write_str("the whole batch"),
+            CallRows::AtMost(n) => write!(f, "at most {n}"),
+            CallRows::Exactly(n) => write!(f, "exactly {n}"),
+        }
+    }
+}
+
+/// A [`Denoiser`] whose model calls take a set number of images ([`CallRows`]): a larger
+/// batch is split into consecutive calls and the outputs are put back in order.
 ///
-/// Why: on a CPU, ONNX Runtime's cost per image of a gradient graph grows past a few
+/// Why split: on a CPU, ONNX Runtime's cost per image of a gradient graph grows past a few
 /// images per call (activations leave the cache), so a restore batch of 32 runs faster as
-/// eight calls of 4 (`WorkerLayout::call_rows`; README, performance). Exact, because every output row depends only
-/// on its own input row (the model contract, spec §2).
+/// eight calls of 4 (`WorkerLayout::call_rows`; README, performance).
+///
+/// Why pad (`CallRows::Exactly`): ONNX Runtime's CPU kernels round differently for calls
+/// of different row counts (a one-row call takes a matrix–vector path; other sizes differ
+/// in the last bits too), while within one call shape an image's outputs do not depend on
+/// its place or on the other images. The sampler amplifies those last bits with the step
+/// count, and at 200 Euler steps an image restored alone or in a batch of 8 could end
+/// as two different restorations (up to 1.0 per pixel on the clean model at `cs:256`).
+/// With every call of one shape an image restores to the same bits in any batch, shard
+/// or worker; the price is the padded rows of a batch that is not a multiple of n.
 #[derive(Debug)]
 pub struct Chunked<D> {
     inner: D,
-    max_rows: usize,
+    rows: CallRows,
+}
+
+/// Rows `rows` of `a`, padded to `to` rows with copies of the last one (a view when no
+/// padding is needed).
+fn rows_padded<'a, Dim: ndarray::RemoveAxis>(
+    a: ndarray::ArrayView<'a, f32, Dim>,
+    rows: &std::ops::Range<usize>,
+    to: usize,
+) -> anyhow::Result<ndarray::CowArray<'a, f32, Dim>> {
+    let part = a
+        .clone()
+        .slice_axis_move(ndarray::Axis(0), ndarray::Slice::from(rows.clone()));
+    if rows.len() >= to {
+        return Ok(part.into());
+    }
+    let last = a.slice_axis_move(
+        ndarray::Axis(0),
+        ndarray::Slice::from(rows.end - 1..rows.end),
+    );
+    let mut parts = vec![part];
+    parts.extend(std::iter::repeat_n(last, to - rows.len()));
+    Ok(ndarray::concatenate(ndarray::Axis(0), &parts)?.into())
+}
+
+/// The first `n` rows of `a`.
+fn first_rows<Dim: ndarray::RemoveAxis>(
+    a: ndarray::Array<f32, Dim>,
+    n: usize,
+) -> ndarray::Array<f32, Dim> {
+    if a.len_of(ndarray::Axis(0)) == n {
+        a
+    } else {
+        a.slice_axis_move(ndarray::Axis(0), ndarray::Slice::from(0..n))
+    }
 }
 
 impl<D: Denoiser> Chunked<D> {
-    /// `max_rows` 0 is taken as 1.
-    pub fn new(inner: D, max_rows: usize) -> Self {
-        Self {
-            inner,
-            max_rows: max_rows.max(1),
-        }
+    pub fn new(inner: D, rows: CallRows) -> Self {
+        Self { inner, rows }
     }
 
     /// The wrapped denoiser, e.g. to read its counters.
@@ -109,12 +176,21 @@ impl<D: Denoiser> Chunked<D> {
         &mut self.inner
     }
 
-    /// The row ranges of a batch of `b` images, one per model call.
-    fn chunks(&self, b: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
-        let step = self.max_rows;
+    /// The row ranges of a batch of `b` images, one per model call, and the number of
+    /// rows each call is given (padded or not).
+    fn calls(&self, b: usize) -> Vec<(std::ops::Range<usize>, usize)> {
+        let step = self.rows.rows();
         (0..b)
             .step_by(step)
-            .map(move |start| start..(start + step).min(b))
+            .map(|start| {
+                let rows = start..(start + step).min(b);
+                let given = match self.rows {
+                    CallRows::Exactly(n) => n.max(1),
+                    CallRows::AtMost(_) => rows.len(),
+                };
+                (rows, given)
+            })
+            .collect()
     }
 }
 
@@ -150,19 +226,14 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         sigma: ArrayView1<f32>,
         mask: ArrayView4<f32>,
     ) -> anyhow::Result<Array4<f32>> {
-        let b = x_t.dim().0;
-        if b <= self.max_rows {
-            return self.inner.denoise(x_t, sigma, mask);
-        }
         let mut x0_hat = Array4::zeros(x_t.raw_dim());
-        for rows in self.chunks(b).collect::<Vec<_>>() {
-            let r = ndarray::s![rows.clone(), .., .., ..];
+        for (rows, given) in self.calls(x_t.dim().0) {
             let part = self.inner.denoise(
-                x_t.slice(r),
-                sigma.slice(ndarray::s![rows.clone()]),
-                mask.slice(r),
+                rows_padded(x_t, &rows, given)?.view(),
+                rows_padded(sigma, &rows, given)?.view(),
+                rows_padded(mask, &rows, given)?.view(),
             )?;
-            put_rows(&mut x0_hat, &rows, &part, "x0_hat")?;
+            put_rows(&mut x0_hat, &rows, &first_rows(part, rows.len()), "x0_hat")?;
         }
         Ok(x0_hat)
     }
@@ -174,22 +245,17 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         mask: ArrayView4<f32>,
         cotangent: ArrayView4<f32>,
     ) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
-        let b = x_t.dim().0;
-        if b <= self.max_rows {
-            return self.inner.vjp(x_t, sigma, mask, cotangent);
-        }
         let mut x0_hat = Array4::zeros(x_t.raw_dim());
         let mut vjp = Array4::zeros(x_t.raw_dim());
-        for rows in self.chunks(b).collect::<Vec<_>>() {
-            let r = ndarray::s![rows.clone(), .., .., ..];
+        for (rows, given) in self.calls(x_t.dim().0) {
             let (x0, v) = self.inner.vjp(
-                x_t.slice(r),
-                sigma.slice(ndarray::s![rows.clone()]),
-                mask.slice(r),
-                cotangent.slice(r),
+                rows_padded(x_t, &rows, given)?.view(),
+                rows_padded(sigma, &rows, given)?.view(),
+                rows_padded(mask, &rows, given)?.view(),
+                rows_padded(cotangent, &rows, given)?.view(),
             )?;
-            put_rows(&mut x0_hat, &rows, &x0, "x0_hat")?;
-            put_rows(&mut vjp, &rows, &v, "vjp")?;
+            put_rows(&mut x0_hat, &rows, &first_rows(x0, rows.len()), "x0_hat")?;
+            put_rows(&mut vjp, &rows, &first_rows(v, rows.len()), "vjp")?;
         }
         Ok((x0_hat, vjp))
     }
@@ -201,22 +267,31 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         mask: ArrayView4<f32>,
         cotangent_of: &mut CotangentOf<'_>,
     ) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
-        let b = x_t.dim().0;
-        if b <= self.max_rows {
-            return self.inner.vjp_of(x_t, sigma, mask, cotangent_of);
-        }
         let mut x0_hat = Array4::zeros(x_t.raw_dim());
         let mut vjp = Array4::zeros(x_t.raw_dim());
-        for rows in self.chunks(b).collect::<Vec<_>>() {
-            let r = ndarray::s![rows.clone(), .., .., ..];
+        for (rows, given) in self.calls(x_t.dim().0) {
+            // The cotangent of the real rows; a padding row gets zeros (its output is
+            // dropped, and rows are independent).
+            let mut of_call = |first: usize, x0: ArrayView4<f32>| -> anyhow::Result<Array4<f32>> {
+                let real = rows.len().saturating_sub(first).min(x0.dim().0);
+                let mut c = Array4::zeros(x0.raw_dim());
+                if real > 0 {
+                    let part = cotangent_of(
+                        rows.start + first,
+                        x0.slice(ndarray::s![..real, .., .., ..]),
+                    )?;
+                    c.slice_mut(ndarray::s![..real, .., .., ..]).assign(&part);
+                }
+                Ok(c)
+            };
             let (x0, v) = self.inner.vjp_of(
-                x_t.slice(r),
-                sigma.slice(ndarray::s![rows.clone()]),
-                mask.slice(r),
-                &mut |first, x0| cotangent_of(rows.start + first, x0),
+                rows_padded(x_t, &rows, given)?.view(),
+                rows_padded(sigma, &rows, given)?.view(),
+                rows_padded(mask, &rows, given)?.view(),
+                &mut of_call,
             )?;
-            put_rows(&mut x0_hat, &rows, &x0, "x0_hat")?;
-            put_rows(&mut vjp, &rows, &v, "vjp")?;
+            put_rows(&mut x0_hat, &rows, &first_rows(x0, rows.len()), "x0_hat")?;
+            put_rows(&mut vjp, &rows, &first_rows(v, rows.len()), "vjp")?;
         }
         Ok((x0_hat, vjp))
     }
@@ -230,9 +305,6 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         a: ArrayView2<f32>,
     ) -> anyhow::Result<DenseOutput> {
         let b = x_t.dim().0;
-        if b <= self.max_rows {
-            return self.inner.dense(x_t, sigma, mask, y, a);
-        }
         anyhow::ensure!(
             y.dim().0 == b,
             "y has {} rows for a batch of {b} images",
@@ -241,19 +313,19 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         let mut x0_hat = Array4::zeros(x_t.raw_dim());
         let mut grad = Array4::zeros(x_t.raw_dim());
         let mut residual_sq = Array1::zeros(b);
-        for rows in self.chunks(b).collect::<Vec<_>>() {
-            let r = ndarray::s![rows.clone(), .., .., ..];
+        for (rows, given) in self.calls(b) {
             let part = self.inner.dense(
-                x_t.slice(r),
-                sigma.slice(ndarray::s![rows.clone()]),
-                mask.slice(r),
-                y.slice(ndarray::s![rows.clone(), ..]),
+                rows_padded(x_t, &rows, given)?.view(),
+                rows_padded(sigma, &rows, given)?.view(),
+                rows_padded(mask, &rows, given)?.view(),
+                rows_padded(y, &rows, given)?.view(),
                 a,
             )?;
-            put_rows(&mut x0_hat, &rows, &part.x0_hat, "x0_hat")?;
-            put_rows(&mut grad, &rows, &part.grad, "grad")?;
+            let n = rows.len();
+            put_rows(&mut x0_hat, &rows, &first_rows(part.x0_hat, n), "x0_hat")?;
+            put_rows(&mut grad, &rows, &first_rows(part.grad, n), "grad")?;
             anyhow::ensure!(
-                part.residual_sq.len() == rows.len(),
+                part.residual_sq.len() == given,
                 "residual_sq for images {}..{} has {} entries",
                 rows.start,
                 rows.end,
@@ -261,7 +333,7 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
             );
             residual_sq
                 .slice_mut(ndarray::s![rows.clone()])
-                .assign(&part.residual_sq);
+                .assign(&part.residual_sq.slice(ndarray::s![..n]));
         }
         Ok(DenseOutput {
             x0_hat,
@@ -295,7 +367,10 @@ mod tests {
         let y = Array2::from_shape_fn((11, 4), |(i, m)| (i as f32 - m as f32) * 0.1);
         let cot = x.mapv(|v| 1.0 - v);
         let mut whole = GaussianDenoiser::new([1, 3, 2], 0.1, 0.8);
-        let mut split = Chunked::new(GaussianDenoiser::new([1, 3, 2], 0.1, 0.8), 4);
+        let mut split = Chunked::new(
+            GaussianDenoiser::new([1, 3, 2], 0.1, 0.8),
+            CallRows::AtMost(4),
+        );
 
         let d1 = whole.denoise(x.view(), sigma.view(), mask.view()).unwrap();
         let d2 = split.denoise(x.view(), sigma.view(), mask.view()).unwrap();
@@ -356,12 +431,87 @@ mod tests {
     #[test]
     fn small_batches_pass_through_in_one_call() {
         let (x, sigma, mask) = batch(4);
-        let mut split = Chunked::new(GaussianDenoiser::new([1, 3, 2], 0.0, 1.0), 4);
+        let mut split = Chunked::new(
+            GaussianDenoiser::new([1, 3, 2], 0.0, 1.0),
+            CallRows::AtMost(4),
+        );
         split.denoise(x.view(), sigma.view(), mask.view()).unwrap();
         assert_eq!(split.inner_mut().denoise_calls, 1);
         // max_rows 0 means one image per call rather than a division by zero.
-        let mut single = Chunked::new(GaussianDenoiser::new([1, 3, 2], 0.0, 1.0), 0);
+        let mut single = Chunked::new(
+            GaussianDenoiser::new([1, 3, 2], 0.0, 1.0),
+            CallRows::AtMost(0),
+        );
         single.denoise(x.view(), sigma.view(), mask.view()).unwrap();
         assert_eq!(single.inner_mut().denoise_calls, 4);
+    }
+
+    #[test]
+    fn exact_calls_pad_the_last_call_and_drop_the_padding() {
+        let (x, sigma, mask) = batch(6);
+        let a = Array2::from_shape_fn((4, 6), |(m, n)| ((m * 6 + n) as f32 * 0.7).cos());
+        let y = Array2::from_shape_fn((6, 4), |(i, m)| (i as f32 - m as f32) * 0.1);
+        let cot = x.mapv(|v| 1.0 - v);
+        let mut whole = GaussianDenoiser::new([1, 3, 2], 0.1, 0.8);
+        let mut padded = Chunked::new(
+            GaussianDenoiser::new([1, 3, 2], 0.1, 0.8),
+            CallRows::Exactly(4),
+        );
+        assert_eq!(
+            whole.denoise(x.view(), sigma.view(), mask.view()).unwrap(),
+            padded.denoise(x.view(), sigma.view(), mask.view()).unwrap()
+        );
+        let (v1, v2) = (
+            whole.vjp(x.view(), sigma.view(), mask.view(), cot.view()),
+            padded.vjp(x.view(), sigma.view(), mask.view(), cot.view()),
+        );
+        assert_eq!(v1.unwrap(), v2.unwrap());
+        let (g1, g2) = (
+            whole.dense(x.view(), sigma.view(), mask.view(), y.view(), a.view()),
+            padded.dense(x.view(), sigma.view(), mask.view(), y.view(), a.view()),
+        );
+        let (g1, g2) = (g1.unwrap(), g2.unwrap());
+        assert_eq!((g1.x0_hat, g1.grad), (g2.x0_hat, g2.grad));
+        assert_eq!(g1.residual_sq, g2.residual_sq);
+        // The cotangent is asked for real rows only, with their place in the batch.
+        let mut asked = Vec::new();
+        let mut of = |first: usize, x0: ArrayView4<f32>| {
+            asked.push((first, x0.dim().0));
+            let rows = ndarray::s![first..first + x0.dim().0, .., .., ..];
+            Ok(x0.mapv(|v| v * 2.0) - cot.slice(rows))
+        };
+        let w1 = whole
+            .vjp_of(x.view(), sigma.view(), mask.view(), &mut of)
+            .unwrap();
+        let w2 = padded
+            .vjp_of(x.view(), sigma.view(), mask.view(), &mut of)
+            .unwrap();
+        assert_eq!(w1, w2);
+        assert_eq!(asked, vec![(0, 6), (0, 4), (4, 2)]);
+        // 6 images: calls of 4 and of 2 padded to 4, so every call the model sees has 4
+        // rows; one image alone is one call of 4.
+        let inner = padded.inner_mut();
+        assert_eq!(inner.call_sizes.iter().copied().max(), Some(4));
+        assert!(
+            inner.call_sizes.iter().all(|&n| n == 4),
+            "{:?}",
+            inner.call_sizes
+        );
+        let one = x.slice(ndarray::s![5..6, .., .., ..]);
+        let alone = padded
+            .denoise(
+                one,
+                sigma.slice(ndarray::s![5..6]),
+                mask.slice(ndarray::s![5..6, .., .., ..]),
+            )
+            .unwrap();
+        assert_eq!(padded.inner_mut().call_sizes.last(), Some(&4));
+        assert_eq!(
+            alone,
+            whole
+                .denoise(x.view(), sigma.view(), mask.view())
+                .unwrap()
+                .slice(ndarray::s![5..6, .., .., ..])
+        );
     }
 }

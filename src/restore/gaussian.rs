@@ -23,6 +23,8 @@ pub struct GaussianDenoiser {
     pub vjp_calls: usize,
     /// Calls to `dense` so far.
     pub dense_calls: usize,
+    /// The batch size of every call so far, in order.
+    pub call_sizes: Vec<usize>,
 }
 
 impl GaussianDenoiser {
@@ -35,6 +37,7 @@ impl GaussianDenoiser {
             denoise_calls: 0,
             vjp_calls: 0,
             dense_calls: 0,
+            call_sizes: Vec::new(),
         }
     }
 
@@ -75,6 +78,7 @@ impl Denoiser for GaussianDenoiser {
         mask: ArrayView4<f32>,
     ) -> anyhow::Result<Array4<f32>> {
         self.denoise_calls += 1;
+        self.call_sizes.push(x.dim().0);
         Ok(self.posterior(x, sigma, mask).0)
     }
 
@@ -86,6 +90,7 @@ impl Denoiser for GaussianDenoiser {
         cotangent: ArrayView4<f32>,
     ) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
         self.vjp_calls += 1;
+        self.call_sizes.push(x.dim().0);
         let (x0, jac) = self.posterior(x, sigma, mask);
         Ok((x0, jac * cotangent))
     }
@@ -99,6 +104,7 @@ impl Denoiser for GaussianDenoiser {
         a: ArrayView2<f32>,
     ) -> anyhow::Result<DenseOutput> {
         self.dense_calls += 1;
+        self.call_sizes.push(x.dim().0);
         let (x0_hat, jac) = self.posterior(x, sigma, mask);
         let (bsz, n) = (x.shape()[0], a.ncols());
         let flat = x0_hat.view().into_shape_with_order((bsz, n))?;
