@@ -360,61 +360,53 @@ mod tests {
         (x, sigma, mask)
     }
 
-    #[test]
-    fn chunked_calls_match_one_call_row_for_row() {
-        let (x, sigma, mask) = batch(11);
+    /// Runs every method on `b` images through `Chunked` with `rows` and unsplit, asserts
+    /// the outputs are the same, and returns both denoisers (with their counters) and
+    /// the (first row, rows) the cotangent of `vjp_of` was asked for through `Chunked`.
+    fn same_as_one_call(
+        rows: CallRows,
+        b: usize,
+    ) -> (
+        Chunked<GaussianDenoiser>,
+        GaussianDenoiser,
+        Vec<(usize, usize)>,
+    ) {
+        let (x, sigma, mask) = batch(b);
         let a = Array2::from_shape_fn((4, 6), |(m, n)| ((m * 6 + n) as f32 * 0.7).cos());
-        let y = Array2::from_shape_fn((11, 4), |(i, m)| (i as f32 - m as f32) * 0.1);
+        let y = Array2::from_shape_fn((b, 4), |(i, m)| (i as f32 - m as f32) * 0.1);
         let cot = x.mapv(|v| 1.0 - v);
         let mut whole = GaussianDenoiser::new([1, 3, 2], 0.1, 0.8);
-        let mut split = Chunked::new(
-            GaussianDenoiser::new([1, 3, 2], 0.1, 0.8),
-            CallRows::AtMost(4),
-        );
+        let mut split = Chunked::new(GaussianDenoiser::new([1, 3, 2], 0.1, 0.8), rows);
+        let (x, s, m) = (x.view(), sigma.view(), mask.view());
 
-        let d1 = whole.denoise(x.view(), sigma.view(), mask.view()).unwrap();
-        let d2 = split.denoise(x.view(), sigma.view(), mask.view()).unwrap();
-        assert_eq!(d1, d2);
-        let v1 = whole
-            .vjp(x.view(), sigma.view(), mask.view(), cot.view())
-            .unwrap();
-        let v2 = split
-            .vjp(x.view(), sigma.view(), mask.view(), cot.view())
-            .unwrap();
-        assert_eq!(v1, v2);
-        let g1 = whole
-            .dense(x.view(), sigma.view(), mask.view(), y.view(), a.view())
-            .unwrap();
-        let g2 = split
-            .dense(x.view(), sigma.view(), mask.view(), y.view(), a.view())
-            .unwrap();
-        assert_eq!(g1.x0_hat, g2.x0_hat);
-        assert_eq!(g1.grad, g2.grad);
+        let d1 = whole.denoise(x, s, m).unwrap();
+        assert_eq!(d1, split.denoise(x, s, m).unwrap());
+        let v1 = whole.vjp(x, s, m, cot.view()).unwrap();
+        assert_eq!(v1, split.vjp(x, s, m, cot.view()).unwrap());
+        let g1 = whole.dense(x, s, m, y.view(), a.view()).unwrap();
+        let g2 = split.dense(x, s, m, y.view(), a.view()).unwrap();
+        assert_eq!((g1.x0_hat, g1.grad), (g2.x0_hat, g2.grad));
         assert_eq!(g1.residual_sq, g2.residual_sq);
-        // vjp_of hands each chunk's rows to the cotangent with their place in the batch.
-        let mut firsts = Vec::new();
+        // vjp_of hands each call's rows to the cotangent with their place in the batch.
+        let asked = std::cell::RefCell::new(Vec::new());
         let mut of = |first: usize, x0: ArrayView4<f32>| {
-            firsts.push((first, x0.dim().0));
+            asked.borrow_mut().push((first, x0.dim().0));
             let rows = ndarray::s![first..first + x0.dim().0, .., .., ..];
             Ok(x0.mapv(|v| v * 2.0) - cot.slice(rows))
         };
-        let w1 = whole
-            .vjp_of(x.view(), sigma.view(), mask.view(), &mut of)
-            .unwrap();
-        let w2 = split
-            .vjp_of(x.view(), sigma.view(), mask.view(), &mut of)
-            .unwrap();
-        assert_eq!(w1, w2);
-        assert_eq!(firsts, vec![(0, 11), (0, 4), (4, 4), (8, 3)]);
+        let w1 = whole.vjp_of(x, s, m, &mut of).unwrap();
+        asked.borrow_mut().clear();
+        assert_eq!(w1, split.vjp_of(x, s, m, &mut of).unwrap());
+        // … and is the VJP of that cotangent.
         let c = d1.mapv(|v| v * 2.0) - &cot;
-        assert_eq!(
-            w1.1,
-            whole
-                .vjp(x.view(), sigma.view(), mask.view(), c.view())
-                .unwrap()
-                .1
-        );
+        assert_eq!(w1.1, whole.vjp(x, s, m, c.view()).unwrap().1);
+        (split, whole, asked.into_inner())
+    }
 
+    #[test]
+    fn chunked_calls_match_one_call_row_for_row() {
+        let (mut split, whole, asked) = same_as_one_call(CallRows::AtMost(4), 11);
+        assert_eq!(asked, vec![(0, 4), (4, 4), (8, 3)]);
         // 11 images in calls of at most 4: 3 calls per method, against 1 unsplit (vjp_of
         // denoises and takes the VJP once more each).
         let inner = split.inner_mut();
@@ -426,6 +418,7 @@ mod tests {
             (whole.denoise_calls, whole.vjp_calls, whole.dense_calls),
             (2, 3, 1)
         );
+        assert_eq!(inner.call_sizes[..3], [4, 4, 3]);
     }
 
     #[test]
@@ -448,70 +441,23 @@ mod tests {
 
     #[test]
     fn exact_calls_pad_the_last_call_and_drop_the_padding() {
+        // 6 images: a call of 4 and one of 2 padded to 4; the cotangent is asked for real
+        // rows only, and every call the model sees has 4 rows.
+        let (mut padded, mut whole, asked) = same_as_one_call(CallRows::Exactly(4), 6);
+        assert_eq!(asked, vec![(0, 4), (4, 2)]);
+        let sizes = &padded.inner_mut().call_sizes;
+        assert!(sizes.iter().all(|&n| n == 4), "{sizes:?}");
+        // One image alone is one call of 4 too, with the same output as in the batch.
         let (x, sigma, mask) = batch(6);
-        let a = Array2::from_shape_fn((4, 6), |(m, n)| ((m * 6 + n) as f32 * 0.7).cos());
-        let y = Array2::from_shape_fn((6, 4), |(i, m)| (i as f32 - m as f32) * 0.1);
-        let cot = x.mapv(|v| 1.0 - v);
-        let mut whole = GaussianDenoiser::new([1, 3, 2], 0.1, 0.8);
-        let mut padded = Chunked::new(
-            GaussianDenoiser::new([1, 3, 2], 0.1, 0.8),
-            CallRows::Exactly(4),
-        );
-        assert_eq!(
-            whole.denoise(x.view(), sigma.view(), mask.view()).unwrap(),
-            padded.denoise(x.view(), sigma.view(), mask.view()).unwrap()
-        );
-        let (v1, v2) = (
-            whole.vjp(x.view(), sigma.view(), mask.view(), cot.view()),
-            padded.vjp(x.view(), sigma.view(), mask.view(), cot.view()),
-        );
-        assert_eq!(v1.unwrap(), v2.unwrap());
-        let (g1, g2) = (
-            whole.dense(x.view(), sigma.view(), mask.view(), y.view(), a.view()),
-            padded.dense(x.view(), sigma.view(), mask.view(), y.view(), a.view()),
-        );
-        let (g1, g2) = (g1.unwrap(), g2.unwrap());
-        assert_eq!((g1.x0_hat, g1.grad), (g2.x0_hat, g2.grad));
-        assert_eq!(g1.residual_sq, g2.residual_sq);
-        // The cotangent is asked for real rows only, with their place in the batch.
-        let mut asked = Vec::new();
-        let mut of = |first: usize, x0: ArrayView4<f32>| {
-            asked.push((first, x0.dim().0));
-            let rows = ndarray::s![first..first + x0.dim().0, .., .., ..];
-            Ok(x0.mapv(|v| v * 2.0) - cot.slice(rows))
-        };
-        let w1 = whole
-            .vjp_of(x.view(), sigma.view(), mask.view(), &mut of)
-            .unwrap();
-        let w2 = padded
-            .vjp_of(x.view(), sigma.view(), mask.view(), &mut of)
-            .unwrap();
-        assert_eq!(w1, w2);
-        assert_eq!(asked, vec![(0, 6), (0, 4), (4, 2)]);
-        // 6 images: calls of 4 and of 2 padded to 4, so every call the model sees has 4
-        // rows; one image alone is one call of 4.
-        let inner = padded.inner_mut();
-        assert_eq!(inner.call_sizes.iter().copied().max(), Some(4));
-        assert!(
-            inner.call_sizes.iter().all(|&n| n == 4),
-            "{:?}",
-            inner.call_sizes
-        );
-        let one = x.slice(ndarray::s![5..6, .., .., ..]);
         let alone = padded
             .denoise(
-                one,
+                x.slice(ndarray::s![5..6, .., .., ..]),
                 sigma.slice(ndarray::s![5..6]),
                 mask.slice(ndarray::s![5..6, .., .., ..]),
             )
             .unwrap();
         assert_eq!(padded.inner_mut().call_sizes.last(), Some(&4));
-        assert_eq!(
-            alone,
-            whole
-                .denoise(x.view(), sigma.view(), mask.view())
-                .unwrap()
-                .slice(ndarray::s![5..6, .., .., ..])
-        );
+        let all = whole.denoise(x.view(), sigma.view(), mask.view()).unwrap();
+        assert_eq!(alone, all.slice(ndarray::s![5..6, .., .., ..]));
     }
 }
