@@ -2,7 +2,7 @@
 //! inside ONNX Runtime, and NFE/s at batch 1, 8 and 32, for the dense and the VJP
 //! gradient paths (cs, sr), on a committed model — as one restore worker runs it: one
 //! intra-op thread (adps runs one worker per core) and model calls of
-//! `WorkerLayout::call_rows` images (on a CPU exactly 4: batch 1 pays for 4 rows).
+//! `WorkerLayout::call_rows` images for each batch size (on a CPU exactly min(batch, 4)).
 //!
 //!   cargo bench --bench restore                      # models/fmnist-p0.4, 32 images
 //!   ADPS_BENCH_MODEL=models/fmnist-p0.0 ADPS_BENCH_STEPS=10 cargo bench --bench restore
@@ -56,11 +56,16 @@ fn main() -> anyhow::Result<()> {
     ] {
         let model = OnnxDenoiser::load(&model_dir, &SessionConfig::new(Device::Auto, 1))?;
         let card = model.card().clone();
-        let call_rows = std::env::var("ADPS_BENCH_CALL_ROWS")
+        // ADPS_BENCH_CALL_ROWS=n: calls of exactly n images at every batch size.
+        let call_rows_override: Option<usize> = std::env::var("ADPS_BENCH_CALL_ROWS")
             .ok()
-            .and_then(|s| s.parse().ok())
-            .map(CallRows::Exactly)
-            .unwrap_or_else(|| WorkerLayout::call_rows(model.device()));
+            .and_then(|s| s.parse().ok());
+        let model_device = model.device();
+        let call_rows = |batch: usize| {
+            call_rows_override
+                .map(CallRows::Exactly)
+                .unwrap_or_else(|| WorkerLayout::call_rows(model_device, batch))
+        };
         if !header {
             println!(
                 "model {} ({model_dir}), device {}, one worker of 1 thread ({cores} cores), {cpu}",
@@ -68,7 +73,9 @@ fn main() -> anyhow::Result<()> {
                 model.device()
             );
             println!(
-                "Euler, {steps} steps, {images} images per row, model calls of {call_rows} images\n"
+                "Euler, {steps} steps, {images} images per row, model calls of {} / {} images at batch 1 / 8\n",
+                call_rows(1),
+                call_rows(8)
             );
             println!("| path | operator | batch | ms / step (batch) | ms / step / image | inside ORT | NFE/s |");
             println!("|---|---|---|---|---|---|---|");
@@ -98,7 +105,7 @@ fn main() -> anyhow::Result<()> {
             sigma_y: 0.0,
             y_range: adps::pipeline::config::YRange::Model,
         };
-        let mut restorer = AdpsRestorer::new(Chunked::new(model, call_rows), settings);
+        let mut restorer = AdpsRestorer::new(Chunked::new(model, call_rows(1)), settings);
         let n: usize = card.shape.iter().product();
         let records: Vec<(Arc<Shard>, Record)> = (0..images)
             .map(|i| {
@@ -117,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             })
             .collect();
         for batch in [1usize, 8, 32] {
+            restorer.model_mut().set_rows(call_rows(batch));
             restorer.model_mut().inner_mut().reset_counters();
             let started = Instant::now();
             for chunk in records.chunks(batch) {

@@ -218,8 +218,9 @@ pub struct RestoreArgs {
     #[arg(long, default_value_t = 0.0)]
     pub sigma_y: f64,
     /// Images restored together (one sampler batch). On a CPU the model runs them in
-    /// calls of exactly 4, a shorter one padded (a batch of 1 costs as much as 4), so an
-    /// image restores to the same pixels in any batch; on a GPU in one call.
+    /// calls of exactly min(batch size, 4), a shorter one padded, so an image restores
+    /// to the same pixels in any batch of the run (and of any run with 4 or more); on a
+    /// GPU in one call.
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
     /// Where ONNX Runtime runs (CUDA under `auto` where it registers, otherwise CPU with a

@@ -266,8 +266,9 @@ impl Default for SamplerSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct WorkerSpec {
     /// Images restored together (one sampler batch). On a CPU the model runs them in
-    /// calls of exactly 4, a shorter one padded (a batch of 1 costs as much as 4), so an
-    /// image restores to the same pixels in any batch; on a GPU in one call.
+    /// calls of exactly min(batch size, 4), a shorter one padded, so an image restores
+    /// to the same pixels in any batch of the run (and of any run with 4 or more); on a
+    /// GPU in one call.
     pub batch_size: usize,
     /// Restore workers, one ONNX Runtime session set each; 0 (the default): one per CPU
     /// core with one intra-op thread each (measured faster than one worker using every

@@ -380,7 +380,7 @@ pub fn build(spec: RunSpec) -> Result<(Plan, Engines)> {
     } else {
         workers
     };
-    let call_rows = WorkerLayout::call_rows(first.device());
+    let call_rows = WorkerLayout::call_rows(first.device(), spec.workers.batch_size);
     tracing::debug!(workers, threads, %call_rows, device = %first.device(), "restore worker layout");
     let mut restorers: Vec<Box<dyn Restorer>> = vec![Box::new(AdpsRestorer::new(
         Chunked::new(first, call_rows),
@@ -577,16 +577,18 @@ impl WorkerLayout {
     }
 
     /// How many images one model call takes (exactly: rows are independent). On a CPU,
-    /// exactly 4: the gradient graphs cost more per image as a call grows past a few
-    /// images (activations leave the core's cache): one worker of one thread ran `cs:256`
-    /// dense at 3.8 ms per image and NFE in calls of 4 against 4.4–4.5 in calls of 8 or 32
-    /// (`cargo bench --bench restore`, `ADPS_BENCH_CALL_ROWS`; README, performance); and
-    /// one call shape makes an image's restoration the same bits in any batch
-    /// ([`Chunked`]). A GPU wants its batch whole.
-    pub fn call_rows(device: crate::model::Device) -> CallRows {
+    /// exactly `min(batch_size, 4)`: the gradient graphs cost more per image as a call
+    /// grows past a few images (activations leave the core's cache): one worker of one
+    /// thread ran `cs:256` dense at 3.8 ms per image and NFE in calls of 4 against 4.4–4.5
+    /// in calls of 8 or 32 (`cargo bench --bench restore`, `ADPS_BENCH_CALL_ROWS`; README,
+    /// performance); and one call shape per run makes an image's restoration the same bits
+    /// in any batch of the run, and in any run whose batch size is 4 or more
+    /// ([`Chunked`]). A batch size under 4 keeps its own call size rather than paying for
+    /// padding. A GPU wants its batch whole.
+    pub fn call_rows(device: crate::model::Device, batch_size: usize) -> CallRows {
         match device {
             crate::model::Device::Cuda => CallRows::AtMost(usize::MAX),
-            _ => CallRows::Exactly(4),
+            _ => CallRows::Exactly(batch_size.clamp(1, 4)),
         }
     }
 }
@@ -778,6 +780,37 @@ mod tests {
             .unwrap(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn cpu_calls_take_one_shape_per_run() {
+        use crate::model::Device;
+        // Batch sizes of 4 or more share calls of 4, so their images restore alike; a
+        // smaller batch keeps its own size instead of paying for padding.
+        assert_eq!(
+            WorkerLayout::call_rows(Device::Cpu, 8),
+            CallRows::Exactly(4)
+        );
+        assert_eq!(
+            WorkerLayout::call_rows(Device::Cpu, 33),
+            CallRows::Exactly(4)
+        );
+        assert_eq!(
+            WorkerLayout::call_rows(Device::Cpu, 4),
+            CallRows::Exactly(4)
+        );
+        assert_eq!(
+            WorkerLayout::call_rows(Device::Cpu, 2),
+            CallRows::Exactly(2)
+        );
+        assert_eq!(
+            WorkerLayout::call_rows(Device::Cpu, 1),
+            CallRows::Exactly(1)
+        );
+        assert_eq!(
+            WorkerLayout::call_rows(Device::Cuda, 8),
+            CallRows::AtMost(usize::MAX)
+        );
     }
 
     #[test]

@@ -176,6 +176,11 @@ impl<D: Denoiser> Chunked<D> {
         &mut self.inner
     }
 
+    /// Changes the call size, e.g. for a benchmark that runs several batch sizes.
+    pub fn set_rows(&mut self, rows: CallRows) {
+        self.rows = rows;
+    }
+
     /// The row ranges of a batch of `b` images, one per model call, and the number of
     /// rows each call is given (padded or not).
     fn calls(&self, b: usize) -> Vec<(std::ops::Range<usize>, usize)> {

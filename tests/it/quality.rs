@@ -91,8 +91,9 @@ fn restorer_of(
         sigma_y: 0.0,
         y_range: adps::pipeline::config::YRange::Model,
     };
-    // As a run calls the model: on a CPU in calls of exactly 4 images.
-    let rows = WorkerLayout::call_rows(model.device());
+    // As a run of batch size 8 (the default) calls the model: on a CPU in calls of
+    // exactly 4 images.
+    let rows = WorkerLayout::call_rows(model.device(), 8);
     AdpsRestorer::new(Chunked::new(model, rows), settings)
 }
 
@@ -264,7 +265,7 @@ fn an_image_restores_the_same_alone_in_a_batch_and_reordered() {
 /// every model call: with calls of different sizes (one image alone against the batch of
 /// 8) an image differed by up to 3e-2 per pixel at 100 Euler steps and ended as another
 /// restoration at 200 (1.0 per pixel, 0.7 dB). A run calls the model in one shape
-/// (`WorkerLayout::call_rows`: exactly 4 images on a CPU, padded), and within one shape an
+/// (`WorkerLayout::call_rows`: exactly 4 images on a CPU at batch size 8, padded), and within one shape an
 /// image's outputs depend on nothing else, so it restores to the same bits alone, in a
 /// batch of 8, of 5 or reordered. Random draws are keyed by (seed, id).
 #[test]
