@@ -787,30 +787,20 @@ mod tests {
         use crate::model::Device;
         // Batch sizes of 4 or more share calls of 4, so their images restore alike; a
         // smaller batch keeps its own size instead of paying for padding.
-        assert_eq!(
-            WorkerLayout::call_rows(Device::Cpu, 8),
-            CallRows::Exactly(4)
-        );
-        assert_eq!(
-            WorkerLayout::call_rows(Device::Cpu, 33),
-            CallRows::Exactly(4)
-        );
-        assert_eq!(
-            WorkerLayout::call_rows(Device::Cpu, 4),
-            CallRows::Exactly(4)
-        );
-        assert_eq!(
-            WorkerLayout::call_rows(Device::Cpu, 2),
-            CallRows::Exactly(2)
-        );
-        assert_eq!(
-            WorkerLayout::call_rows(Device::Cpu, 1),
-            CallRows::Exactly(1)
-        );
-        assert_eq!(
-            WorkerLayout::call_rows(Device::Cuda, 8),
-            CallRows::AtMost(usize::MAX)
-        );
+        for (device, batch, want) in [
+            (Device::Cpu, 8, CallRows::Exactly(4)),
+            (Device::Cpu, 33, CallRows::Exactly(4)),
+            (Device::Cpu, 4, CallRows::Exactly(4)),
+            (Device::Cpu, 2, CallRows::Exactly(2)),
+            (Device::Cpu, 1, CallRows::Exactly(1)),
+            (Device::Cuda, 8, CallRows::AtMost(usize::MAX)),
+        ] {
+            assert_eq!(
+                WorkerLayout::call_rows(device, batch),
+                want,
+                "{device} {batch}"
+            );
+        }
     }
 
     #[test]
