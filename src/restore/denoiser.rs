@@ -181,6 +181,16 @@ impl<D: Denoiser> Chunked<D> {
         self.rows = rows;
     }
 
+    /// Whether a batch of `b` images is one model call as it stands (no split, no
+    /// padding): then it goes to the inner denoiser without copies (a GPU's whole batch,
+    /// a CPU batch of exactly the call size).
+    fn one_call(&self, b: usize) -> bool {
+        match self.rows {
+            CallRows::AtMost(n) => b <= n.max(1),
+            CallRows::Exactly(n) => b == n.max(1),
+        }
+    }
+
     /// The row ranges of a batch of `b` images, one per model call, and the number of
     /// rows each call is given (padded or not).
     fn calls(&self, b: usize) -> Vec<(std::ops::Range<usize>, usize)> {
@@ -231,6 +241,9 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         sigma: ArrayView1<f32>,
         mask: ArrayView4<f32>,
     ) -> anyhow::Result<Array4<f32>> {
+        if self.one_call(x_t.dim().0) {
+            return self.inner.denoise(x_t, sigma, mask);
+        }
         let mut x0_hat = Array4::zeros(x_t.raw_dim());
         for (rows, given) in self.calls(x_t.dim().0) {
             let part = self.inner.denoise(
@@ -250,6 +263,9 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         mask: ArrayView4<f32>,
         cotangent: ArrayView4<f32>,
     ) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
+        if self.one_call(x_t.dim().0) {
+            return self.inner.vjp(x_t, sigma, mask, cotangent);
+        }
         let mut x0_hat = Array4::zeros(x_t.raw_dim());
         let mut vjp = Array4::zeros(x_t.raw_dim());
         for (rows, given) in self.calls(x_t.dim().0) {
@@ -272,6 +288,9 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         mask: ArrayView4<f32>,
         cotangent_of: &mut CotangentOf<'_>,
     ) -> anyhow::Result<(Array4<f32>, Array4<f32>)> {
+        if self.one_call(x_t.dim().0) {
+            return self.inner.vjp_of(x_t, sigma, mask, cotangent_of);
+        }
         let mut x0_hat = Array4::zeros(x_t.raw_dim());
         let mut vjp = Array4::zeros(x_t.raw_dim());
         for (rows, given) in self.calls(x_t.dim().0) {
@@ -310,6 +329,9 @@ impl<D: Denoiser> Denoiser for Chunked<D> {
         a: ArrayView2<f32>,
     ) -> anyhow::Result<DenseOutput> {
         let b = x_t.dim().0;
+        if self.one_call(b) {
+            return self.inner.dense(x_t, sigma, mask, y, a);
+        }
         anyhow::ensure!(
             y.dim().0 == b,
             "y has {} rows for a batch of {b} images",
