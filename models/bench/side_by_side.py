@@ -10,6 +10,9 @@
    `--workers`/`--threads` as given) and the eager loop below (torch autograd through the
    same network: x0 = D(x, σ, m), r = y − A x0, g = ∇‖r‖², Euler step then x ← x − ζ·g/‖r‖,
    the reference update of spec §1). `--repeats` rounds, median images/s per side.
+   `--baseline-adps BUILD` times a second adps build in the same rounds (A, B, torch, A, B,
+   torch, …), so that a change is measured against the build before it on the same busy
+   machine: its images/s and the ratio of the two builds are printed beside.
 3. Prints images/s for both, the ratio adps / torch, and the achieved GFLOP/s of the
    convolutions: images/s × NFE × (forward + input-gradient convolution FLOPs per image,
    counted from the exported graphs: 2·C_out·H_out·W_out·C_in·k_h·k_w per Conv, the
@@ -130,6 +133,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=os.path.join(ROOT, "models/checkpoints/compact/fmnist-p0.4.pt"))
     ap.add_argument("--adps", default=os.path.join(ROOT, "target/release/adps"))
+    ap.add_argument("--baseline-adps", metavar="BUILD",
+                    help="another adps build to time in the same rounds (e.g. the one before a change)")
     ap.add_argument("--images", type=int, default=64,
                     help="at least batch × cores, so that every adps restore worker gets a batch")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
@@ -170,10 +175,12 @@ def main():
     mask = torch.from_numpy((rng.random((args.images, *shape)) < keep).astype(np.float32))
     sigmas = edm_sigmas(args.steps)
 
-    def run_adps(batch, gradient, k):
-        out = os.path.join(work, f"out-{batch}-{gradient}-{k}")
+    def run_adps(batch, gradient, k, binary=args.adps):
+        # A fresh output folder per run: an existing one would be resumed, not restored.
+        tag = "baseline" if binary != args.adps else "adps"
+        out = os.path.join(work, f"out-{batch}-{gradient}-{k}-{tag}")
         t = time.perf_counter()
-        subprocess.run([args.adps, "restore", "--model", model_dir, "--input", inp, "--output", out,
+        subprocess.run([binary, "restore", "--model", model_dir, "--input", inp, "--output", out,
                         "--operator", f"cs:{args.m}", "--steps", str(args.steps), "--sampler", "euler", "--clip", "none",
                         "--zeta", str(args.zeta), "--batch-size", str(batch), "--gradient", gradient,
                         "--device", "cpu", "--progress", "never"]
@@ -192,17 +199,25 @@ def main():
     print(f"\n{args.images} images, cs:{args.m}, {args.steps} Euler steps (NFE {args.steps}), "
           f"torch {args.torch_threads} threads, adps --workers {args.workers or 'default'} "
           f"--threads {args.threads or 'default'}; median of {args.repeats}")
-    print(f"{'batch':>5} {'path':>6} {'adps img/s':>11} {'torch img/s':>12} {'ratio':>6} {'adps GFLOP/s':>13} {'% peak':>7} {'% SGEMM':>8}")
+    base = args.baseline_adps
+    print(f"{'batch':>5} {'path':>6} {'adps img/s':>11} {'torch img/s':>12} {'ratio':>6} {'adps GFLOP/s':>13} {'% peak':>7} {'% SGEMM':>8}"
+          + (f" {'baseline img/s':>15} {'adps / baseline':>16}" if base else ""))
     eager_loop(D, x_T[:1], mask[:1], y[:1], A, sigmas[-3:], args.zeta)  # warm-up
     for batch in args.batch:
         for gradient in args.gradient:
-            a, t = [], []
-            for k in range(args.repeats):  # alternate, so a busy machine slows both alike
+            a, b, t = [], [], []
+            for k in range(args.repeats):  # alternate, so a busy machine slows all alike
                 a.append(run_adps(batch, gradient, k))
+                if base:
+                    b.append(run_adps(batch, gradient, k, base))
                 t.append(run_torch(batch))
             ma, mt = statistics.median(a), statistics.median(t)
             gflops = ma * args.steps * grad / 1e9
-            print(f"{batch:>5} {gradient:>6} {ma:>11.2f} {mt:>12.2f} {ma / mt:>6.2f} {gflops:>13.1f} {100 * gflops / peak:>6.1f}% {100 * gflops / sgemm:>7.1f}%")
+            row = f"{batch:>5} {gradient:>6} {ma:>11.2f} {mt:>12.2f} {ma / mt:>6.2f} {gflops:>13.1f} {100 * gflops / peak:>6.1f}% {100 * gflops / sgemm:>7.1f}%"
+            if base:
+                mb = statistics.median(b)
+                row += f" {mb:>15.2f} {ma / mb:>16.3f}"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":
