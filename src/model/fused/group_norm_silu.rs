@@ -122,23 +122,51 @@ fn affine_index(len: usize, channels: usize, b: usize, ch: usize) -> usize {
     }
 }
 
+/// One group's statistics, with each of its channels' normalization folded into the
+/// affine: z = x·α + β with α = a·rstd, β = c − mean·α.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    image: usize,
+    first_channel: usize,
+    mean: f32,
+    rstd: f32,
+}
+
+impl Group {
+    /// Group `t` of the batch (image t / G, group t % G), of mean and variance `stats`.
+    #[inline(always)]
+    fn new(l: Layout, t: usize, (mean, var): (f32, f32), eps: f32) -> Self {
+        Group {
+            image: t / l.groups,
+            first_channel: t % l.groups * (l.channels / l.groups),
+            mean,
+            rstd: 1.0 / (var + eps).sqrt(),
+        }
+    }
+
+    /// (α, β) of the group's `k`-th channel.
+    #[inline(always)]
+    fn affine(&self, a: &[f32], c: &[f32], channels: usize, k: usize) -> (f32, f32) {
+        let ch = self.first_channel + k;
+        let alpha = a[affine_index(a.len(), channels, self.image, ch)] * self.rstd;
+        let beta = c[affine_index(c.len(), channels, self.image, ch)] - self.mean * alpha;
+        (alpha, beta)
+    }
+}
+
 /// [`forward`] as portable loops, the version for CPUs without AVX2 (also timed beside it
 /// by `cargo bench --bench fused_kernels`).
 #[inline(always)]
 pub fn forward_portable(x: &[f32], a: &[f32], c: &[f32], l: Layout, eps: f32, out: &mut [f32]) {
-    let (n, per_group) = (l.group_len(), l.channels / l.groups);
+    let n = l.group_len();
     for (t, (xg, og)) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)).enumerate() {
-        let (b, g) = (t / l.groups, t % l.groups);
-        let (mean, var) = stats(xg);
-        let rstd = 1.0 / (var + eps).sqrt();
+        let group = Group::new(l, t, stats(xg), eps);
         for (k, (xc, oc)) in xg
             .chunks_exact(l.hw)
             .zip(og.chunks_exact_mut(l.hw))
             .enumerate()
         {
-            let ch = g * per_group + k;
-            let alpha = a[affine_index(a.len(), l.channels, b, ch)] * rstd;
-            let beta = c[affine_index(c.len(), l.channels, b, ch)] - mean * alpha;
+            let (alpha, beta) = group.affine(a, c, l.channels, k);
             for (o, &v) in oc.iter_mut().zip(xc) {
                 let z = v * alpha + beta;
                 *o = z / (1.0 + exp(-z)); // z·σ(z) with one division
@@ -158,19 +186,16 @@ pub fn backward_portable(
     eps: f32,
     dx: &mut [f32],
 ) {
-    let (n, per_group) = (l.group_len(), l.channels / l.groups);
+    let n = l.group_len();
     let groups = x.chunks_exact(n).zip(dout.chunks_exact(n));
     for (t, ((xg, dg), ug)) in groups.zip(dx.chunks_exact_mut(n)).enumerate() {
-        let (b, g) = (t / l.groups, t % l.groups);
-        let (mean, var) = stats(xg);
-        let rstd = 1.0 / (var + eps).sqrt();
+        let group = Group::new(l, t, stats(xg), eps);
+        let (mean, rstd) = (group.mean, group.rstd);
         // Sweep 1: u = dout·σ'(z)·α into dx (the group stays in cache), with Σu, Σu·(x−mean).
         let (mut sum_u, mut sum_ux) = (0f64, 0f64);
         let channels = xg.chunks_exact(l.hw).zip(dg.chunks_exact(l.hw));
         for (k, ((xc, dc), uc)) in channels.zip(ug.chunks_exact_mut(l.hw)).enumerate() {
-            let ch = g * per_group + k;
-            let alpha = a[affine_index(a.len(), l.channels, b, ch)] * rstd;
-            let beta = c[affine_index(c.len(), l.channels, b, ch)] - mean * alpha;
+            let (alpha, beta) = group.affine(a, c, l.channels, k);
             // Sums in LANES independent lanes: a single f32 accumulator is a serial chain
             // LLVM may not reorder, which would keep the whole loop scalar.
             let (mut su, mut sux) = ([0f32; LANES], [0f32; LANES]);
@@ -306,7 +331,7 @@ mod x86 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{affine_index, exp, Layout};
+    use super::{exp, Group, Layout};
 
     /// Values per vector.
     const W: usize = 8;
@@ -407,20 +432,16 @@ mod avx2 {
     /// [`super::forward`] for CPUs with AVX2 + FMA.
     #[target_feature(enable = "avx2,fma")]
     pub fn forward(x: &[f32], a: &[f32], c: &[f32], l: Layout, eps: f32, out: &mut [f32]) {
-        let (n, per_group) = (l.group_len(), l.channels / l.groups);
+        let n = l.group_len();
         let body = l.hw / W * W;
         for (t, (xg, og)) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)).enumerate() {
-            let (b, g) = (t / l.groups, t % l.groups);
-            let (mean, var) = stats(xg);
-            let rstd = 1.0 / (var + eps).sqrt();
+            let group = Group::new(l, t, stats(xg), eps);
             for (k, (xc, oc)) in xg
                 .chunks_exact(l.hw)
                 .zip(og.chunks_exact_mut(l.hw))
                 .enumerate()
             {
-                let ch = g * per_group + k;
-                let alpha = a[affine_index(a.len(), l.channels, b, ch)] * rstd;
-                let beta = c[affine_index(c.len(), l.channels, b, ch)] - mean * alpha;
+                let (alpha, beta) = group.affine(a, c, l.channels, k);
                 let (va, vb) = (_mm256_set1_ps(alpha), _mm256_set1_ps(beta));
                 for i in (0..body).step_by(W) {
                     let z = _mm256_fmadd_ps(load(xc, i), va, vb);
@@ -445,22 +466,19 @@ mod avx2 {
         eps: f32,
         dx: &mut [f32],
     ) {
-        let (n, per_group) = (l.group_len(), l.channels / l.groups);
+        let n = l.group_len();
         let body = l.hw / W * W;
         let one = _mm256_set1_ps(1.0);
         let groups = x.chunks_exact(n).zip(dout.chunks_exact(n));
         for (t, ((xg, dg), ug)) in groups.zip(dx.chunks_exact_mut(n)).enumerate() {
-            let (b, g) = (t / l.groups, t % l.groups);
-            let (mean, var) = stats(xg);
-            let rstd = 1.0 / (var + eps).sqrt();
+            let group = Group::new(l, t, stats(xg), eps);
+            let (mean, rstd) = (group.mean, group.rstd);
             let vmean = _mm256_set1_ps(mean);
             // Sweep 1: u = dout·σ'(z)·α into dx, with Σu and Σu·(x − mean).
             let (mut sum_u, mut sum_ux) = (0f64, 0f64);
             let channels = xg.chunks_exact(l.hw).zip(dg.chunks_exact(l.hw));
             for (k, ((xc, dc), uc)) in channels.zip(ug.chunks_exact_mut(l.hw)).enumerate() {
-                let ch = g * per_group + k;
-                let alpha = a[affine_index(a.len(), l.channels, b, ch)] * rstd;
-                let beta = c[affine_index(c.len(), l.channels, b, ch)] - mean * alpha;
+                let (alpha, beta) = group.affine(a, c, l.channels, k);
                 let (va, vb) = (_mm256_set1_ps(alpha), _mm256_set1_ps(beta));
                 let (mut su, mut sux) = (_mm256_setzero_ps(), _mm256_setzero_ps());
                 for i in (0..body).step_by(W) {
