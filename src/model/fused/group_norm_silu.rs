@@ -154,6 +154,21 @@ impl Group {
     }
 }
 
+/// out = z·σ(z) at one value of a channel of affine (α, β), with z = v·α + β.
+#[inline(always)]
+fn silu_value(v: f32, alpha: f32, beta: f32) -> f32 {
+    let z = v * alpha + beta;
+    z / (1.0 + exp(-z)) // z·σ(z) with one division
+}
+
+/// u = dout·σ'(z)·α at one value (the gradient's first sweep), σ'(z) = s + z·s·(1 − s).
+#[inline(always)]
+fn u_value(v: f32, d: f32, alpha: f32, beta: f32) -> f32 {
+    let z = v * alpha + beta;
+    let s = sigmoid(z);
+    d * (s + z * s * (1.0 - s)) * alpha
+}
+
 /// [`forward`] as portable loops, the version for CPUs without AVX2 (also timed beside it
 /// by `cargo bench --bench fused_kernels`).
 #[inline(always)]
@@ -168,8 +183,7 @@ pub fn forward_portable(x: &[f32], a: &[f32], c: &[f32], l: Layout, eps: f32, ou
         {
             let (alpha, beta) = group.affine(a, c, l.channels, k);
             for (o, &v) in oc.iter_mut().zip(xc) {
-                let z = v * alpha + beta;
-                *o = z / (1.0 + exp(-z)); // z·σ(z) with one division
+                *o = silu_value(v, alpha, beta);
             }
         }
     }
@@ -200,9 +214,7 @@ pub fn backward_portable(
             // LLVM may not reorder, which would keep the whole loop scalar.
             let (mut su, mut sux) = ([0f32; LANES], [0f32; LANES]);
             let u_at = |u: &mut f32, v: f32, d: f32| -> (f32, f32) {
-                let z = v * alpha + beta;
-                let s = sigmoid(z);
-                let ui = d * (s + z * s * (1.0 - s)) * alpha;
+                let ui = u_value(v, d, alpha, beta);
                 *u = ui;
                 (ui, ui * (v - mean))
             };
@@ -331,7 +343,7 @@ mod x86 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{exp, Group, Layout};
+    use super::{silu_value, u_value, Group, Layout};
 
     /// Values per vector.
     const W: usize = 8;
@@ -448,8 +460,7 @@ mod avx2 {
                     store(oc, i, _mm256_mul_ps(z, sigmoid8(z)));
                 }
                 for (o, &v) in oc[body..].iter_mut().zip(&xc[body..]) {
-                    let z = v * alpha + beta;
-                    *o = z / (1.0 + exp(-z));
+                    *o = silu_value(v, alpha, beta);
                 }
             }
         }
@@ -496,9 +507,7 @@ mod avx2 {
                 sum_u += sum8(su);
                 sum_ux += sum8(sux);
                 for ((u, &v), &d) in uc[body..].iter_mut().zip(&xc[body..]).zip(&dc[body..]) {
-                    let z = v * alpha + beta;
-                    let s = 1.0 / (1.0 + exp(-z));
-                    let ui = d * (s + z * s * (1.0 - s)) * alpha;
+                    let ui = u_value(v, d, alpha, beta);
                     *u = ui;
                     sum_u += ui as f64;
                     sum_ux += (ui * (v - mean)) as f64;
