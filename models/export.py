@@ -177,7 +177,9 @@ def gm_to_onnx(gm, input_names, output_names, args):
                                 dynamic_shapes=tuple(dyn.get(n, {0: B}) for n in input_names),
                                 custom_translation_table=fused_onnx.translation_table(),
                                 external_data=False, optimize=True, verbose=False)
-    return fused_onnx.attach(program.model_proto)
+    model = program.model_proto
+    fused_onnx.conv3x3_nodes(model, fused_onnx.CONV3X3_MIN_CHANNELS)
+    return fused_onnx.attach(model)
 
 
 VJP_INPUTS = ("x_t", "sigma", "mask", "cotangent")

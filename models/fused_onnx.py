@@ -1,4 +1,5 @@
-"""The `adps` ONNX domain: net.py's group_norm_silu and group_norm_silu_grad as graph nodes.
+"""The `adps` ONNX domain: net.py's group_norm_silu and group_norm_silu_grad as graph nodes,
+and 3×3 convolutions run by a Winograd kernel.
 
 Each op is exported as one node, `adps.GroupNormSiLU(x, a, c; groups, eps) -> y` and
 `adps.GroupNormSiLUGrad(x, a, c, dy; groups, eps) -> dx`, and the model carries an ONNX
@@ -10,8 +11,18 @@ torch.onnx inlines functions it emits itself.
 
 The math is net.py's, op for op; export.py checks the graphs, with these functions
 inlined, against float64 autograd of torch's own group_norm and silu.
+
+A third op, `adps.Conv3x3(x, w, b) -> y` (a Conv with stride 1 and padding 1), is made
+after export from the graphs' own 3×3 convolutions with enough input channels
+(`conv3x3_nodes`): adps runs it as a Winograd F(2×2, 3×3) kernel, which does 2.25× fewer
+multiplications than the direct convolution ONNX Runtime runs. Its function is that Conv,
+so the graphs compute exactly what they did before in any runtime that inlines it.
+`python fused_onnx.py FOLDER...` applies it to folders exported before it existed.
 """
+import numpy as np
 import onnx
+import onnx.numpy_helper
+import onnx.reference
 import onnxscript
 from onnx import defs
 from onnxscript import FLOAT
@@ -51,7 +62,12 @@ def GroupNormSiLUGrad(x: FLOAT, a: FLOAT, c: FLOAT, dy: FLOAT, groups: int, eps:
     return op.Reshape(dx, shape)
 
 
-FUNCTIONS = {f.name: f for f in (GroupNormSiLU, GroupNormSiLUGrad)}
+@onnxscript.script(opset=ADPS, default_opset=op)
+def Conv3x3(x: FLOAT, w: FLOAT, b: FLOAT) -> FLOAT:
+    return op.Conv(x, w, b, pads=[1, 1, 1, 1])
+
+
+FUNCTIONS = {f.name: f for f in (GroupNormSiLU, GroupNormSiLUGrad, Conv3x3)}
 
 
 def _schema(name, inputs, output):
@@ -85,6 +101,73 @@ def translation_table():
             torch.ops.adps.group_norm_silu_grad.default: _grad}
 
 
+def _constant(model, name, inits, producers):
+    """The value of tensor `name` as an array when it depends on initializers only, through
+    default-domain nodes (the gradient graphs' flipped and transposed kernels), else None."""
+    chain, stack, seen = [], [name], set()
+    while stack:
+        t = stack.pop()
+        if t in inits or t in seen or not t:
+            continue
+        node = producers.get(t)
+        if node is None or node.domain not in ("", "ai.onnx"):
+            return None
+        seen.add(t)
+        chain.append(node)
+        stack.extend(node.input)
+    if not chain:
+        return onnx.numpy_helper.to_array(inits[name])
+    order = {id(n): i for i, n in enumerate(model.graph.node)}
+    chain.sort(key=lambda n: order[id(n)])
+    used = {i for n in chain for i in n.input}
+    graph = onnx.helper.make_graph(chain, "fold", [], [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)],
+                                   [inits[i] for i in sorted(used & inits.keys())])
+    sub = onnx.helper.make_model(graph, opset_imports=[o for o in model.opset_import if o.domain in ("", "ai.onnx")])
+    return onnx.reference.ReferenceEvaluator(sub).run(None, {})[0]
+
+
+def conv3x3_nodes(model, min_channels):
+    """Make every 3×3 convolution of `model` with stride 1, zero padding 1, one group,
+    constant weights and at least `min_channels` input channels an `adps.Conv3x3(x, w, b)`
+    node (a zero bias where the Conv has none); returns how many. Weights computed from
+    initializers (the gradient graphs flip and transpose the forward's kernels) stay so:
+    ONNX Runtime folds them into constants before it creates the kernels, which transform
+    constant weights once. adps runs the node as a Winograd F(2×2, 3×3) kernel
+    (src/model/fused/conv3x3.rs: 2.25× fewer multiplications); any other runtime runs the
+    function, the same Conv. Below `min_channels` the direct convolution is as fast (cargo bench --bench
+    conv3x3 beside models/bench/conv_engines.py)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "Conv" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            continue
+        value = _constant(model, node.input[1], inits, producers)
+        if value is None or list(value.shape[2:]) != [3, 3] or value.shape[1] < min_channels:
+            continue
+        dims = value.shape
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        auto_pad = attrs.get("auto_pad", b"NOTSET")
+        if (attrs.get("group", 1) != 1 or list(attrs.get("strides", [1, 1])) != [1, 1]
+                or list(attrs.get("dilations", [1, 1])) != [1, 1]
+                or list(attrs.get("pads", [0, 0, 0, 0])) != [1, 1, 1, 1]
+                or auto_pad not in (b"NOTSET", "NOTSET")):
+            continue
+        inputs = list(node.input)
+        if len(inputs) < 3 or not inputs[2]:
+            bias = f"zero_bias_{dims[0]}"
+            if bias not in inits:
+                inits[bias] = onnx.numpy_helper.from_array(np.zeros(dims[0], np.float32), bias)
+                model.graph.initializer.append(inits[bias])
+            inputs = inputs[:2] + [bias]
+        node.op_type, node.domain = "Conv3x3", DOMAIN
+        del node.input[:]
+        node.input.extend(inputs)
+        del node.attribute[:]
+        count += 1
+    return count
+
+
 def attach(model):
     """Add the functions of the `adps` nodes in `model` and the domain's opset import."""
     used = {n.op_type for n in model.graph.node if n.domain == DOMAIN}
@@ -94,3 +177,41 @@ def attach(model):
     if used and not any(o.domain == DOMAIN for o in model.opset_import):
         model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, VERSION))
     return model
+
+
+# Input channels from which the exporter makes a 3×3 convolution an `adps.Conv3x3` node.
+CONV3X3_MIN_CHANNELS = 32
+
+
+def convert_folder(folder, min_channels=CONV3X3_MIN_CHANNELS):
+    """Rewrite an exported model folder's graphs with `adps.Conv3x3` nodes (conv3x3_nodes),
+    the weights untouched: what export.py now writes, for folders exported before it.
+    Returns {graph file name: nodes converted}."""
+    import json
+    import os
+
+    import card as cardlib
+
+    with open(os.path.join(folder, "card.json")) as f:
+        card = json.load(f)
+    graphs = card.pop("graphs")
+    models, counts = {}, {}
+    for name in graphs:
+        model = onnx.load(os.path.join(folder, name))
+        counts[name] = conv3x3_nodes(model, min_channels)
+        models[name] = attach(model)
+    cardlib.write_folder(folder, card, models)
+    cardlib.check_folder(folder)
+    return counts
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Rewrite exported model folders' 3×3 convolutions as "
+                                             "adps.Conv3x3 nodes (the exporter's output since they exist).")
+    ap.add_argument("folders", nargs="+")
+    ap.add_argument("--min-channels", type=int, default=CONV3X3_MIN_CHANNELS)
+    args = ap.parse_args()
+    for folder in args.folders:
+        print(folder, convert_folder(folder, args.min_channels))

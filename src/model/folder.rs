@@ -126,7 +126,8 @@ fn check_graph(
 
     // Self-contained, opset >= 17 (spec §2); default domain only, except for ops the file
     // itself defines as functions of standard ops (adps's exports: `adps.GroupNormSiLU`,
-    // run by a fused kernel where adps registers one, inlined by any other runtime), so
+    // `adps.Conv3x3`, …, run by a fused kernel where adps registers one, inlined by any
+    // other runtime), so
     // that every ONNX Runtime build still runs the graph.
     if !info.external_initializers.is_empty() {
         bail!(
@@ -334,12 +335,16 @@ mod tests {
 
     #[test]
     fn ops_outside_the_default_domain_need_a_function_in_the_file() {
-        let fused = [("adps", "GroupNormSiLU"), ("adps", "GroupNormSiLUGrad")];
+        let fused = [
+            ("adps", "Conv3x3"),
+            ("adps", "GroupNormSiLU"),
+            ("adps", "GroupNormSiLUGrad"),
+        ];
         // adps's own exports: the nodes and their functions.
         let ok = info(&[("", 18), ("adps", 1)], &fused, &fused);
         assert_eq!(default_opset(&ok).unwrap(), 18);
         // A node with no function is refused by name.
-        let err = default_opset(&info(&[("", 18), ("adps", 1)], &fused, &fused[..1]))
+        let err = default_opset(&info(&[("", 18), ("adps", 1)], &fused, &fused[..2]))
             .unwrap_err()
             .to_string();
         assert!(

@@ -269,7 +269,8 @@ fn builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder> 
 /// The CPU session: [`builder`] with adps's fused kernels ([`super::fused`]) for the
 /// graphs' `adps.*` nodes (on CUDA their ONNX functions are inlined instead).
 fn cpu_builder(env: &Environment, config: &SessionConfig) -> Result<SessionBuilder> {
-    let domain = super::fused::domain().map_err(|e| anyhow!("building the adps op domain: {e}"))?;
+    let domain = super::fused::domain(config.intra_threads)
+        .map_err(|e| anyhow!("building the adps op domain: {e}"))?;
     builder(env, config)?
         .with_operators(domain)
         .map_err(|e| anyhow!("registering adps's fused kernels: {e}"))

@@ -68,12 +68,18 @@ fn graphs_match_their_golden_outputs() {
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(g.join("graphs.json")).unwrap()).unwrap();
         let fused_before = adps::model::fused::kernels_created();
+        let conv_before = adps::model::fused::conv_kernels_created();
         let mut model = load(&name);
-        // The exported graphs' adps.GroupNormSiLU(Grad) nodes run as adps's fused kernels
-        // on CPU (the goldens come from onnxruntime running their ONNX functions).
+        // The exported graphs' adps.GroupNormSiLU(Grad) and adps.Conv3x3 nodes run as
+        // adps's fused kernels on CPU (the goldens come from onnxruntime running their
+        // ONNX functions: the Winograd convolutions are checked against direct ones).
         assert!(
             adps::model::fused::kernels_created() > fused_before,
             "{name}: no fused kernel was created"
+        );
+        assert!(
+            adps::model::fused::conv_kernels_created() > conv_before,
+            "{name}: no Winograd convolution kernel was created"
         );
         for (graph, sha) in meta["graph_sha256"].as_object().unwrap() {
             assert_goldens_current(&model, graph, sha.as_str().unwrap());
@@ -143,6 +149,38 @@ fn graphs_match_their_golden_outputs() {
             "dps_dense.grad.npy",
         );
     }
+}
+
+/// With several intra-op threads the Winograd kernels split a call's images into groups on
+/// ONNX Runtime's thread pool: the outputs must not depend on that, to the bit.
+#[test]
+fn graph_outputs_do_not_depend_on_intra_op_threads() {
+    let (name, dir) = golden_models().remove(0);
+    let g = dir.join("graphs");
+    let x_t: Array4<f32> = npy(&g, "x_t.npy");
+    let sigma: Array1<f32> = npy(&g, "sigma.npy");
+    let mask: Array4<f32> = npy(&g, "mask.npy");
+    let a: Array2<f32> = npy(&g, "A.npy");
+    let y: Array2<f32> = npy(&g, "y.npy");
+    let run = |threads: usize| {
+        let mut model = OnnxDenoiser::load(
+            root().join("models").join(&name),
+            &SessionConfig::new(Device::Cpu, threads),
+        )
+        .unwrap_or_else(|e| panic!("model {name}: {e:#}"));
+        model
+            .dense(x_t.view(), sigma.view(), mask.view(), y.view(), a.view())
+            .unwrap()
+    };
+    let (one, three) = (run(1), run(3));
+    assert_eq!(
+        one.grad, three.grad,
+        "{name}: dps_dense grad, 1 vs 3 threads"
+    );
+    assert_eq!(
+        one.x0_hat, three.x0_hat,
+        "{name}: dps_dense x0_hat, 1 vs 3 threads"
+    );
 }
 
 /// Runs one golden case with the Rust sampler; returns (x_N, reference x_N) per solver.
