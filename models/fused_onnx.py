@@ -168,6 +168,22 @@ def conv3x3_nodes(model, min_channels):
     return count
 
 
+def direct_convs(model):
+    """The inverse of conv3x3_nodes: every `adps.Conv3x3` node back to the Conv it stands
+    for (a zero bias stays an input). For benchmarks: the same weights with ONNX Runtime's
+    direct convolutions (models/bench/side_by_side.py --baseline-direct). Returns how many."""
+    count = 0
+    for node in model.graph.node:
+        if node.domain == DOMAIN and node.op_type == "Conv3x3":
+            node.op_type, node.domain = "Conv", ""
+            node.attribute.extend([onnx.helper.make_attribute("pads", [1, 1, 1, 1])])
+            count += 1
+    keep = [f for f in model.functions if not (f.domain == DOMAIN and f.name == "Conv3x3")]
+    del model.functions[:]
+    model.functions.extend(keep)
+    return count
+
+
 def attach(model):
     """Add the functions of the `adps` nodes in `model` and the domain's opset import."""
     used = {n.op_type for n in model.graph.node if n.domain == DOMAIN}
@@ -179,14 +195,18 @@ def attach(model):
     return model
 
 
-# Input channels from which the exporter makes a 3×3 convolution an `adps.Conv3x3` node.
-CONV3X3_MIN_CHANNELS = 32
+# Input channels from which the exporter makes a 3×3 convolution an `adps.Conv3x3` node:
+# the U-Net's first convolution (2 channels in) and the input gradient of its last (1 in)
+# run faster as ONNX Runtime's direct convolution (cargo bench --bench conv3x3 beside
+# models/bench/conv_engines.py), every other one faster as the Winograd kernel.
+CONV3X3_MIN_CHANNELS = 16
 
 
-def convert_folder(folder, min_channels=CONV3X3_MIN_CHANNELS):
+def convert_folder(folder, min_channels=CONV3X3_MIN_CHANNELS, out=None, rewrite=None):
     """Rewrite an exported model folder's graphs with `adps.Conv3x3` nodes (conv3x3_nodes),
     the weights untouched: what export.py now writes, for folders exported before it.
-    Returns {graph file name: nodes converted}."""
+    `rewrite(model) -> count` replaces conv3x3_nodes, `out` writes elsewhere.
+    Returns {graph file name: nodes rewritten}."""
     import json
     import os
 
@@ -198,10 +218,11 @@ def convert_folder(folder, min_channels=CONV3X3_MIN_CHANNELS):
     models, counts = {}, {}
     for name in graphs:
         model = onnx.load(os.path.join(folder, name))
-        counts[name] = conv3x3_nodes(model, min_channels)
+        counts[name] = rewrite(model) if rewrite else conv3x3_nodes(model, min_channels)
         models[name] = attach(model)
-    cardlib.write_folder(folder, card, models)
-    cardlib.check_folder(folder)
+    out = out or folder
+    cardlib.write_folder(out, card, models)
+    cardlib.check_folder(out)
     return counts
 
 

@@ -13,6 +13,9 @@
    `--baseline-adps BUILD` times a second adps build in the same rounds (A, B, torch, A, B,
    torch, …), so that a change is measured against the build before it on the same busy
    machine: its images/s and the ratio of the two builds are printed beside.
+   `--baseline-direct` does the same with this build on a copy of the exported folder whose
+   `adps.Conv3x3` nodes are plain Convs again (ONNX Runtime's direct convolutions instead
+   of adps's Winograd kernel, the same weights).
 3. Prints images/s for both, the ratio adps / torch, and the achieved GFLOP/s of the
    convolutions: images/s × NFE × (forward + input-gradient convolution FLOPs per image,
    counted from the exported graphs: 2·C_out·H_out·W_out·C_in·k_h·k_w per Conv, the
@@ -42,12 +45,14 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import export  # noqa: E402
+import fused_onnx  # noqa: E402
 from reference.adps_reference import edm_sigmas  # noqa: E402
 
 
 def conv_flops(path, shape):
     """Convolution FLOPs of one image through the graph at `path` (batch 1)."""
     model = onnx.load(path, load_external_data=False)
+    fused_onnx.direct_convs(model)  # adps.Conv3x3 nodes count as the Conv they stand for
     inits = {i.name: i for i in model.graph.initializer}
     # Feed batch 1 with concrete shapes, then infer every intermediate shape.
     for inp in model.graph.input:
@@ -135,6 +140,8 @@ def main():
     ap.add_argument("--adps", default=os.path.join(ROOT, "target/release/adps"))
     ap.add_argument("--baseline-adps", metavar="BUILD",
                     help="another adps build to time in the same rounds (e.g. the one before a change)")
+    ap.add_argument("--baseline-direct", action="store_true",
+                    help="time this build on the graphs with plain Convs for adps.Conv3x3 as the baseline")
     ap.add_argument("--images", type=int, default=64,
                     help="at least batch × cores, so that every adps restore worker gets a batch")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
@@ -175,12 +182,16 @@ def main():
     mask = torch.from_numpy((rng.random((args.images, *shape)) < keep).astype(np.float32))
     sigmas = edm_sigmas(args.steps)
 
-    def run_adps(batch, gradient, k, binary=args.adps):
+    direct_dir = os.path.join(work, "model-direct")
+    if args.baseline_direct:
+        fused_onnx.convert_folder(model_dir, out=direct_dir, rewrite=fused_onnx.direct_convs)
+
+    def run_adps(batch, gradient, k, binary=args.adps, model=model_dir):
         # A fresh output folder per run: an existing one would be resumed, not restored.
-        tag = "baseline" if binary != args.adps else "adps"
+        tag = "baseline" if (binary, model) != (args.adps, model_dir) else "adps"
         out = os.path.join(work, f"out-{batch}-{gradient}-{k}-{tag}")
         t = time.perf_counter()
-        subprocess.run([binary, "restore", "--model", model_dir, "--input", inp, "--output", out,
+        subprocess.run([binary, "restore", "--model", model, "--input", inp, "--output", out,
                         "--operator", f"cs:{args.m}", "--steps", str(args.steps), "--sampler", "euler", "--clip", "none",
                         "--zeta", str(args.zeta), "--batch-size", str(batch), "--gradient", gradient,
                         "--device", "cpu", "--progress", "never"]
@@ -199,7 +210,7 @@ def main():
     print(f"\n{args.images} images, cs:{args.m}, {args.steps} Euler steps (NFE {args.steps}), "
           f"torch {args.torch_threads} threads, adps --workers {args.workers or 'default'} "
           f"--threads {args.threads or 'default'}; median of {args.repeats}")
-    base = args.baseline_adps
+    base = args.baseline_adps or args.baseline_direct
     print(f"{'batch':>5} {'path':>6} {'adps img/s':>11} {'torch img/s':>12} {'ratio':>6} {'adps GFLOP/s':>13} {'% peak':>7} {'% SGEMM':>8}"
           + (f" {'baseline img/s':>15} {'adps / baseline':>16}" if base else ""))
     eager_loop(D, x_T[:1], mask[:1], y[:1], A, sigmas[-3:], args.zeta)  # warm-up
@@ -208,8 +219,10 @@ def main():
             a, b, t = [], [], []
             for k in range(args.repeats):  # alternate, so a busy machine slows all alike
                 a.append(run_adps(batch, gradient, k))
-                if base:
-                    b.append(run_adps(batch, gradient, k, base))
+                if args.baseline_adps:
+                    b.append(run_adps(batch, gradient, k, args.baseline_adps))
+                elif args.baseline_direct:
+                    b.append(run_adps(batch, gradient, k, model=direct_dir))
                 t.append(run_torch(batch))
             ma, mt = statistics.median(a), statistics.median(t)
             gflops = ma * args.steps * grad / 1e9

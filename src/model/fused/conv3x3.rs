@@ -34,6 +34,11 @@ const K_PANEL: usize = 16;
 const CHUNK_TILES: usize = 48;
 /// Positions of the 4×4 transformed tile.
 const XI: usize = 16;
+/// Floats between consecutive ξ blocks of V and M beyond their size: a block of 48 tiles ×
+/// 64 channels is 12 KiB, and 16 streams 12 KiB apart all fall into one set of the L1
+/// cache (4 KiB apart, 8 ways), which the transforms thrash reading or writing all ξ of a
+/// tile; a cache line more moves each block to another set.
+const XI_PAD: usize = 16;
 
 /// Shape of one call: x is [batch, c_in, h, w], y is [batch, c_out, h, w], in C order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,8 +276,8 @@ fn conv_with<S: Simd>(
     let (c_in, panels) = (weights.c_in, weights.panels);
     let cp = c_in.next_multiple_of(LANES);
     let kp = panels * K_PANEL;
-    grow(&mut scratch.v, XI * tcp_max * cp);
-    grow(&mut scratch.m, XI * tcp_max * kp);
+    grow(&mut scratch.v, XI * (tcp_max * cp + XI_PAD));
+    grow(&mut scratch.m, XI * (tcp_max * kp + XI_PAD));
     grow(
         &mut scratch.rows,
         (2 * rows_per_chunk.min(th) + 2) * (2 * tw + 2) * LANES,
@@ -282,21 +287,22 @@ fn conv_with<S: Simd>(
         let rows = rows_per_chunk.min(rows_total - first_row);
         let tc = rows * tw;
         let tcp = tc.next_multiple_of(TILE_BLOCK);
-        let v = &mut scratch.v[..XI * tcp * cp];
+        let (v_stride, m_stride) = (tcp * cp + XI_PAD, tcp * kp + XI_PAD);
+        let v = &mut scratch.v[..XI * v_stride];
         // Rows tc..tcp of V are padding: their products land in rows of M nobody reads,
         // but keep them finite.
         if tcp > tc {
-            for v_xi in v.chunks_exact_mut(tcp * cp) {
-                v_xi[tc * cp..].fill(0.0);
+            for v_xi in v.chunks_exact_mut(v_stride) {
+                v_xi[tc * cp..tcp * cp].fill(0.0);
             }
         }
         for seg in segments(first_row, rows, th, tw) {
-            input_transform::<S>(x, shape, seg, tcp, cp, v, &mut scratch.rows);
+            input_transform::<S>(x, shape, seg, v_stride, cp, v, &mut scratch.rows);
         }
-        let m = &mut scratch.m[..XI * tcp * kp];
+        let m = &mut scratch.m[..XI * m_stride];
         for xi in 0..XI {
-            let v_xi = &v[xi * tcp * cp..][..tcp * cp];
-            let m_xi = &mut m[xi * tcp * kp..][..tcp * kp];
+            let v_xi = &v[xi * v_stride..][..tcp * cp];
+            let m_xi = &mut m[xi * m_stride..][..tcp * kp];
             for p in 0..panels {
                 let u = &weights.u[(xi * panels + p) * c_in * K_PANEL..][..c_in * K_PANEL];
                 for t0 in (0..tcp).step_by(TILE_BLOCK) {
@@ -312,7 +318,7 @@ fn conv_with<S: Simd>(
             }
         }
         for seg in segments(first_row, rows, th, tw) {
-            output_transform::<S>(m, tcp, kp, weights, shape, seg, y, &mut scratch.rows);
+            output_transform::<S>(m, m_stride, kp, weights, shape, seg, y, &mut scratch.rows);
         }
         first_row += rows;
     }
@@ -354,16 +360,17 @@ fn grow(buf: &mut Vec<f32>, len: usize) {
     }
 }
 
-/// V[ξ][t][c] = (Bᵀ d B)[ξ] for a segment's tiles t and every input channel c, 8 channels at a time. A tile's patch d spans input rows
-/// 2ty−1 … 2ty+2 and columns 2tx−1 … 2tx+2, zero outside the image; the chunk's band of
-/// input rows is first staged channel-last, [row][column + 1][8 channels], zero-padded.
+/// V[ξ][t][c] = (Bᵀ d B)[ξ] for a segment's tiles t and every input channel c, 8 channels
+/// at a time, at `v[ξ·v_stride + t·cp + c]`. A tile's patch d spans input rows 2ty−1 …
+/// 2ty+2 and columns 2tx−1 … 2tx+2, zero outside the image; the chunk's band of input rows
+/// is first staged channel-last, [row][column + 1][8 channels], zero-padded.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn input_transform<S: Simd>(
     x: &[f32],
     shape: ConvShape,
     seg: Segment,
-    tcp: usize,
+    v_stride: usize,
     cp: usize,
     v: &mut [f32],
     staged: &mut [f32],
@@ -405,7 +412,7 @@ fn input_transform<S: Simd>(
                 // One combination at a time keeps 8 vectors live, not the patch's 16.
                 let patch = &staged[2 * tr * row_len + 2 * tx * LANES..];
                 let d = |i: usize| &patch[i * row_len..][..4 * LANES];
-                let at = (t * cp + c0, tcp * cp);
+                let at = (t * cp + c0, v_stride);
                 transform_row(d(0), d(2), -1.0, &mut v[at.0..], at.1, 0);
                 transform_row(d(1), d(2), 1.0, &mut v[at.0..], at.1, 1);
                 transform_row(d(2), d(1), -1.0, &mut v[at.0..], at.1, 2);
@@ -441,12 +448,13 @@ fn transform_row(da: &[f32], db: &[f32], sign: f32, v: &mut [f32], xi_stride: us
 }
 
 /// y's tiles = Aᵀ M A + bias, Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], for the chunk's tiles,
-/// 8 output channels at a time (M[ξ][t][k] is contiguous in k), then written to y's planes.
+/// 8 output channels at a time (M[ξ][t][k] at `m[ξ·m_stride + t·kp + k]`, contiguous in
+/// k), then written to y's planes.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn output_transform<S: Simd>(
     m: &[f32],
-    tcp: usize,
+    m_stride: usize,
     kp: usize,
     weights: &Weights,
     shape: ConvShape,
@@ -469,7 +477,7 @@ fn output_transform<S: Simd>(
                 let t = t0 + tr * tw + tx;
                 let mut mm = [[0f32; LANES]; XI];
                 for (xi, row) in mm.iter_mut().enumerate() {
-                    row.copy_from_slice(&m[(xi * tcp + t) * kp + k0..][..LANES]);
+                    row.copy_from_slice(&m[xi * m_stride + t * kp + k0..][..LANES]);
                 }
                 let mut out = [[0f32; LANES]; 4];
                 for l in 0..LANES {
