@@ -10,29 +10,14 @@
 //! Prints a Markdown table for the README's performance section.
 
 use std::hint::black_box;
-use std::time::Instant;
 
 use adps::model::fused::group_norm_silu::{
     backward, backward_portable, forward, forward_portable, Layout,
 };
 
-/// Median seconds per call of `f` over `reps` calls in 7 rounds.
-fn time(reps: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..reps / 10 + 1 {
-        f();
-    }
-    let mut rounds: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..reps {
-                f();
-            }
-            t.elapsed().as_secs_f64() / reps as f64
-        })
-        .collect();
-    rounds.sort_by(f64::total_cmp);
-    rounds[3]
-}
+mod kernel_timing;
+
+use kernel_timing::time;
 
 fn main() {
     let batch = 4;
