@@ -124,10 +124,6 @@ impl Weights {
         })
     }
 
-    pub fn c_in(&self) -> usize {
-        self.c_in
-    }
-
     pub fn c_out(&self) -> usize {
         self.c_out
     }
@@ -523,7 +519,10 @@ fn output_transform<S: Simd>(
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{conv_with, ConvShape, Scratch, Simd, Weights, K_PANEL, LANES, TILE_BLOCK};
+    use super::{
+        conv_with, gather_lane, scatter_lane, ConvShape, Scratch, Simd, Weights, K_PANEL, LANES,
+        TILE_BLOCK,
+    };
 
     #[target_feature(enable = "avx2,fma")]
     pub fn conv(
@@ -609,9 +608,7 @@ mod avx2 {
             }
         }
         for l in 0..LANES {
-            for c in full..w {
-                dst[c * LANES + l] = src[l * stride + c];
-            }
+            gather_lane(&src[full..], stride, w - full, &mut dst[full * LANES..], l);
         }
     }
 
@@ -631,9 +628,7 @@ mod avx2 {
             }
         }
         for l in 0..LANES {
-            for c in full..w {
-                dst[l * stride + c] = src[c * LANES + l];
-            }
+            scatter_lane(&src[full * LANES..], w - full, &mut dst[full..], stride, l);
         }
     }
 
